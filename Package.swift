@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "rootless-restore",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rootless-restore", targets: ["rootless-restore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Thin C layer for what Glibc's Swift module lacks: clone3, CLONE_* constants,
+        // variadic prctl/syscall, futex, cmsg macros. No logic lives here.
+        .target(name: "CRestoreShim"),
+        .systemLibrary(name: "CLibcap", pkgConfig: "libcap",
+                       providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CLibseccomp", pkgConfig: "libseccomp",
+                       providers: [.apt(["libseccomp-dev"])]),
+        // Pure Swift: tree format, validation, planning. Unit-testable without a kernel.
+        .target(name: "RestoreModel"),
+        // Kernel-facing: namespaces, id maps, the fork engine, the init loop, /proc.
+        .target(name: "RestoreEngine",
+                dependencies: ["RestoreModel", "CRestoreShim", "CLibcap", "CLibseccomp"]),
+        // Commands, kept in a library so they can be tested; the executable is a stub.
+        .target(name: "RestoreCLI",
+                dependencies: ["RestoreModel", "RestoreEngine",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "rootless-restore", dependencies: ["RestoreCLI"]),
+        .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel"]),
+    ]
+)

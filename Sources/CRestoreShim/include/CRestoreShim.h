@@ -1,0 +1,121 @@
+// C shim for rootless-restore: syscalls and macros that Swift's Glibc module does not
+// expose (clone3, futex, variadic prctl, cmsg). Every function is a thin wrapper with no
+// logic; calls return a result or a *negative errno*, never -1 with errno set, so no
+// Swift code can clobber errno between the call and the check.
+#ifndef C_RESTORE_SHIM_H
+#define C_RESTORE_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sched.h>
+
+#ifndef CLONE_NEWUSER
+#define CLONE_NEWUSER 0x10000000
+#endif
+#ifndef CLONE_NEWPID
+#define CLONE_NEWPID 0x20000000
+#endif
+#ifndef CLONE_NEWNS
+#define CLONE_NEWNS 0x00020000
+#endif
+#ifndef CLONE_THREAD
+#define CLONE_THREAD 0x00010000
+#endif
+#ifndef CLONE_VM
+#define CLONE_VM 0x00000100
+#endif
+#ifndef CLONE_FS
+#define CLONE_FS 0x00000200
+#endif
+#ifndef CLONE_FILES
+#define CLONE_FILES 0x00000400
+#endif
+#ifndef CLONE_SIGHAND
+#define CLONE_SIGHAND 0x00000800
+#endif
+#ifndef CLONE_SYSVSEM
+#define CLONE_SYSVSEM 0x00040000
+#endif
+#ifndef CLONE_PARENT
+#define CLONE_PARENT 0x00008000
+#endif
+
+static const uint64_t RR_CLONE_NEWUSER = CLONE_NEWUSER;
+static const uint64_t RR_CLONE_NEWPID = CLONE_NEWPID;
+static const uint64_t RR_CLONE_NEWNS = CLONE_NEWNS;
+static const uint64_t RR_CLONE_THREAD = CLONE_THREAD;
+static const uint64_t RR_CLONE_VM = CLONE_VM;
+static const uint64_t RR_CLONE_FS = CLONE_FS;
+static const uint64_t RR_CLONE_FILES = CLONE_FILES;
+static const uint64_t RR_CLONE_SIGHAND = CLONE_SIGHAND;
+static const uint64_t RR_CLONE_SYSVSEM = CLONE_SYSVSEM;
+static const uint64_t RR_CLONE_PARENT = CLONE_PARENT;
+
+/// clone3() without a new stack: returns like fork() (0 in the child, the child's PID in
+/// the parent's namespace), or -errno. `set_tid` is innermost-first, as the kernel wants.
+long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size);
+
+/// clone3() of a thread with a chosen TID that runs `fn(arg)` on `stack` and then exits the
+/// thread. Returns the new TID or -errno.
+long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg);
+
+/// Shared futex word (FUTEX_WAIT/WAKE, not private: the word lives in MAP_SHARED memory).
+int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms);
+int rr_futex_wake(uint32_t *word, int count);
+uint32_t rr_atomic_load(const uint32_t *word);
+void rr_atomic_store(uint32_t *word, uint32_t value);
+uint32_t rr_atomic_add(uint32_t *word, uint32_t delta);
+
+/// prctl(2) is variadic in glibc, so Swift cannot call it.
+int rr_prctl_set_pdeathsig(int sig);
+int rr_prctl_set_child_subreaper(int on);
+int rr_prctl_get_child_subreaper(int *on);
+int rr_prctl_set_name(const char *name);
+
+/// Raw syscalls without glibc wrappers (or whose wrappers keep caches a raw clone breaks).
+long rr_getpid(void);
+long rr_gettid(void);
+long rr_getppid(void);
+int rr_kill(pid_t pid, int sig);
+int rr_exit_thread(int status) __attribute__((noreturn));
+
+/// send(2) of one record; recvmsg(2) of one record with the sender's PID as translated by
+/// the kernel into the receiver's PID namespace (SO_PASSCRED must be on). Returns bytes or -errno.
+long rr_send_record(int fd, const void *buf, size_t len);
+/// Waits up to timeout_ms for `fd` or `interrupt_fd` (-1: none); -ETIMEDOUT, or -ECANCELED
+/// when interrupt_fd became readable first; 0 at end of file.
+long rr_recv_record(int fd, int interrupt_fd, void *buf, size_t len, pid_t *sender_pid, int timeout_ms);
+int rr_enable_passcred(int fd);
+
+/// sigprocmask for the whole set; errno-free results.
+int rr_block_signals(const sigset_t *set, sigset_t *old);
+int rr_set_signal_mask(const sigset_t *set);
+int rr_reset_signal_dispositions(void);
+int rr_ignore_signal(int sig);
+int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);
+
+/// WEXITED|WNOWAIT wait for one child, without reaping it. Returns 0 or -errno.
+int rr_wait_exited_nowait(pid_t pid);
+/// siginfo accessors (the union fields are macros in glibc).
+pid_t rr_siginfo_pid(const siginfo_t *info);
+int rr_siginfo_status(const siginfo_t *info);
+int rr_siginfo_code(const siginfo_t *info);
+
+/// waitpid status macros.
+int rr_wifexited(int status);
+int rr_wexitstatus(int status);
+int rr_wifsignaled(int status);
+int rr_wtermsig(int status);
+int rr_wifstopped(int status);
+
+
+#endif

@@ -1,0 +1,176 @@
+#define _GNU_SOURCE
+#include "CRestoreShim.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+struct rr_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+
+long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.exit_signal = (uint64_t)exit_signal;
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+    long r = syscall(SYS_clone3, &args, (size_t)80);
+    return r < 0 ? -errno : r;
+}
+
+long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+    long r = syscall(SYS_clone3, &args, (size_t)80);
+    if (r == 0) {
+        // New thread on its own stack: no return path exists, so run and leave.
+        fn(arg);
+        syscall(SYS_exit, 0);
+        for (;;) {}
+    }
+    return r < 0 ? -errno : r;
+}
+
+int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms) {
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    long r = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    return r < 0 ? -errno : 0;
+}
+
+int rr_futex_wake(uint32_t *word, int count) {
+    long r = syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+uint32_t rr_atomic_load(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
+void rr_atomic_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
+uint32_t rr_atomic_add(uint32_t *word, uint32_t delta) {
+    return __atomic_add_fetch(word, delta, __ATOMIC_ACQ_REL);
+}
+
+int rr_prctl_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_prctl_set_child_subreaper(int on) {
+    return prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
+}
+int rr_prctl_get_child_subreaper(int *on) {
+    return prctl(PR_GET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
+}
+int rr_prctl_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0) < 0 ? -errno : 0; }
+
+long rr_getpid(void) { return syscall(SYS_getpid); }
+long rr_gettid(void) { return syscall(SYS_gettid); }
+long rr_getppid(void) { return syscall(SYS_getppid); }
+int rr_kill(pid_t pid, int sig) { return syscall(SYS_kill, pid, sig) < 0 ? -errno : 0; }
+int rr_exit_thread(int status) {
+    syscall(SYS_exit, status);
+    for (;;) {}
+}
+
+long rr_send_record(int fd, const void *buf, size_t len) {
+    ssize_t r;
+    do { r = send(fd, buf, len, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+int rr_enable_passcred(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+long rr_recv_record(int fd, int interrupt_fd, void *buf, size_t len, pid_t *sender_pid, int timeout_ms) {
+    struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = interrupt_fd, .events = POLLIN } };
+    int pr;
+    do { pr = poll(p, interrupt_fd >= 0 ? 2 : 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+    if (pr < 0) return -errno;
+    if (pr == 0) return -ETIMEDOUT;
+    if (interrupt_fd >= 0 && (p[1].revents & POLLIN) && !(p[0].revents & (POLLIN | POLLHUP))) return -ECANCELED;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(struct ucred))]; } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t r;
+    do { r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -errno;
+    *sender_pid = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+            *sender_pid = cred.pid;
+        }
+    }
+    return r;
+}
+
+int rr_block_signals(const sigset_t *set, sigset_t *old) {
+    return sigprocmask(SIG_BLOCK, set, old) < 0 ? -errno : 0;
+}
+int rr_set_signal_mask(const sigset_t *set) {
+    return sigprocmask(SIG_SETMASK, set, NULL) < 0 ? -errno : 0;
+}
+int rr_reset_signal_dispositions(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &sa, NULL); // fails harmlessly for signals glibc reserves
+    }
+    return 0;
+}
+int rr_ignore_signal(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms) {
+    struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L };
+    int r = sigtimedwait(set, info, timeout_ms < 0 ? NULL : &ts);
+    return r < 0 ? -errno : r;
+}
+
+int rr_wait_exited_nowait(pid_t pid) {
+    siginfo_t info;
+    int r;
+    do { r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+pid_t rr_siginfo_pid(const siginfo_t *info) { return info->si_pid; }
+int rr_siginfo_status(const siginfo_t *info) { return info->si_status; }
+int rr_siginfo_code(const siginfo_t *info) { return info->si_code; }
+
+int rr_wifexited(int status) { return WIFEXITED(status); }
+int rr_wexitstatus(int status) { return WEXITSTATUS(status); }
+int rr_wifsignaled(int status) { return WIFSIGNALED(status); }
+int rr_wtermsig(int status) { return WTERMSIG(status); }
+int rr_wifstopped(int status) { return WIFSTOPPED(status); }
+

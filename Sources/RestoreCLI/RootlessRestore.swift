@@ -1,0 +1,138 @@
+import ArgumentParser
+import Glibc
+import RestoreEngine
+import RestoreModel
+
+public struct RootlessRestore: ParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "rootless-restore",
+        abstract: "Rebuild a recorded process tree with the same PIDs, parents, groups and sessions, without root.",
+        discussion: """
+        rootless-restore creates a new user namespace and PID namespace as an ordinary user, \
+        maps your uid/gid into it, and recreates every process of tree.json with clone3() and \
+        set_tid, so each gets its recorded PID. Then each process runs its payload.
+
+        Examples:
+          rootless-restore validate examples/hello/tree.json
+          rootless-restore run examples/hello/tree.json
+          rootless-restore run --report report.json tree.json
+
+        \(exitCodeHelp)
+        """,
+        version: "\(version) (libseccomp \(EngineInfo.libseccompVersion))",
+        subcommands: [Run.self, Validate.self])
+
+    public init() {}
+
+    static let exitCodeHelp = """
+        Exit codes:
+          0-255  run: the tree's exit status (PID 1's if the tree has one, else the first
+                 top-level process's; 128+N if it was killed by signal N)
+          64     usage error
+          65     the tree is invalid (the message names the entry)
+          66     the tree file cannot be read
+          77     this machine or user cannot create the namespaces (see the message)
+          125    the restore failed; the whole namespace was torn down
+          126    a payload could not be executed
+          127    a payload's executable was not found
+          128+N  the restore was interrupted by signal N; the namespace was torn down
+        """
+}
+
+/// Reads, parses, validates and plans a tree; every failure is a RestoreError.
+struct LoadedTree {
+    var tree: ProcessTree
+    var plan: RestorePlan
+    var phases: [(String, Double)]
+
+    init(path: String) throws {
+        var start = SystemClock.now
+        var phases: [(String, Double)] = []
+        func lap(_ name: String) { let now = SystemClock.now; phases.append((name, Double(now - start) / 1e6)); start = now }
+        let bytes = try Self.readTree(path)
+        tree = try TreeParser.parse(bytes)
+        lap("parse")
+        try TreeValidator.validate(tree)
+        lap("validate")
+        plan = try RestorePlanner.plan(tree)
+        lap("plan")
+        self.phases = phases
+    }
+
+    static func readTree(_ path: String) throws -> [UInt8] {
+        let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw RestoreError(.input, operation: "open", errno: e, entry: path, message: "cannot open the tree file")
+        }
+        defer { if fd != 0 { close(fd) } }
+        var st = stat()
+        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) > TreeParser.maxFileSize {
+            throw RestoreError(.invalidTree, operation: "read", entry: path,
+                               message: "is \(st.st_size) bytes; tree files are limited to \(TreeParser.maxFileSize) bytes")
+        }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw RestoreError(.input, operation: "read", errno: errno, entry: path, message: "cannot read the tree file")
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > TreeParser.maxFileSize {
+                throw RestoreError(.invalidTree, operation: "read", entry: path,
+                                   message: "is larger than the \(TreeParser.maxFileSize)-byte limit for tree files")
+            }
+        }
+        return out
+    }
+}
+
+enum SystemClock {
+    static var now: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Prints a RestoreError the way users read it and exits with its documented code.
+func fail(_ error: Error) -> ExitCode {
+    if let e = error as? RestoreError {
+        writeStderr("rootless-restore: error: \(e.description)\n")
+        return ExitCode(e.exitCode)
+    }
+    writeStderr("rootless-restore: error: \(error)\n")
+    return ExitCode(RestoreError.ExitCode.restoreFailed)
+}
+
+func writeStderr(_ s: String) { writeAll(2, s) }
+
+func writeAll(_ fd: Int32, _ s: String) {
+    var bytes = Array(s.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
+        offset += n
+    }
+}
+
+/// Writes `text` to `path` atomically (temporary file + rename), or to stdout for "-".
+func writeAtomically(_ path: String, _ text: String) throws {
+    if path == "-" { writeAll(1, text); return }
+    let tmp = path + ".tmp-\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+        throw RestoreError(.input, operation: "open", errno: errno, entry: path, message: "cannot write the report")
+    }
+    writeAll(fd, text)
+    close(fd)
+    guard rename(tmp, path) == 0 else {
+        throw RestoreError(.input, operation: "rename", errno: errno, entry: path, message: "cannot write the report")
+    }
+}

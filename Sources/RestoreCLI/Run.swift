@@ -1,0 +1,93 @@
+import ArgumentParser
+import Glibc
+import RestoreEngine
+import RestoreModel
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a process tree in a new user and PID namespace and wait for it.",
+        discussion: """
+        Every process of the tree is created with its recorded PID, parent, process group and \
+        session, and checked against /proc, before any payload starts. A process with `args` \
+        then execs them; one without holds (stays idle until signalled). If the tree has PID 1, \
+        it is the namespace init and run forwards signals to it; otherwise run's own init is \
+        PID 1, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the top-level \
+        processes, reaps what it adopts, and ends when every process has exited.
+        A failure at any point, or Ctrl-C during the restore, tears the whole namespace down.
+
+        \(RootlessRestore.exitCodeHelp)
+        """)
+
+    @Argument(help: "The tree to restore (tree.json, version 1; see docs/tree-format.md). '-' reads stdin.")
+    var tree: String
+
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print the plan summary and the time of each phase on stderr.")
+    var verbose = false
+
+    @Option(name: .long, help: ArgumentHelp("Once every process is restored and released, write a JSON report (PIDs at every level, ppid, pgid, sid, state, read back from /proc, and the time per phase) to FILE, or '-' for stdout.", valueName: "FILE"))
+    var report: String?
+
+    @Option(name: .long, help: .hidden)
+    var occupyPid: Int32?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck.", valueName: "SECONDS"))
+    var stepTimeout: Double = 30
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+    }
+
+    func run() throws {
+        let loaded: LoadedTree
+        do { loaded = try LoadedTree(path: tree) } catch { throw fail(error) }
+        var options = RunOptions()
+        options.quiet = quiet
+        options.verbose = verbose
+        options.progress = !quiet && isatty(2) == 1
+        options.occupyPid = occupyPid
+        options.stepTimeout = stepTimeout
+        let reportPath = report
+        let verbose = self.verbose
+        options.onReady = { report in
+            if let reportPath { try writeAtomically(reportPath, report.json()) }
+            if verbose {
+                let phases = report.phases.map { "\($0.0) \(Double(Int($0.1 * 10)) / 10) ms" }.joined(separator: ", ")
+                writeStderr("rootless-restore: restored \(report.processes.count) processes with \(report.helpers.count) helpers (\(phases))\n")
+            }
+        }
+        if verbose {
+            writeStderr("rootless-restore: \(loaded.tree.processes.count) processes, \(loaded.plan.helperCount) helpers, \(loaded.plan.steps.count) steps\n")
+        }
+        let status: Int32
+        do {
+            status = try RestoreSession(tree: loaded.tree, plan: loaded.plan, options: options).run(phases: loaded.phases)
+        } catch {
+            throw fail(error)
+        }
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a tree and print its restore plan without creating anything.",
+        discussion: "Exit status 0 when the tree is valid, 65 when it is not (the message names the entry), 66 when it cannot be read.")
+
+    @Argument(help: "The tree to check. '-' reads stdin.")
+    var tree: String
+
+    @Flag(name: .shortAndLong, help: "Print nothing; only the exit status tells.")
+    var quiet = false
+
+    func run() throws {
+        do {
+            let loaded = try LoadedTree(path: tree)
+            if !quiet { writeAll(1, loaded.plan.describe(tree: loaded.tree, source: tree)) }
+        } catch {
+            throw fail(error)
+        }
+    }
+}

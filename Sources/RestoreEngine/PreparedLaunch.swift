@@ -1,0 +1,93 @@
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// Everything one node needs after it is cloned, prepared before the first clone so that no
+/// child allocates, formats or looks anything up between fork and exec.
+struct PreparedNode {
+    enum Kind: UInt8 { case process, runtimeInit, helper }
+
+    var kind: Kind
+    var setTid: UnsafeMutablePointer<pid_t>
+    var setTidCount: Int
+    var cloneFlags: UInt64
+    var localPid: pid_t
+    /// Resolved executable; nil: the process holds.
+    var path: UnsafeMutablePointer<CChar>?
+    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    var envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    var cwd: UnsafeMutablePointer<CChar>?
+    var stopped: Bool
+    /// Init of a nested namespace: mounts its own /proc as soon as it exists.
+    var mountsProc: Bool
+    /// PID 1 of some namespace: when it holds it must still reap and answer signals.
+    var isNamespaceInit: Bool
+}
+
+/// The read-only world of every puppet.
+struct PuppetWorld {
+    var control: ControlBlock
+    /// The puppets' end of the answer socket (CLOEXEC: closed by a successful exec).
+    var answerFD: Int32
+    /// The coordinator's end; puppets close their inherited copy.
+    var coordinatorFD: Int32
+    var nodes: UnsafeMutablePointer<PreparedNode>
+    var nodeCount: Int
+    /// Local PIDs of the processes directly under the runtime's init, first one first.
+    var topLevelPids: UnsafeMutablePointer<pid_t>
+    var topLevelCount: Int
+    var strings: FixedStrings
+    /// Scratch space for the few formatted numbers a child writes (pid_max).
+    var scratch: UnsafeMutablePointer<UInt8>
+}
+
+/// C strings the children use, made once.
+struct FixedStrings {
+    let root = makeCString("/")
+    let proc = makeCString("proc")
+    let procDir = makeCString("/proc")
+    let pidMax = makeCString("/proc/sys/kernel/pid_max")
+    let execFailedStopped = makeCString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
+}
+
+/// Where an executable lives, resolved in the coordinator as execvp would, so a missing
+/// program is reported before any process exists.
+enum ExecutableResolver {
+    static let defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+    static func resolve(_ program: String, env: [String], cwd: String, entry: String) throws -> String {
+        if program.contains("/") {
+            let path = program.hasPrefix("/") ? program : (cwd.hasSuffix("/") ? cwd : cwd + "/") + program
+            try check(path, program: program, entry: entry)
+            return path
+        }
+        let pathVar = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? defaultPath
+        var denied: String?
+        for dir in pathVar.split(separator: ":", omittingEmptySubsequences: false) {
+            let base = dir.isEmpty ? cwd : String(dir)
+            let candidate = (base.hasPrefix("/") ? base : cwd + "/" + base) + "/" + program
+            var st = stat()
+            guard stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            if access(candidate, X_OK) == 0 { return candidate }
+            denied = candidate
+        }
+        if let denied {
+            throw RestoreError(.cannotExecute, operation: "access", errno: EACCES, entry: entry,
+                               message: "\"\(program)\" was found at \(denied) but is not executable")
+        }
+        throw RestoreError(.notFound, operation: "execvp", errno: ENOENT, entry: entry,
+                           message: "\"\(program)\" was not found in PATH=\(pathVar)")
+    }
+
+    static func check(_ path: String, program: String, entry: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw RestoreError(.notFound, operation: "stat", errno: Glibc.errno, entry: entry,
+                               message: "executable \"\(path)\" does not exist")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG, access(path, X_OK) == 0 else {
+            throw RestoreError(.cannotExecute, operation: "access", errno: EACCES, entry: entry,
+                               message: "\"\(path)\" is not an executable file")
+        }
+    }
+}

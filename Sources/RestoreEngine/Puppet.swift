@@ -1,0 +1,222 @@
+import CRestoreShim
+import Glibc
+
+/// The code every restored process runs between its clone3() and its exec: it waits for the
+/// coordinator's commands in its control slot and answers on the shared socket.
+///
+/// Fork safety: the coordinator is single-threaded when it clones (asserted), every buffer
+/// used here was prepared beforehand, and a puppet only makes raw system calls on them.
+/// A failing puppet reports stage + errno and ends with `_exit`.
+enum Puppet {
+    static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
+        var me = start
+        var seen = initialSeen
+        answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
+        while true {
+            let (command, a, _) = world.control.wait(me, seen: &seen)
+            switch command {
+            case .none:
+                continue
+            case .setupNamespace:
+                setUpNamespace(world, me, neededPidMax: a)
+            case .fork:
+                let child = Int(a)
+                let node = world.nodes[child]
+                let childSeen = world.control.sequence(child)
+                let pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+                if pid == 0 {
+                    me = child
+                    seen = childSeen
+                    if node.mountsProc { mountFreshProc(world, me) }
+                    answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
+                } else if pid < 0 {
+                    answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
+                }
+            case .setsid:
+                if setsid() < 0 { fail(world, me, .setsid) } else { answer(world, me, .done) }
+            case .setpgid:
+                if setpgid(0, a) < 0 { fail(world, me, .setpgid) } else { answer(world, me, .done) }
+            case .setChildSubreaper:
+                let r = rr_prctl_set_child_subreaper(1)
+                if r < 0 { answer(world, me, .failed, stage: .subreaper, value: -r) } else { answer(world, me, .done) }
+            case .exit:
+                _exit(a)
+            case .die:
+                die(a)
+            case .reap:
+                var status: Int32 = 0
+                var r: pid_t
+                repeat { r = waitpid(a, &status, 0) } while r < 0 && Glibc.errno == EINTR
+                if r < 0 { fail(world, me, .reap) } else { answer(world, me, .done) }
+            case .awaitZombie:
+                let r = rr_wait_exited_nowait(a)
+                if r < 0 { answer(world, me, .failed, stage: .awaitZombie, value: -r) } else { answer(world, me, .done) }
+            case .release:
+                release(world, me)
+            }
+        }
+    }
+
+    static func answer(_ world: PuppetWorld, _ node: Int, _ kind: PuppetAnswer.Kind,
+                       stage: PuppetStage? = nil, value: Int32 = 0) {
+        var record = PuppetAnswer(node: Int32(node), kind: kind.rawValue, stage: stage?.rawValue ?? 0, value: value)
+        _ = withUnsafeBytes(of: &record) { rr_send_record(world.answerFD, $0.baseAddress, $0.count) }
+    }
+
+    static func fail(_ world: PuppetWorld, _ node: Int, _ stage: PuppetStage) {
+        answer(world, node, .failed, stage: stage, value: Glibc.errno)
+    }
+
+    /// Init only, after the coordinator wrote the id maps: private mounts, a /proc for the new
+    /// PID namespace, and a pid_max large enough for the tree.
+    static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) {
+        if !mountFreshProc(world, me) { return }
+        if neededPidMax > 0 && !ensurePidMax(world, neededPidMax) { fail(world, me, .pidMax); return }
+        answer(world, me, .done)
+    }
+
+    @discardableResult
+    static func mountFreshProc(_ world: PuppetWorld, _ me: Int) -> Bool {
+        let s = world.strings
+        if mount(nil, s.root, nil, UInt(MS_REC | MS_PRIVATE), nil) < 0 { fail(world, me, .mountPrivate); return false }
+        if mount(s.proc, s.procDir, s.proc, UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) < 0 {
+            fail(world, me, .mountProc)
+            return false
+        }
+        return true
+    }
+
+    /// Reads this namespace's pid_max and raises it when the tree needs more.
+    static func ensurePidMax(_ world: PuppetWorld, _ needed: Int32) -> Bool {
+        let fd = open(world.strings.pidMax, O_RDWR | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        let buf = world.scratch
+        let n = read(fd, buf, 31)
+        if n <= 0 { return false }
+        var current: Int32 = 0
+        for i in 0..<n where buf[i] >= 48 && buf[i] <= 57 { current = current * 10 + Int32(buf[i] - 48) }
+        if current >= needed { return true }
+        // Format `needed` right-aligned in the scratch buffer.
+        var v = needed
+        var pos = 31
+        buf[pos] = 10
+        repeat { pos -= 1; buf[pos] = UInt8(48 + v % 10); v /= 10 } while v > 0
+        return pwrite(fd, buf + pos, 32 - pos, 0) == 32 - pos
+    }
+
+    /// Zombie-to-be: exit with code -a, or die of signal a with the default action.
+    static func die(_ a: Int32) -> Never {
+        if a > 0 {
+            _ = rr_reset_signal_dispositions()
+            var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
+            var empty = sigset_t()
+            sigemptyset(&empty)
+            _ = rr_set_signal_mask(&empty)
+            _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), a)
+            _exit(128 + a)
+        }
+        _exit(-a)
+    }
+
+    /// Become what the tree recorded.
+    static func release(_ world: PuppetWorld, _ me: Int) -> Never {
+        let node = world.nodes[me]
+        if node.kind == .runtimeInit {
+            close(world.answerFD)
+            InitLoop.runtimeInit(world)
+        }
+        _ = rr_reset_signal_dispositions()
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        if node.stopped {
+            // The exec result can no longer be reported once we sleep: give up the socket.
+            close(world.answerFD)
+            _ = rr_set_signal_mask(&empty)
+            _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
+        }
+        guard let path = node.path else {
+            if !node.stopped { close(world.answerFD) }
+            if node.isNamespaceInit { InitLoop.holdingInit() }
+            _ = rr_set_signal_mask(&empty)
+            while true { pause() }
+        }
+        if let cwd = node.cwd, chdir(cwd) < 0 {
+            let e = Glibc.errno
+            if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+            else { answer(world, me, .failed, stage: .chdir, value: e) }
+            _exit(127)
+        }
+        if !node.stopped { _ = rr_set_signal_mask(&empty) }
+        execve(path, node.argv!, node.envp!)
+        let e = Glibc.errno
+        if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+        else { answer(world, me, .failed, stage: .exec, value: e) }
+        _exit(e == ENOENT ? 127 : 126)
+    }
+}
+
+/// PID 1 behaviour after the tree is built.
+enum InitLoop {
+    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+
+    static func signalSet(withChild: Bool) -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in forwarded { sigaddset(&set, s) }
+        if withChild { sigaddset(&set, SIGCHLD) }
+        return set
+    }
+
+    /// The runtime's own init: forward signals to the top-level processes, reap everything,
+    /// and when nothing is left exit with the first top-level process's status.
+    static func runtimeInit(_ world: PuppetWorld) -> Never {
+        var set = signalSet(withChild: true)
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
+        var firstStatus: Int32 = 0
+        var info = siginfo_t()
+        while true {
+            // Reap first: children may have ended before we got here.
+            while true {
+                var status: Int32 = 0
+                let r = waitpid(-1, &status, WNOHANG)
+                if r > 0 {
+                    if r == first { firstStatus = exitCode(status) }
+                    continue
+                }
+                if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+                break
+            }
+            let sig = rr_sigwait_timeout(&set, &info, -1)
+            if sig > 0 && sig != SIGCHLD {
+                for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
+            }
+        }
+    }
+
+    /// A recorded PID 1 that holds: it reaps what it adopts and ends on a terminating signal.
+    static func holdingInit() -> Never {
+        var set = signalSet(withChild: true)
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        var info = siginfo_t()
+        while true {
+            let sig = rr_sigwait_timeout(&set, &info, -1)
+            if sig == SIGCHLD {
+                var status: Int32 = 0
+                while waitpid(-1, &status, WNOHANG) > 0 {}
+            } else if sig > 0 {
+                _exit(128 + sig)
+            }
+        }
+    }
+
+    static func exitCode(_ status: Int32) -> Int32 {
+        if rr_wifexited(status) != 0 { return rr_wexitstatus(status) }
+        if rr_wifsignaled(status) != 0 { return 128 + rr_wtermsig(status) }
+        return 1
+    }
+}

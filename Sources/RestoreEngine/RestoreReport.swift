@@ -1,0 +1,44 @@
+import RestoreModel
+
+/// What `--report` writes: the restored tree as read back from /proc, and where the time went.
+public struct RestoreReport: Sendable {
+    public struct Process: Sendable {
+        public var index: Int
+        public var hostPid: Int32
+        public var nspid: [Int32]
+        public var ppid: Int32
+        public var pgid: Int32
+        public var sid: Int32
+        public var nspgid: [Int32]
+        public var nssid: [Int32]
+        public var state: String
+        public var threads: Int
+    }
+
+    public struct Helper: Sendable {
+        public var nspid: [Int32]
+        public var purpose: String
+    }
+
+    public var processes: [Process] = []
+    public var helpers: [Helper] = []
+    /// Phase name and milliseconds, in order.
+    public var phases: [(String, Double)] = []
+    public var treeHasInit = false
+
+    public init() {}
+
+    public func json() -> String {
+        func arr(_ a: [Int32]) -> String { "[" + a.map(String.init).joined(separator: ", ") + "]" }
+        var out = "{\n  \"version\": 1,\n  \"treeHasInit\": \(treeHasInit),\n  \"processes\": ["
+        out += processes.map { p in
+            "\n    {\"index\": \(p.index), \"pid\": \(p.nspid.first ?? 0), \"nspid\": \(arr(p.nspid)), \"hostPid\": \(p.hostPid), \"ppid\": \(p.ppid), \"pgid\": \(p.pgid), \"sid\": \(p.sid), \"nspgid\": \(arr(p.nspgid)), \"nssid\": \(arr(p.nssid)), \"state\": \"\(p.state)\", \"threads\": \(p.threads)}"
+        }.joined(separator: ",")
+        out += "\n  ],\n  \"helpers\": ["
+        out += helpers.map { h in "\n    {\"nspid\": \(arr(h.nspid)), \"purpose\": \"\(h.purpose)\"}" }.joined(separator: ",")
+        out += "\n  ],\n  \"phases\": {"
+        out += phases.map { name, ms in "\"\(name)\": \(Double(Int(ms * 1000)) / 1000)" }.joined(separator: ", ")
+        out += "}\n}\n"
+        return out
+    }
+}

@@ -1,0 +1,499 @@
+import CLibcap
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// Options of one `run`.
+public struct RunOptions: Sendable {
+    public var quiet = false
+    public var verbose = false
+    /// Show progress on stderr (the CLI sets it when stderr is a terminal and not quiet).
+    public var progress = false
+    /// Called once the tree is built and released, with the report read back from /proc.
+    public var onReady: (@Sendable (RestoreReport) throws -> Void)?
+    /// Testing aid: an extra process takes this PID in the new namespace before the restore.
+    public var occupyPid: Int32?
+    /// Seconds a single step may take before the restore is declared stuck.
+    public var stepTimeout: Double = 30
+
+    public init() {}
+}
+
+/// The coordinator: creates the namespaces, drives the puppets through the plan, verifies the
+/// result from /proc, releases the payloads, then stays as the shim that forwards signals and
+/// returns the tree's exit status. Any failure tears the whole namespace down.
+public final class RestoreSession {
+    let tree: ProcessTree
+    var plan: RestorePlan
+    let options: RunOptions
+    var world: PuppetWorld!
+    var initHostPid: pid_t = 0
+    var hostPid: [Int32]
+    var signalFD: Int32 = -1
+    var coordinatorFD: Int32 = -1
+    var report = RestoreReport()
+    var phaseStart = SystemCalls.monotonicNanoseconds()
+    var lastProgress: UInt64 = 0
+    var restoreStart: UInt64 = 0
+    var created = 0
+    var ownLevels = 1
+
+    public init(tree: ProcessTree, plan: RestorePlan, options: RunOptions) {
+        self.tree = tree
+        self.plan = plan
+        self.options = options
+        hostPid = Array(repeating: 0, count: plan.nodes.count)
+    }
+
+    // MARK: entry point
+
+    /// Restores the tree and waits for it; returns the exit status `run` should exit with.
+    public func run(phases earlier: [(String, Double)] = []) throws -> Int32 {
+        report.phases = earlier
+        report.treeHasInit = plan.treeHasInit
+        if let pid = options.occupyPid { addOccupier(pid) }
+        let maps = try IDMapWriter(tree: tree)
+        try prepare()
+        endPhase("prepare")
+        guard SystemCalls.threadCount() == 1 else {
+            throw RestoreError(.restoreFailed, operation: "fork safety", entry: nil,
+                               message: "the runtime has \(SystemCalls.threadCount()) threads before cloning; it must be single-threaded")
+        }
+        restoreStart = SystemCalls.monotonicNanoseconds()
+        do {
+            try createNamespace(maps: maps)
+            endPhase("namespace")
+            try build()
+            endPhase("build")
+            try verify()
+            endPhase("verify")
+            try releaseAll()
+            endPhase("release")
+        } catch {
+            tearDown()
+            finishProgress()
+            throw error
+        }
+        finishProgress()
+        report.processes = readBack()
+        report.helpers = plan.nodes.filter(\.isHelper).compactMap { n in
+            if case .helper(let purpose) = n.role { return RestoreReport.Helper(nspid: n.nspid, purpose: purpose.description) }
+            return nil
+        }
+        endPhase("report")
+        do { try options.onReady?(report) } catch {
+            tearDown()
+            throw error
+        }
+        return waitAsShim()
+    }
+
+    func endPhase(_ name: String) {
+        let now = SystemCalls.monotonicNanoseconds()
+        report.phases.append((name, Double(now - phaseStart) / 1e6))
+        phaseStart = now
+    }
+
+    func label(_ node: Int) -> String { plan.nodes[node].label(in: tree) }
+
+    func addOccupier(_ pid: Int32) {
+        let n = RestorePlan.Node(role: .helper(.groupLeader(pgid: pid)), nspid: [pid], forker: 0, namespaces: [0],
+                                 newPidNamespace: false, childSubreaper: false)
+        plan.nodes.append(n)
+        hostPid.append(0)
+        let idx = plan.nodes.count - 1
+        plan.steps.insert(.fork(parent: 0, child: idx), at: 0)
+        plan.steps.append(.retireHelper(idx))
+    }
+
+    // MARK: preparation (no process exists yet)
+
+    func prepare() throws {
+        var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&cwd, cwd.count) != nil else {
+            throw RestoreError(.restoreFailed, operation: "getcwd", errno: SystemCalls.currentErrno, message: "cannot read the current directory")
+        }
+        let runtimeCwd = String(decoding: cwd.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var runtimeEnv: [String] = []
+        var e = environ
+        while let p = e.pointee { runtimeEnv.append(String(cString: p)); e += 1 }
+
+        let count = plan.nodes.count
+        let nodes = UnsafeMutablePointer<PreparedNode>.allocate(capacity: count)
+        var topLevel: [pid_t] = []
+        for (i, n) in plan.nodes.enumerated() {
+            let setTid = UnsafeMutablePointer<pid_t>.allocate(capacity: n.depth)
+            for (k, pid) in n.nspid.reversed().enumerated() { setTid[k] = pid }
+            var prepared = PreparedNode(
+                kind: n.isHelper ? .helper : (n.role == .runtimeInit ? .runtimeInit : .process),
+                setTid: setTid, setTidCount: n.depth,
+                cloneFlags: n.newPidNamespace ? (RR_CLONE_NEWPID | RR_CLONE_NEWNS) : 0,
+                localPid: n.localPid, path: nil, argv: nil, envp: nil, cwd: nil,
+                stopped: false, mountsProc: n.newPidNamespace,
+                isNamespaceInit: i == 0 || n.newPidNamespace)
+            if let entryIndex = n.entryIndex {
+                let entry = tree.processes[entryIndex]
+                prepared.stopped = entry.state == .stopped
+                if let args = entry.process?.args, !args.isEmpty {
+                    let env = entry.process?.env ?? runtimeEnv
+                    let dir = entry.process?.cwd ?? runtimeCwd
+                    var st = stat()
+                    guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                        throw RestoreError(.notFound, operation: "stat", errno: ENOENT, entry: entry.label,
+                                           message: "working directory \"\(dir)\" does not exist")
+                    }
+                    let path = try ExecutableResolver.resolve(args[0], env: env, cwd: dir, entry: entry.label)
+                    prepared.path = makeCString(path)
+                    prepared.argv = makeCStringArray(args)
+                    prepared.envp = makeCStringArray(env)
+                    prepared.cwd = makeCString(dir)
+                }
+                if !plan.treeHasInit, plan.nodes[i].forker != nil, parentIsInit(entryIndex) {
+                    topLevel.append(n.nspid[0])
+                }
+            }
+            nodes[i] = prepared
+        }
+        let top = UnsafeMutablePointer<pid_t>.allocate(capacity: max(topLevel.count, 1))
+        for (i, p) in topLevel.enumerated() { top[i] = p }
+
+        var fds: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw RestoreError(.restoreFailed, operation: "socketpair", errno: SystemCalls.currentErrno, message: "cannot create the control socket")
+        }
+        coordinatorFD = fds[0]
+        let r = rr_enable_passcred(coordinatorFD)
+        guard r == 0 else { throw RestoreError(.restoreFailed, operation: "setsockopt(SO_PASSCRED)", errno: -r, message: "cannot enable credentials passing") }
+        guard let control = ControlBlock(nodes: count) else {
+            throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, message: "cannot map the control block")
+        }
+        world = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
+                            topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(),
+                            scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64))
+        ownLevels = ProcStatus.ownLevelCount()
+    }
+
+    func parentIsInit(_ entryIndex: Int) -> Bool {
+        let e = tree.processes[entryIndex]
+        return !tree.processes.contains { $0.pid == e.ppid && $0.pid != e.pid }
+    }
+
+    // MARK: the namespace
+
+    func createNamespace(maps: IDMapWriter) throws {
+        var set = InitLoop.signalSet(withChild: true)
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        let seen = world.control.sequence(0)
+        let pid = rr_clone3(RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS, SIGCHLD, nil, 0)
+        if pid == 0 {
+            // The namespace init. If the runtime dies, so does the namespace.
+            _ = rr_prctl_set_pdeathsig(SIGKILL)
+            close(world.coordinatorFD)
+            Puppet.run(world, as: 0, seen: seen)
+        }
+        if pid < 0 {
+            throw environmentError(errno: Int32(-pid))
+        }
+        initHostPid = pid_t(pid)
+        hostPid[0] = initHostPid
+        close(world.answerFD)
+        signalFD = signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        _ = try awaitAnswer(from: 0, expecting: .ready)
+        try maps.write(to: initHostPid)
+        try checkCapabilities()
+        let maxPid = plan.nodes.flatMap(\.nspid).max() ?? 1
+        world.control.post(0, .setupNamespace, maxPid + 1)
+        _ = try awaitAnswer(from: 0, expecting: .done)
+    }
+
+    func environmentError(errno e: Int32) -> RestoreError {
+        var why = "cannot create a user and PID namespace"
+        if e == EPERM {
+            why += "; unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0, or a security module)"
+        } else if e == ENOSPC {
+            let limit = SystemCalls.readText("/proc/sys/user/max_user_namespaces")?.trimmingSuffixNewline ?? "?"
+            why += "; the user namespace limit is reached (user.max_user_namespaces = \(limit))"
+        } else if e == EINVAL || e == ENOSYS {
+            why += "; this kernel lacks clone3 (Linux 5.3+) or set_tid (5.5+)"
+        }
+        return RestoreError(.environment, operation: "clone3(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)", errno: e, entry: nil, message: why)
+    }
+
+    /// Ubuntu's AppArmor restriction lets the namespace be created and then strips every
+    /// capability; set_tid would fail with EPERM later. Say so now.
+    func checkCapabilities() throws {
+        guard let caps = cap_get_pid(initHostPid) else { return }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        var value = cap_flag_value_t(0)
+        if cap_get_flag(caps, cap_value_t(CAP_SYS_ADMIN), CAP_EFFECTIVE, &value) == 0, value != CAP_SET {
+            throw RestoreError(.environment, operation: "capget", errno: EPERM, entry: nil,
+                               message: "the new user namespace holds no CAP_SYS_ADMIN, so PIDs cannot be chosen; a security module (e.g. kernel.apparmor_restrict_unprivileged_userns=1) strips capabilities from unprivileged namespaces")
+        }
+    }
+
+    // MARK: building
+
+    func build() throws {
+        let total = plan.nodes.count
+        for step in plan.steps {
+            switch step {
+            case .fork(let parent, let child):
+                world.control.post(parent, .fork, Int32(child))
+                let (answer, sender) = try awaitAnswer(from: child, expecting: .ready, askedOf: parent)
+                if answer.value != plan.nodes[child].localPid {
+                    throw RestoreError(.restoreFailed, operation: "clone3", entry: label(child),
+                                       message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
+                }
+                hostPid[child] = sender
+                created += 1
+                showProgress(total: total)
+            case .setsid(let n):
+                world.control.post(n, .setsid)
+                _ = try awaitAnswer(from: n, expecting: .done)
+            case .setpgid(let n, let leader):
+                let level = plan.nodes[n].depth - 1
+                world.control.post(n, .setpgid, plan.nodes[leader].nspid[level])
+                _ = try awaitAnswer(from: n, expecting: .done)
+            case .setChildSubreaper(let n):
+                world.control.post(n, .setChildSubreaper)
+                _ = try awaitAnswer(from: n, expecting: .done)
+            case .retireHelper(let h):
+                let forker = plan.nodes[h].forker ?? 0
+                world.control.post(h, .exit, 0)
+                world.control.post(forker, .reap, plan.nodes[h].nspid[plan.nodes[forker].depth - 1])
+                _ = try awaitAnswer(from: forker, expecting: .done)
+            case .becomeZombie(let n, let parent):
+                let status: Int32
+                switch tree.processes[plan.nodes[n].entryIndex!].exitStatus ?? .code(0) {
+                case .code(let c): status = -c
+                case .signal(let s): status = s
+                }
+                world.control.post(n, .die, status)
+                world.control.post(parent, .awaitZombie, plan.nodes[n].nspid[plan.nodes[parent].depth - 1])
+                _ = try awaitAnswer(from: parent, expecting: .done)
+            }
+        }
+    }
+
+    /// Waits for one answer. `askedOf` is the node that must stay alive meanwhile.
+    @discardableResult
+    func awaitAnswer(from node: Int, expecting kind: PuppetAnswer.Kind, askedOf: Int? = nil) throws -> (PuppetAnswer, Int32) {
+        let deadline = SystemCalls.monotonicNanoseconds() + UInt64(options.stepTimeout * 1e9)
+        while true {
+            var answer = PuppetAnswer(node: -1, kind: 0, stage: 0, value: 0)
+            var sender: pid_t = 0
+            let r = withUnsafeMutableBytes(of: &answer) {
+                rr_recv_record(coordinatorFD, signalFD, $0.baseAddress, $0.count, &sender, 250)
+            }
+            if r == -Int(ECANCELED) {
+                try handleSignalsDuringRestore()
+                continue
+            }
+            if r == -Int(ETIMEDOUT) {
+                try checkAlive(node: askedOf ?? node)
+                if SystemCalls.monotonicNanoseconds() > deadline {
+                    throw RestoreError(.restoreFailed, operation: "wait", errno: ETIMEDOUT, entry: label(askedOf ?? node),
+                                       message: "did not answer within \(Int(options.stepTimeout)) s")
+                }
+                continue
+            }
+            if r == 0 {
+                throw RestoreError(.restoreFailed, operation: "wait", entry: label(askedOf ?? node),
+                                   message: "every restored process is gone: the namespace died")
+            }
+            if r < 0 {
+                throw RestoreError(.restoreFailed, operation: "recvmsg", errno: Int32(-r), entry: nil, message: "lost the control socket")
+            }
+            try check(answer)
+            if Int(answer.node) == node && answer.kind == kind.rawValue { return (answer, sender) }
+        }
+    }
+
+    /// Turns a failure answer into the error the user reads.
+    func check(_ answer: PuppetAnswer) throws {
+        guard answer.kind == PuppetAnswer.Kind.failed.rawValue else { return }
+        let node = Int(answer.node)
+        let stage = PuppetStage(rawValue: answer.stage) ?? .clone3
+        let e = answer.value
+        var message: String
+        var kind = RestoreError.Kind.restoreFailed
+        switch stage {
+        case .clone3:
+            let n = plan.nodes[node]
+            message = "cannot be created with PID \(n.nspid.count == 1 ? "\(n.pid)" : "\(n.nspid)")"
+            if e == EEXIST { message += ": the PID is already in use in the namespace" }
+            if e == EPERM { message += ": no CAP_SYS_ADMIN over the PID namespace" }
+            if e == EINVAL { message += ": the PID is out of range for the namespace (pid_max) or the namespace has no init" }
+            if e == ENOMEM { message += ": the namespace's init is gone" }
+        case .exec:
+            message = "cannot execute its payload \(tree.processes[plan.nodes[node].entryIndex ?? 0].process?.args?.first ?? "")"
+            kind = e == ENOENT ? .notFound : .cannotExecute
+        case .chdir:
+            message = "cannot change to its working directory"
+            kind = .notFound
+        default:
+            message = "failed during setup"
+        }
+        throw RestoreError(kind, operation: stage.operation, errno: e, entry: label(node), message: message)
+    }
+
+    func handleSignalsDuringRestore() throws {
+        var info = signalfd_siginfo()
+        while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            let sig = Int32(info.ssi_signo)
+            if sig == SIGCHLD {
+                var status: Int32 = 0
+                if waitpid(initHostPid, &status, WNOHANG) == initHostPid {
+                    initHostPid = 0
+                    throw RestoreError(.restoreFailed, operation: "waitpid", entry: label(0),
+                                       message: "the namespace init died during the restore (\(InitLoop.exitCode(status)))")
+                }
+            } else if sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT {
+                throw RestoreError(.interrupted(signal: sig), operation: "restore", entry: nil,
+                                   message: "interrupted by signal \(sig) after \(created) of \(plan.nodes.count - 1) processes; the namespace was torn down")
+            }
+        }
+    }
+
+    func checkAlive(node: Int) throws {
+        var status: Int32 = 0
+        if initHostPid > 0, waitpid(initHostPid, &status, WNOHANG) == initHostPid {
+            initHostPid = 0
+            throw RestoreError(.restoreFailed, operation: "waitpid", entry: label(0), message: "the namespace init died during the restore")
+        }
+        let pid = hostPid[node]
+        if pid > 0, let s = ProcStatus.read(pid), s.state == "Z" || s.state == "X" {
+            throw RestoreError(.restoreFailed, operation: "wait", entry: label(node), message: "died during setup")
+        } else if pid > 0, ProcStatus.read(pid) == nil {
+            throw RestoreError(.restoreFailed, operation: "wait", entry: label(node), message: "died during setup")
+        }
+    }
+
+    func showProgress(total: Int) {
+        guard options.progress else { return }
+        let now = SystemCalls.monotonicNanoseconds()
+        guard now - restoreStart > 1_000_000_000, now - lastProgress > 100_000_000 else { return }
+        lastProgress = now
+        SystemCalls.printError("\rrootless-restore: created \(created) of \(total - 1) processes\u{1B}[K")
+    }
+
+    func finishProgress() {
+        if options.progress && lastProgress != 0 { SystemCalls.printError("\r\u{1B}[K") }
+    }
+
+    // MARK: verification and release
+
+    /// Every process, read back from /proc, must be where the tree says before any payload runs.
+    func verify() throws {
+        for (i, entry) in tree.processes.enumerated() {
+            let node = plan.nodeOfEntry[i]
+            guard let s = ProcStatus.read(hostPid[node]) else {
+                throw RestoreError(.restoreFailed, operation: "verify", entry: entry.label, message: "vanished before its payload started")
+            }
+            let seen = view(s)
+            let expectedPpid = expectedParent(entry)
+            var problems: [String] = []
+            if seen.nspid != entry.nspid { problems.append("PIDs \(seen.nspid) instead of \(entry.nspid)") }
+            if seen.ppid != expectedPpid { problems.append("ppid \(seen.ppid) instead of \(expectedPpid)") }
+            if seen.pgid != entry.pgid { problems.append("pgid \(seen.pgid) instead of \(entry.pgid)") }
+            if seen.sid != entry.sid { problems.append("sid \(seen.sid) instead of \(entry.sid)") }
+            if entry.state == .zombie && s.state != "Z" { problems.append("state \(s.state) instead of zombie") }
+            if !problems.isEmpty {
+                throw RestoreError(.restoreFailed, operation: "verify", entry: entry.label,
+                                   message: "was restored with " + problems.joined(separator: ", "))
+            }
+        }
+    }
+
+    func expectedParent(_ entry: ProcessEntry) -> Int32 {
+        if plan.treeHasInit && entry.pid == 1 { return 0 }
+        if tree.processes.contains(where: { $0.pid == entry.ppid && $0.pid != entry.pid }) { return entry.ppid }
+        return 1
+    }
+
+    /// A process as seen from the tree's top namespace.
+    func view(_ s: ProcStatus) -> (nspid: [Int32], ppid: Int32, pgid: Int32, sid: Int32) {
+        let k = ownLevels
+        let nspid = Array(s.nspid.dropFirst(k))
+        let pgid = s.nspgid.count > k ? s.nspgid[k] : 0
+        let sid = s.nssid.count > k ? s.nssid[k] : 0
+        var ppid: Int32 = 0
+        if s.hostPPid != Int32(getpid()), let p = ProcStatus.read(s.hostPPid), p.nspid.count > k { ppid = p.nspid[k] }
+        return (nspid, ppid, pgid, sid)
+    }
+
+    func releaseAll() throws {
+        // Children before parents so no payload sees a parent run ahead; the init last.
+        for node in (1..<plan.nodes.count).reversed() {
+            let n = plan.nodes[node]
+            if n.isHelper { continue }
+            if let i = n.entryIndex, tree.processes[i].state == .zombie { continue }
+            world.control.post(node, .release)
+        }
+        world.control.post(0, .release)
+        // Wait until every puppet has exec'd (CLOEXEC), holds, or stopped: end of file.
+        while true {
+            var answer = PuppetAnswer(node: -1, kind: 0, stage: 0, value: 0)
+            var sender: pid_t = 0
+            let r = withUnsafeMutableBytes(of: &answer) {
+                rr_recv_record(coordinatorFD, signalFD, $0.baseAddress, $0.count, &sender, 1000)
+            }
+            if r == 0 { break }
+            if r == -Int(ECANCELED) { try handleSignalsDuringRestore(); continue }
+            if r == -Int(ETIMEDOUT) { try checkAlive(node: 0); continue }
+            if r < 0 { throw RestoreError(.restoreFailed, operation: "recvmsg", errno: Int32(-r), message: "lost the control socket") }
+            try check(answer)
+        }
+        close(coordinatorFD)
+        // Stopped processes close their end just before stopping; wait until they are stopped.
+        let deadline = SystemCalls.monotonicNanoseconds() + 5_000_000_000
+        for (i, entry) in tree.processes.enumerated() where entry.state == .stopped {
+            let pid = hostPid[plan.nodeOfEntry[i]]
+            while let s = ProcStatus.read(pid), s.state != "T", SystemCalls.monotonicNanoseconds() < deadline {
+                var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    func readBack() -> [RestoreReport.Process] {
+        var out: [RestoreReport.Process] = []
+        for (i, _) in tree.processes.enumerated() {
+            let pid = hostPid[plan.nodeOfEntry[i]]
+            guard let s = ProcStatus.read(pid) else { continue }
+            let v = view(s)
+            out.append(RestoreReport.Process(index: i, hostPid: pid, nspid: v.nspid, ppid: v.ppid, pgid: v.pgid, sid: v.sid,
+                                             nspgid: Array(s.nspgid.dropFirst(ownLevels)), nssid: Array(s.nssid.dropFirst(ownLevels)),
+                                             state: s.stateName, threads: s.threads))
+        }
+        return out
+    }
+
+    // MARK: after the restore
+
+    /// Forward signals to the namespace init until it exits; return its status.
+    func waitAsShim() -> Int32 {
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(initHostPid, &status, WNOHANG)
+            if r == initHostPid { return InitLoop.exitCode(status) }
+            var fds = pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&fds, 1, 1000)
+            var info = signalfd_siginfo()
+            while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                let sig = Int32(info.ssi_signo)
+                if sig != SIGCHLD { _ = rr_kill(initHostPid, sig) }
+            }
+        }
+    }
+
+    /// Kill the namespace's init: the kernel kills everything else in the namespace.
+    func tearDown() {
+        guard initHostPid > 0 else { return }
+        _ = rr_kill(initHostPid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(initHostPid, &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
+        initHostPid = 0
+    }
+}

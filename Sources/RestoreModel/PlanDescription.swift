@@ -1,0 +1,46 @@
+extension RestorePlan {
+    /// The plan as `validate` prints it: the init, the helpers and why, every step in order.
+    public func describe(tree: ProcessTree, source: String) -> String {
+        func name(_ n: Int) -> String { nodes[n].label(in: tree) }
+        let helpers = nodes.indices.filter { nodes[$0].isHelper }
+        var out = "Restore plan for \(source): \(tree.processes.count) process\(tree.processes.count == 1 ? "" : "es"), "
+        out += "\(helpers.count) helper\(helpers.count == 1 ? "" : "s"), \(steps.count) steps\n"
+        out += "Namespace init (PID 1): \(treeHasInit ? "\(name(0)), created by the runtime with CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS" : "the runtime's own init; the tree's top processes hang under it")\n"
+        if !helpers.isEmpty {
+            out += "Helpers (exit before any payload runs):\n"
+            for h in helpers {
+                if case .helper(let purpose) = nodes[h].role { out += "  \(name(h)): \(purpose)\n" }
+            }
+        }
+        out += "Steps:\n"
+        for (i, step) in steps.enumerated() {
+            let text: String
+            switch step {
+            case .fork(let p, let c):
+                let tid = nodes[c].nspid.reversed().map(String.init).joined(separator: ", ")
+                text = "\(name(p)) forks \(name(c)) with set_tid [\(tid)]\(nodes[c].newPidNamespace ? " and CLONE_NEWPID" : "")"
+            case .setsid(let n): text = "\(name(n)) calls setsid()"
+            case .setpgid(let n, let l): text = n == l ? "\(name(n)) creates its process group" : "\(name(n)) joins process group \(nodes[l].pid)"
+            case .setChildSubreaper(let n): text = "\(name(n)) becomes a child subreaper"
+            case .retireHelper(let h): text = "\(name(h)) exits and is reaped by \(name(nodes[h].forker ?? 0))"
+            case .becomeZombie(let n, let p):
+                let status = nodeEntry(n).flatMap { tree.processes[$0].exitStatus }.map { "\($0)" } ?? "exit code 0"
+                text = "\(name(n)) exits (\(status)) and stays a zombie for \(name(p))"
+            }
+            out += "  \(String(repeating: " ", count: max(0, 4 - String(i + 1).count)))\(i + 1). \(text)\n"
+        }
+        var exec = 0, hold = 0, stop = 0, zombie = 0
+        for e in tree.processes {
+            switch e.state {
+            case .zombie: zombie += 1; continue
+            case .stopped: stop += 1
+            case .running: break
+            }
+            if let args = e.process?.args, !args.isEmpty { exec += 1 } else { hold += 1 }
+        }
+        out += "Then every process is checked against /proc and released: \(exec) exec their payload, \(hold) hold, \(stop) stop with SIGSTOP first, \(zombie) stay zombies.\n"
+        return out
+    }
+
+    func nodeEntry(_ n: Int) -> Int? { nodes[n].entryIndex }
+}

@@ -1,0 +1,127 @@
+/// A recorded process tree: the content of tree.json, version 1 (docs/tree-format.md).
+public struct ProcessTree: Sendable, Equatable {
+    public static let currentVersion = 1
+
+    public var version: Int
+    public var processes: [ProcessEntry]
+    /// OCI-style id maps; nil means the default single-id map (caller's id -> 0).
+    public var uidMappings: [IDMapping]?
+    public var gidMappings: [IDMapping]?
+
+    public init(version: Int = ProcessTree.currentVersion, processes: [ProcessEntry],
+                uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil) {
+        self.version = version
+        self.processes = processes
+        self.uidMappings = uidMappings
+        self.gidMappings = gidMappings
+    }
+}
+
+/// One line of a uid_map or gid_map, OCI names: `containerID hostID size`.
+public struct IDMapping: Sendable, Equatable {
+    public var containerID: UInt32
+    public var hostID: UInt32
+    public var size: UInt32
+
+    public init(containerID: UInt32, hostID: UInt32, size: UInt32) {
+        self.containerID = containerID
+        self.hostID = hostID
+        self.size = size
+    }
+}
+
+public enum ProcessState: String, Sendable, Equatable, CaseIterable {
+    case running, stopped, zombie
+}
+
+/// How a zombie ended: an exit code 0...255, or the signal that killed it.
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    case code(Int32)
+    case signal(Int32)
+
+    public var description: String {
+        switch self {
+        case .code(let c): return "exit code \(c)"
+        case .signal(let s): return "killed by signal \(s)"
+        }
+    }
+}
+
+/// One recorded process. PIDs are as seen in the tree's top PID namespace unless noted.
+public struct ProcessEntry: Sendable, Equatable {
+    /// Position in the file's `processes` array (0-based), for messages.
+    public var index: Int
+    /// Line in the source file where the entry starts, when parsed from text.
+    public var line: Int?
+    /// PIDs from the tree's top namespace down to the process's own, outermost first
+    /// (the order of `NSpid:` in /proc/PID/status). Never empty; `nspid[0]` is `pid`.
+    public var nspid: [Int32]
+    /// 0, or a PID not in the tree: the process hangs under the namespace init.
+    public var ppid: Int32
+    public var pgid: Int32
+    public var sid: Int32
+    public var state: ProcessState
+    /// Zombies only.
+    public var exitStatus: ExitStatus?
+    /// Thread IDs (top namespace), including the main thread's (== pid), as CRIU lists them.
+    public var threads: [Int32]
+    /// This process is the init (PID 1) of a new, nested PID namespace.
+    public var newPidNamespace: Bool
+    /// PR_SET_CHILD_SUBREAPER was set on the process.
+    public var childSubreaper: Bool
+    /// What runs once the tree is built; nil or no `args` means the process holds.
+    public var process: ProcessSpec?
+
+    public var pid: Int32 { nspid[0] }
+
+    /// How messages name this entry: `process #3 (pid 17)`.
+    public var label: String { "process #\(index) (pid \(pid))" }
+
+    public init(index: Int, line: Int? = nil, pid: Int32, ppid: Int32, pgid: Int32, sid: Int32,
+                nspid: [Int32]? = nil, state: ProcessState = .running, exitStatus: ExitStatus? = nil,
+                threads: [Int32] = [], newPidNamespace: Bool = false, childSubreaper: Bool = false,
+                process: ProcessSpec? = nil) {
+        self.index = index
+        self.line = line
+        self.nspid = nspid ?? [pid]
+        self.ppid = ppid
+        self.pgid = pgid
+        self.sid = sid
+        self.state = state
+        self.exitStatus = exitStatus
+        self.threads = threads
+        self.newPidNamespace = newPidNamespace
+        self.childSubreaper = childSubreaper
+        self.process = process
+    }
+}
+
+/// The OCI-like `process` object.
+public struct ProcessSpec: Sendable, Equatable {
+    /// argv; nil or empty means the process holds (stays idle until signalled).
+    public var args: [String]?
+    /// KEY=VALUE strings; nil means the runtime's own environment.
+    public var env: [String]?
+    /// nil means the runtime's working directory.
+    public var cwd: String?
+    public var user: UserSpec?
+
+    public init(args: [String]? = nil, env: [String]? = nil, cwd: String? = nil, user: UserSpec? = nil) {
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+    }
+}
+
+public struct UserSpec: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var additionalGids: [UInt32]
+
+    public init(uid: UInt32, gid: UInt32, additionalGids: [UInt32] = []) {
+        self.uid = uid
+        self.gid = gid
+        self.additionalGids = additionalGids
+    }
+}

@@ -1,0 +1,395 @@
+// tree.json version 1 -> ProcessTree (docs/tree-format.md, docs/tree.schema.json).
+//
+// The parser checks the shape of the file: JSON syntax, types, integer ranges of the target
+// types, required keys, unknown keys (rejected, with a suggestion), `version == 1`, a
+// non-empty `processes`, and `nspid[0] == pid`. Whether the tree makes sense (PID ranges,
+// duplicates, cycles, zombies, namespaces, id maps) is `TreeValidator`'s job.
+//
+// Every error is a `RestoreError` of kind `.invalidTree`, operation "parse", whose entry names
+// the element and the position, e.g.
+//   process #3 (pid 17), line 22, column 7: unknown key "ppdi" (did you mean "ppid"?)
+
+public enum TreeParser {
+    /// The largest tree file accepted: 64 MiB (67 108 864 bytes). A process entry with a full
+    /// command line and environment takes a few kilobytes, so this leaves room for tens of
+    /// thousands of processes while bounding the memory a hostile or corrupt file can claim.
+    public static let maxFileSize = 64 * 1024 * 1024
+
+    /// The keys accepted in each kind of object, by section. The section names are the
+    /// `$defs` names of docs/tree.schema.json; "tree" is the top-level object.
+    public static let knownKeys: [String: [String]] = [
+        "tree": ["version", "comment", "processes", "uidMappings", "gidMappings"],
+        "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
+                         "newPidNamespace", "childSubreaper", "process"],
+        "processSpec": ["args", "env", "cwd", "user"],
+        "userSpec": ["uid", "gid", "additionalGids"],
+        "idMapping": ["containerID", "hostID", "size"],
+        "exitSignal": ["signal"],
+    ]
+
+    /// Linux x86_64 signal names 1...31, without the SIG prefix.
+    public static let signalNames: [Int32: String] = [
+        1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
+        9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM",
+        16: "STKFLT", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP", 21: "TTIN", 22: "TTOU",
+        23: "URG", 24: "XCPU", 25: "XFSZ", 26: "VTALRM", 27: "PROF", 28: "WINCH", 29: "IO",
+        30: "PWR", 31: "SYS",
+    ]
+
+    /// Other names of the same signals: SIGIOT = SIGABRT, SIGPOLL = SIGIO.
+    static let signalAliases: [String: Int32] = ["IOT": 6, "POLL": 29]
+
+    /// Every string `exitStatus.signal` accepts, sorted: "HUP", "SIGHUP", ... (the schema's enum).
+    public static let acceptedSignalNames: [String] = {
+        var names: [String] = []
+        for name in Array(signalNames.values) + Array(signalAliases.keys) {
+            names.append(name)
+            names.append("SIG" + name)
+        }
+        return names.sorted()
+    }()
+
+    /// The number of a signal name such as "SIGKILL" or "KILL" (exact case); nil if unknown.
+    public static func signalNumber(named name: String) -> Int32? {
+        guard name.utf8.allSatisfy({ $0 >= 0x21 && $0 < 0x7F }) else { return nil }
+        let bare = name.hasPrefix("SIG") ? String(name.dropFirst(3)) : name
+        if let n = signalAliases[bare] { return n }
+        return signalNames.first(where: { $0.value == bare })?.key
+    }
+
+    /// Parses tree.json version 1. Throws `RestoreError` (.invalidTree, operation "parse").
+    public static func parse(_ bytes: [UInt8]) throws -> ProcessTree {
+        guard bytes.count <= maxFileSize else {
+            throw RestoreError(.invalidTree, operation: "parse",
+                               message: "the tree file is \(bytes.count) bytes, over the limit of "
+                                   + "\(maxFileSize) bytes (64 MiB)")
+        }
+        let root = try JSONValue.parse(bytes)
+        return try decodeTree(root)
+    }
+
+    // MARK: - Sections
+
+    private static func decodeTree(_ root: JSONValue) throws -> ProcessTree {
+        let at = Place(entry: nil)
+        guard case .object(let o) = root.kind else {
+            throw at.error(root.position, "the top level must be an object such as "
+                           + "{\"version\": 1, \"processes\": [...]}, found \(root.shortDescription)")
+        }
+        guard let versionMember = o["version"] else {
+            throw at.error(root.position, "missing required key \"version\" (this runtime reads "
+                           + "tree.json version \(ProcessTree.currentVersion))")
+        }
+        let version = try integer(versionMember.value, "version", at, as: Int32.self)
+        guard version == ProcessTree.currentVersion else {
+            throw at.error(versionMember.value.position, "unsupported version \(version): this runtime "
+                           + "reads tree.json version \(ProcessTree.currentVersion)")
+        }
+        try checkKeys(o, section: "tree", at)
+        if let comment = o["comment"] {
+            _ = try string(comment.value, "comment", at)
+        }
+        let processesValue = try required(o, "processes", root, at, in: nil)
+        let elements = try array(processesValue, "processes", at)
+        guard !elements.isEmpty else {
+            throw at.error(processesValue.position, "processes is empty: a tree needs at least one process")
+        }
+        var processes: [ProcessEntry] = []
+        processes.reserveCapacity(elements.count)
+        for (i, element) in elements.enumerated() {
+            processes.append(try decodeProcess(element, index: i))
+        }
+        return ProcessTree(version: Int(version), processes: processes,
+                           uidMappings: try o["uidMappings"].map { try decodeMappings($0.value, "uidMappings") },
+                           gidMappings: try o["gidMappings"].map { try decodeMappings($0.value, "gidMappings") })
+    }
+
+    private static func decodeMappings(_ value: JSONValue, _ name: String) throws -> [IDMapping] {
+        let elements = try array(value, name, Place(entry: nil))
+        return try elements.enumerated().map { i, element in
+            let at = Place(entry: "\(name)[\(i)]")
+            guard case .object(let o) = element.kind else {
+                throw at.error(element.position, "each element of \(name) must be an object such as "
+                               + "{\"containerID\": 0, \"hostID\": 1000, \"size\": 1}, found \(element.shortDescription)")
+            }
+            try checkKeys(o, section: "idMapping", at)
+            func field(_ key: String) throws -> UInt32 {
+                try integer(try required(o, key, element, at, in: nil), key, at, as: UInt32.self)
+            }
+            return IDMapping(containerID: try field("containerID"), hostID: try field("hostID"),
+                             size: try field("size"))
+        }
+    }
+
+    private static func decodeProcess(_ value: JSONValue, index: Int) throws -> ProcessEntry {
+        var at = Place(entry: "process #\(index)")
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "each element of processes must be an object, found \(value.shortDescription)")
+        }
+        var pid: Int32?
+        if let m = o["pid"] {
+            pid = try integer(m.value, "pid", at, as: Int32.self)
+            at.entry = "process #\(index) (pid \(pid!))"
+        }
+        try checkKeys(o, section: "processEntry", at)
+        guard let pid else {
+            throw at.error(value.position, "missing required key \"pid\"")
+        }
+        func int32(_ key: String) throws -> Int32 {
+            try integer(try required(o, key, value, at, in: nil), key, at, as: Int32.self)
+        }
+        let ppid = try int32("ppid")
+        let pgid = try int32("pgid")
+        let sid = try int32("sid")
+
+        var nspid: [Int32]?
+        if let m = o["nspid"] {
+            let elements = try array(m.value, "nspid", at)
+            guard !elements.isEmpty else {
+                throw at.error(m.value.position, "nspid is empty (omit it to mean [pid], or list the "
+                               + "PIDs outermost first, starting with pid)")
+            }
+            let list = try elements.enumerated().map { try integer($1, "nspid[\($0)]", at, as: Int32.self) }
+            guard list[0] == pid else {
+                throw at.error(elements[0].position, "nspid[0] is \(list[0]) but pid is \(pid) (nspid lists "
+                               + "the PIDs outermost first, so its first element must equal pid)")
+            }
+            nspid = list
+        }
+
+        var state = ProcessState.running
+        if let m = o["state"] {
+            let s = try string(m.value, "state", at)
+            guard s.utf8.allSatisfy({ $0 < 0x80 }), let st = ProcessState(rawValue: s) else {
+                let names = ProcessState.allCases.map(\.rawValue)
+                throw at.error(m.value.position, "state must be \"running\", \"stopped\" or \"zombie\", found "
+                               + JSONValue.quoted(s, limit: 40) + didYouMean(s, names))
+            }
+            state = st
+        }
+
+        var exitStatus: ExitStatus?
+        if let m = o["exitStatus"] {
+            exitStatus = try decodeExitStatus(m.value, at)
+        }
+
+        var threads: [Int32] = []
+        if let m = o["threads"] {
+            threads = try array(m.value, "threads", at).enumerated().map {
+                try integer($1, "threads[\($0)]", at, as: Int32.self)
+            }
+        }
+
+        let newPidNamespace = try o["newPidNamespace"].map { try bool($0.value, "newPidNamespace", at) } ?? false
+        let childSubreaper = try o["childSubreaper"].map { try bool($0.value, "childSubreaper", at) } ?? false
+        let process = try o["process"].map { try decodeProcessSpec($0.value, at) }
+
+        return ProcessEntry(index: index, line: value.position.line, pid: pid, ppid: ppid, pgid: pgid,
+                            sid: sid, nspid: nspid, state: state, exitStatus: exitStatus,
+                            threads: threads, newPidNamespace: newPidNamespace,
+                            childSubreaper: childSubreaper, process: process)
+    }
+
+    private static func decodeExitStatus(_ value: JSONValue, _ at: Place) throws -> ExitStatus {
+        switch value.kind {
+        case .number:
+            return .code(try integer(value, "exitStatus", at, as: Int32.self))
+        case .object(let o):
+            try checkKeys(o, section: "exitSignal", at, path: "exitStatus")
+            let signal = try required(o, "signal", value, at, in: "exitStatus")
+            switch signal.kind {
+            case .number:
+                return .signal(try integer(signal, "exitStatus.signal", at, as: Int32.self))
+            case .string(let name):
+                guard let n = signalNumber(named: name) else {
+                    let guess = name.hasPrefix("SIG") ? acceptedSignalNames.filter { $0.hasPrefix("SIG") }
+                                                      : acceptedSignalNames.filter { !$0.hasPrefix("SIG") }
+                    throw at.error(signal.position, "exitStatus.signal \(JSONValue.quoted(name, limit: 40)) is not "
+                                   + "a Linux signal name\(didYouMean(name, guess)); names are SIGHUP...SIGSYS "
+                                   + "(or HUP...SYS), realtime signals are given as numbers")
+                }
+                return .signal(n)
+            default:
+                throw at.error(signal.position, "exitStatus.signal must be a signal number or a name such "
+                               + "as \"SIGKILL\", found \(signal.shortDescription)")
+            }
+        default:
+            throw at.error(value.position, "exitStatus must be an exit code (an integer) or an object such "
+                           + "as {\"signal\": \"SIGKILL\"}, found \(value.shortDescription)")
+        }
+    }
+
+    private static func decodeProcessSpec(_ value: JSONValue, _ at: Place) throws -> ProcessSpec {
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "process must be an object such as {\"args\": [\"/bin/true\"]}, "
+                           + "found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "processSpec", at, path: "process")
+        func strings(_ key: String) throws -> [String]? {
+            try o[key].map { m in
+                try array(m.value, "process.\(key)", at).enumerated().map {
+                    try string($1, "process.\(key)[\($0)]", at)
+                }
+            }
+        }
+        var spec = ProcessSpec(args: try strings("args"), env: try strings("env"))
+        spec.cwd = try o["cwd"].map { try string($0.value, "process.cwd", at) }
+        if let m = o["user"] {
+            guard case .object(let u) = m.value.kind else {
+                throw at.error(m.value.position, "process.user must be an object such as "
+                               + "{\"uid\": 0, \"gid\": 0}, found \(m.value.shortDescription)")
+            }
+            try checkKeys(u, section: "userSpec", at, path: "process.user")
+            let uid = try integer(try required(u, "uid", m.value, at, in: "process.user"), "process.user.uid",
+                                  at, as: UInt32.self)
+            let gid = try integer(try required(u, "gid", m.value, at, in: "process.user"), "process.user.gid",
+                                  at, as: UInt32.self)
+            var groups: [UInt32] = []
+            if let g = u["additionalGids"] {
+                groups = try array(g.value, "process.user.additionalGids", at).enumerated().map {
+                    try integer($1, "process.user.additionalGids[\($0)]", at, as: UInt32.self)
+                }
+            }
+            spec.user = UserSpec(uid: uid, gid: gid, additionalGids: groups)
+        }
+        return spec
+    }
+
+    // MARK: - Typed access
+
+    /// The element being decoded, for the entry part of messages.
+    private struct Place {
+        var entry: String?
+
+        func error(_ position: JSONPosition, _ message: String) -> RestoreError {
+            RestoreError(.invalidTree, operation: "parse",
+                         entry: entry.map { "\($0), \(position)" } ?? position.description,
+                         message: message)
+        }
+    }
+
+    private static func required(_ o: JSONObject, _ key: String, _ object: JSONValue, _ at: Place,
+                                 in path: String?) throws -> JSONValue {
+        guard let m = o[key] else {
+            throw at.error(object.position, "missing required key \"\(key)\"" + (path.map { " in \($0)" } ?? ""))
+        }
+        return m.value
+    }
+
+    private static func integer<T: FixedWidthInteger>(_ v: JSONValue, _ name: String, _ at: Place,
+                                                      as type: T.Type) throws -> T {
+        guard case .number(let n) = v.kind else {
+            throw at.error(v.position, "\(name) must be an integer, found \(v.shortDescription)")
+        }
+        guard n.isInteger else {
+            throw at.error(v.position, "\(name) must be an integer, found \(v.shortDescription) (write "
+                           + "integers without a fraction or an exponent)")
+        }
+        guard let wide = n.int64Value, let value = T(exactly: wide) else {
+            let kind = T.isSigned ? "a 32-bit signed integer" : "a 32-bit unsigned integer"
+            throw at.error(v.position, "\(name) is \(v.shortDescription), out of range for \(kind) "
+                           + "(\(T.min)...\(T.max))")
+        }
+        return value
+    }
+
+    private static func string(_ v: JSONValue, _ name: String, _ at: Place) throws -> String {
+        guard case .string(let s) = v.kind else {
+            throw at.error(v.position, "\(name) must be a string, found \(v.shortDescription)")
+        }
+        return s
+    }
+
+    private static func bool(_ v: JSONValue, _ name: String, _ at: Place) throws -> Bool {
+        guard case .bool(let b) = v.kind else {
+            throw at.error(v.position, "\(name) must be true or false, found \(v.shortDescription)")
+        }
+        return b
+    }
+
+    private static func array(_ v: JSONValue, _ name: String, _ at: Place) throws -> [JSONValue] {
+        guard case .array(let a) = v.kind else {
+            throw at.error(v.position, "\(name) must be an array, found \(v.shortDescription)")
+        }
+        return a
+    }
+
+    // MARK: - Unknown keys
+
+    /// Where each section lives, for "it belongs ..." hints.
+    private static let sectionHomes: [(section: String, home: String)] = [
+        ("tree", "at the top level"),
+        ("processEntry", "in each element of \"processes\""),
+        ("processSpec", "inside \"process\""),
+        ("userSpec", "inside \"process\": {\"user\": {...}}"),
+        ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
+        ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
+    ]
+
+    private static func checkKeys(_ o: JSONObject, section: String, _ at: Place, path: String? = nil) throws {
+        let known = knownKeys[section] ?? []
+        for member in o.members where !known.contains(where: { $0.utf8.elementsEqual(member.key.utf8) }) {
+            var message = "unknown key \(JSONValue.quoted(member.key, limit: 40))"
+            if let path { message += " in \(path)" }
+            throw at.error(member.keyPosition, message + suggestion(for: member.key, section: section))
+        }
+    }
+
+    /// " (did you mean "ppid"?)", " (it belongs inside "process")" or " (known keys: ...)".
+    private static func suggestion(for key: String, section: String) -> String {
+        let known = knownKeys[section] ?? []
+        let norm = normalized(key)
+        if let same = known.first(where: { normalized($0) == norm }) {
+            return " (did you mean \"\(same)\"?)"
+        }
+        for (other, home) in sectionHomes where other != section {
+            if (knownKeys[other] ?? []).contains(where: { $0.utf8.elementsEqual(key.utf8) }) {
+                return " (it belongs \(home))"
+            }
+        }
+        let guess = didYouMean(key, known)
+        if !guess.isEmpty { return guess }
+        return " (known keys: \(known.joined(separator: ", ")))"
+    }
+
+    /// " (did you mean "x"?)" for the candidate closest to `word`, if close enough; else "".
+    static func didYouMean(_ word: String, _ candidates: [String]) -> String {
+        let w = normalized(word)
+        var best: (String, Int)?
+        for c in candidates {
+            let nc = normalized(c)
+            let d = editDistance(w, nc)
+            let allowed = max(1, min(3, nc.count / 3))
+            if d <= allowed, best == nil || d < best!.1 {
+                best = (c, d)
+            }
+        }
+        return best.map { " (did you mean \"\($0.0)\"?)" } ?? ""
+    }
+
+    /// Lowercased scalars without '_' and '-': "exit_status" and "ExitStatus" both match.
+    private static func normalized(_ s: String) -> [Unicode.Scalar] {
+        s.lowercased().unicodeScalars.filter { $0 != "_" && $0 != "-" }
+    }
+
+    /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+    /// two adjacent characters each cost 1 ("ppdi" -> "ppid" is 1).
+    static func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        if a.count > 64 || b.count > 64 { return max(a.count, b.count) }
+        var d = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+                }
+            }
+        }
+        return d[a.count][b.count]
+    }
+}

@@ -1,0 +1,439 @@
+// Structural checks of a ProcessTree: what no Linux system could have produced, or what the
+// runtime cannot rebuild. Session and process-group feasibility is the planner's.
+//
+// `validate` collects every problem. One problem is thrown as is (its entry names the
+// process, e.g. `process #3 (pid 17), line 22: ppid -1 is negative ...`); several are thrown
+// as one RestoreError without entry whose message is `N problems in the tree:` followed by
+// the first `maxReportedProblems` problems, one per line, each indented by two spaces, and
+// `... and K more` when some were left out. `problems(in:pidMax:)` returns them all.
+
+public enum TreeValidator {
+    /// Linux's largest pid_max (PID_MAX_LIMIT on 64-bit); PIDs are 1...pidMax-1.
+    public static let defaultPidMax: Int32 = 4_194_304
+    /// Linux nests PID namespaces at most 32 deep (MAX_PID_NS_LEVEL), so an nspid has at most
+    /// 32 levels when the runtime itself runs in the initial namespace.
+    public static let maxNamespaceDepth = 32
+    /// The kernel accepts at most 340 lines in a uid_map or gid_map.
+    public static let maxMappingLines = 340
+    /// How many problems a thrown error lists.
+    public static let maxReportedProblems = 20
+
+    /// Signals whose default action does not terminate a process, so a zombie cannot have
+    /// died of them, with that default action.
+    static let nonTerminatingSignals: [Int32: String] = [
+        17: "ignore it", 18: "continue the process", 19: "stop the process", 20: "stop the process",
+        21: "stop the process", 22: "stop the process", 23: "ignore it", 28: "ignore it",
+    ]
+
+    /// Throws the problems of `tree` (see the file comment for the form); returns if none.
+    public static func validate(_ tree: ProcessTree, pidMax: Int32 = 4_194_304) throws {
+        let found = problems(in: tree, pidMax: pidMax)
+        if found.isEmpty { return }
+        if found.count == 1 { throw found[0] }
+        var lines = ["\(found.count) problems in the tree:"]
+        for problem in found.prefix(maxReportedProblems) {
+            lines.append("  " + problem.description)
+        }
+        if found.count > maxReportedProblems {
+            lines.append("  ... and \(found.count - maxReportedProblems) more")
+        }
+        throw RestoreError(.invalidTree, operation: "validate", message: lines.joined(separator: "\n"))
+    }
+
+    /// Every problem of `tree`, in a stable order: tree-wide, per process, across processes,
+    /// namespaces, then the id maps.
+    public static func problems(in tree: ProcessTree, pidMax: Int32 = 4_194_304) -> [RestoreError] {
+        var checker = Checker(tree: tree, pidMax: pidMax)
+        checker.run()
+        return checker.problems
+    }
+}
+
+private struct Checker {
+    let tree: ProcessTree
+    let pidMax: Int32
+    let procs: [ProcessEntry]
+    var problems: [RestoreError] = []
+    /// Array position of the first process with each pid.
+    var byPid: [Int32: Int] = [:]
+    /// Array position of each process's in-tree parent (nil: none; itself: a one-process cycle).
+    var parent: [Int?] = []
+    /// Processes that are part of a parent cycle.
+    var inCycle: [Bool] = []
+
+    init(tree: ProcessTree, pidMax: Int32) {
+        self.tree = tree
+        self.pidMax = pidMax
+        self.procs = tree.processes
+    }
+
+    // MARK: naming
+
+    /// `process #3 (pid 17)`, or `process #3` when the entry has no nspid.
+    func name(_ i: Int) -> String {
+        let e = procs[i]
+        return e.nspid.isEmpty ? "process #\(e.index)" : e.label
+    }
+
+    /// The entry of a message: the name plus the source line when known.
+    func entry(_ i: Int) -> String {
+        procs[i].line.map { "\(name(i)), line \($0)" } ?? name(i)
+    }
+
+    mutating func report(_ i: Int, _ message: String) {
+        problems.append(.invalid(entry(i), message))
+    }
+
+    mutating func report(entry: String?, _ message: String) {
+        problems.append(.invalid(entry, message))
+    }
+
+    var pidRange: String { "PIDs are 1...\(Int64(pidMax) - 1) (pid_max \(pidMax))" }
+
+    func inRange(_ p: Int32) -> Bool { p >= 1 && p < pidMax }
+
+    // MARK: run
+
+    mutating func run() {
+        if tree.version != ProcessTree.currentVersion {
+            report(entry: nil, "unsupported version \(tree.version): this runtime reads tree.json "
+                   + "version \(ProcessTree.currentVersion)")
+        }
+        if procs.isEmpty {
+            report(entry: nil, "the tree has no processes: it needs at least one")
+        }
+        for i in procs.indices { checkLocal(i) }
+        indexPids()
+        checkThreads()
+        findParents()
+        checkInits()
+        checkZombieChildren()
+        checkNamespaces()
+        checkMappings(tree.uidMappings, "uidMappings")
+        checkMappings(tree.gidMappings, "gidMappings")
+    }
+
+    // MARK: one process at a time
+
+    mutating func checkLocal(_ i: Int) {
+        let e = procs[i]
+        if e.nspid.isEmpty {
+            report(i, "nspid is empty: it lists the PIDs outermost first, starting with pid")
+        } else {
+            if !inRange(e.pid) {
+                report(i, "pid \(e.pid) is out of range: \(pidRange)")
+            }
+            if e.nspid.count > TreeValidator.maxNamespaceDepth {
+                report(i, "nspid has \(e.nspid.count) levels; Linux nests PID namespaces at most "
+                       + "\(TreeValidator.maxNamespaceDepth) levels deep")
+            }
+            for (k, p) in e.nspid.enumerated().dropFirst() where !inRange(p) {
+                report(i, "nspid[\(k)] = \(p) is out of range: \(pidRange)")
+            }
+            if e.newPidNamespace, let last = e.nspid.last, last != 1 {
+                report(i, "newPidNamespace is true, so the process is the init of its own PID namespace "
+                       + "and the last element of nspid must be 1, not \(last)")
+            }
+            if !e.newPidNamespace, e.nspid.count > 1, e.nspid.last == 1 {
+                report(i, "nspid ends in 1, so the process is the init of a nested PID namespace: "
+                       + "set newPidNamespace to true")
+            }
+            if e.newPidNamespace, e.pid == 1 {
+                report(i, "pid 1 is the init of the tree's own PID namespace; it cannot also be the "
+                       + "init of a nested one (newPidNamespace)")
+            }
+        }
+        if e.ppid < 0 {
+            report(i, "ppid \(e.ppid) is negative (use 0 for a process that hangs under the namespace init)")
+        }
+        if e.pgid < 0 {
+            report(i, "pgid \(e.pgid) is negative (use 0 for a group led from outside the namespace)")
+        }
+        if e.sid < 0 {
+            report(i, "sid \(e.sid) is negative (use 0 for a session led from outside the namespace)")
+        }
+        checkExit(i)
+        for tid in e.threads where !inRange(tid) {
+            report(i, "thread \(tid) is out of range: TIDs share the PID space, \(pidRange)")
+        }
+        if !e.threads.isEmpty, !e.nspid.isEmpty, !e.threads.contains(e.pid) {
+            report(i, "threads does not list the main thread (TID \(e.pid), the pid): list every "
+                   + "thread, the main one included, or omit threads")
+        }
+        if let spec = e.process { checkSpec(i, spec) }
+    }
+
+    mutating func checkExit(_ i: Int) {
+        let e = procs[i]
+        guard e.state == .zombie else {
+            if let status = e.exitStatus {
+                report(i, "exitStatus (\(status)) is given but the state is \(e.state.rawValue); only a "
+                       + "zombie has one (set \"state\": \"zombie\" or remove exitStatus)")
+            }
+            return
+        }
+        switch e.exitStatus {
+        case nil:
+            report(i, "the process is a zombie but has no exitStatus (give an exit code 0...255 or "
+                   + "{\"signal\": N})")
+        case .code(let c):
+            if !(0...255).contains(c) {
+                report(i, "exit code \(c) is outside 0...255")
+            }
+        case .signal(let s):
+            if !(1...64).contains(s) {
+                report(i, "signal \(s) is outside 1...64")
+            } else if let action = TreeValidator.nonTerminatingSignals[s] {
+                report(i, "signal \(s) (SIG\(TreeParser.signalNames[s] ?? "?")) cannot have killed the "
+                       + "process: its default action is to \(action)")
+            }
+        }
+    }
+
+    mutating func checkSpec(_ i: Int, _ spec: ProcessSpec) {
+        if let args = spec.args {
+            if args.isEmpty {
+                report(i, "process.args is empty: omit args to make the process hold")
+            } else if args[0].isEmpty {
+                report(i, "process.args[0] is an empty string; it names the program to run")
+            }
+            for (k, a) in args.enumerated() where a.utf8.contains(0) {
+                report(i, "process.args[\(k)] contains a NUL character, which exec cannot pass")
+            }
+        }
+        if let env = spec.env {
+            for (k, v) in env.enumerated() {
+                if !v.utf8.contains(UInt8(ascii: "=")) {
+                    report(i, "process.env[\(k)] \(JSONValue.quoted(v, limit: 40)) has no '=' "
+                           + "(entries are KEY=VALUE)")
+                }
+                if v.utf8.contains(0) {
+                    report(i, "process.env[\(k)] contains a NUL character, which exec cannot pass")
+                }
+            }
+        }
+        if let cwd = spec.cwd {
+            if !cwd.hasPrefix("/") {
+                report(i, "process.cwd \(JSONValue.quoted(cwd, limit: 60)) is not an absolute path "
+                       + "(it must start with '/')")
+            } else if cwd.utf8.contains(0) {
+                report(i, "process.cwd contains a NUL character")
+            }
+        }
+    }
+
+    // MARK: across processes
+
+    mutating func indexPids() {
+            for i in procs.indices where !procs[i].nspid.isEmpty {
+            let pid = procs[i].pid
+            if let j = byPid[pid] {
+                if pid == 1 {
+                    report(i, "two processes claim PID 1 (the namespace init): process #\(procs[j].index) "
+                           + "and process #\(procs[i].index)")
+                } else {
+                    report(i, "duplicate pid \(pid): \(name(j)) has it too")
+                }
+            } else {
+                byPid[pid] = i
+            }
+        }
+    }
+
+    mutating func checkThreads() {
+        var owner: [Int32: Int] = [:]
+        for i in procs.indices {
+            let e = procs[i]
+            var seen = Set<Int32>()
+            for tid in e.threads {
+                if !seen.insert(tid).inserted {
+                    report(i, "thread \(tid) is listed twice")
+                    continue
+                }
+                if !e.nspid.isEmpty, tid == e.pid { continue }
+                if let j = byPid[tid], j != i {
+                    report(i, "thread \(tid) has the same ID as \(name(j)) (TIDs and PIDs share one space)")
+                } else if let j = owner[tid], j != i {
+                    report(i, "thread \(tid) is also listed as a thread of \(name(j))")
+                } else {
+                    owner[tid] = i
+                }
+            }
+        }
+    }
+
+    /// Finds each in-tree parent and reports parent cycles.
+    mutating func findParents() {
+        parent = procs.indices.map { i in
+            let ppid = procs[i].ppid
+            guard ppid > 0, let j = byPid[ppid] else { return nil }
+            return j
+        }
+        inCycle = Array(repeating: false, count: procs.count)
+        // 0 = unvisited, 1 = on the current walk, 2 = done.
+        var mark = Array(repeating: 0, count: procs.count)
+        for start in procs.indices where mark[start] == 0 {
+            var path: [Int] = []
+            var i: Int? = start
+            while let cur = i, mark[cur] == 0 {
+                mark[cur] = 1
+                path.append(cur)
+                i = parent[cur]
+            }
+            if let cur = i, mark[cur] == 1, let from = path.firstIndex(of: cur) {
+                let cycle = Array(path[from...])
+                for c in cycle { inCycle[c] = true }
+                reportCycle(cycle)
+            }
+            for p in path { mark[p] = 2 }
+        }
+    }
+
+    mutating func reportCycle(_ cycle: [Int]) {
+        if cycle.count == 1 {
+            let i = cycle[0]
+            report(i, "the process is its own parent (ppid \(procs[i].ppid) is its pid)")
+            return
+        }
+        // Start at the lowest position, so the message does not depend on where the walk began.
+        let lowest = cycle.firstIndex(of: cycle.min()!)!
+        let ordered = Array(cycle[lowest...] + cycle[..<lowest])
+        let chain = (ordered + [ordered[0]]).map { name($0) }.joined(separator: " -> ")
+        report(ordered[0], "parent cycle: \(chain) (each names the next as its ppid)")
+    }
+
+    /// The init of the tree's namespace has its parent outside the namespace.
+    mutating func checkInits() {
+        for i in procs.indices where !procs[i].nspid.isEmpty && procs[i].pid == 1 {
+            if let j = parent[i], !inCycle[i] {
+                report(i, "pid 1 is the init of the tree's PID namespace, so its parent is outside the "
+                       + "tree, but its ppid \(procs[i].ppid) is \(name(j)) (use ppid 0)")
+            }
+        }
+    }
+
+    mutating func checkZombieChildren() {
+        var children: [Int: [Int]] = [:]
+        for i in procs.indices {
+            if let p = parent[i], procs[p].state == .zombie { children[p, default: []].append(i) }
+        }
+        for z in children.keys.sorted() {
+            let kids = children[z]!
+            let listed = kids.prefix(5).map { name($0) }.joined(separator: ", ")
+                + (kids.count > 5 ? " and \(kids.count - 5) more" : "")
+            report(z, "the process is a zombie but has children in the tree: \(listed) (a dead "
+                   + "process's children are reparented to a subreaper or the namespace init; record "
+                   + "them with that ppid)")
+        }
+    }
+
+    // MARK: namespaces
+
+    /// Depths follow parents: a child is in its parent's PID namespace (same nspid length) or,
+    /// when newPidNamespace is true, one level deeper. A namespace is identified by its init;
+    /// local PIDs at every nested level are unique within their namespace.
+    mutating func checkNamespaces() {
+        // chain[i]: the namespaces process i is in, outermost first; -1 is the tree's own,
+        // otherwise the position of the nested namespace's init. nil: unknown (error above).
+        var chain: [[Int]?] = Array(repeating: nil, count: procs.count)
+        var done = Array(repeating: false, count: procs.count)
+        for start in procs.indices where !done[start] {
+            // Walk up to a process whose chain is known or that has no in-tree parent.
+            var path: [Int] = []
+            var i = start
+            while !done[i] {
+                path.append(i)
+                guard !inCycle[i], let p = parent[i] else { break }
+                i = p
+            }
+            for k in path.reversed() {
+                done[k] = true
+                if inCycle[k] || procs[k].nspid.isEmpty { continue }
+                let base: [Int]
+                if let p = parent[k] {
+                    guard let pc = chain[p] else { continue }
+                    base = pc
+                } else {
+                    base = [-1]
+                }
+                let e = procs[k]
+                let expected = base.count + (e.newPidNamespace ? 1 : 0)
+                if e.nspid.count != expected {
+                    let levels = e.nspid.count == 1 ? "1 level" : "\(e.nspid.count) levels"
+                    if let p = parent[k] {
+                        report(k, "nspid has \(levels) but its parent \(name(p)) has \(base.count); a child is "
+                               + "in its parent's PID namespace (as many levels) or, with newPidNamespace, "
+                               + "one level deeper (\(expected) here)")
+                    } else {
+                        report(k, "nspid has \(levels) but the process has no parent in the tree, so it "
+                               + "hangs under the namespace init and must have \(expected)"
+                               + (e.newPidNamespace ? " (newPidNamespace adds one)" : ""))
+                    }
+                    continue
+                }
+                chain[k] = e.newPidNamespace ? base + [k] : base
+            }
+        }
+        // Local PIDs per nested namespace: (init position, level, local pid) -> first holder.
+        struct Key: Hashable { var ns: Int; var level: Int; var pid: Int32 }
+        var holder: [Key: Int] = [:]
+        for i in procs.indices {
+            guard let c = chain[i] else { continue }
+            for level in 1..<max(1, c.count) {
+                let key = Key(ns: c[level], level: level, pid: procs[i].nspid[level])
+                if let j = holder[key] {
+                    report(i, "nspid[\(level)] = \(key.pid) is also the PID of \(name(j)) in the same "
+                           + "nested PID namespace (the one whose init is \(name(c[level])))")
+                } else {
+                    holder[key] = i
+                }
+            }
+        }
+    }
+
+    // MARK: id maps
+
+    mutating func checkMappings(_ mappings: [IDMapping]?, _ field: String) {
+        guard let mappings else { return }
+        if mappings.isEmpty {
+            report(entry: nil, "\(field) is empty (omit it for the default map of your own id to 0)")
+            return
+        }
+        if mappings.count > TreeValidator.maxMappingLines {
+            report(entry: nil, "\(field) has \(mappings.count) lines; the kernel accepts at most "
+                   + "\(TreeValidator.maxMappingLines)")
+        }
+        let lastValid: UInt64 = 0xFFFF_FFFE  // (uid_t)-1 is never a valid id
+        for (k, m) in mappings.enumerated() {
+            let at = "\(field)[\(k)]"
+            if m.size == 0 {
+                report(entry: at, "size is 0: a mapping covers at least one id")
+                continue
+            }
+            for (side, first) in [("containerID", m.containerID), ("hostID", m.hostID)]
+            where UInt64(first) + UInt64(m.size) - 1 > lastValid {
+                report(entry: at, "\(side) \(first) + size \(m.size) runs past \(lastValid), the largest id")
+            }
+        }
+        guard mappings.count <= TreeValidator.maxMappingLines else { return }
+        func overlap(_ a: UInt32, _ b: UInt32, _ size1: UInt32, _ size2: UInt32) -> Bool {
+            UInt64(a) < UInt64(b) + UInt64(size2) && UInt64(b) < UInt64(a) + UInt64(size1)
+        }
+        func range(_ first: UInt32, _ size: UInt32) -> String {
+            "\(first)...\(UInt64(first) + UInt64(size) - 1)"
+        }
+        for j in mappings.indices where mappings[j].size > 0 {
+            for i in 0..<j where mappings[i].size > 0 {
+                let a = mappings[i], b = mappings[j]
+                if overlap(a.containerID, b.containerID, a.size, b.size) {
+                    report(entry: "\(field)[\(j)]", "container ids \(range(b.containerID, b.size)) overlap "
+                           + "\(field)[\(i)] (\(range(a.containerID, a.size)))")
+                }
+                if overlap(a.hostID, b.hostID, a.size, b.size) {
+                    report(entry: "\(field)[\(j)]", "host ids \(range(b.hostID, b.size)) overlap "
+                           + "\(field)[\(i)] (\(range(a.hostID, a.size)))")
+                }
+            }
+        }
+    }
+}

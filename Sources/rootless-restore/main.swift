@@ -1,0 +1,3 @@
+import RestoreCLI
+
+RootlessRestore.main()

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs missing Debian packages, creates the throwaway test user
+# (when run as root), builds the debug binary and runs `swift test` against it. The end-to-end
+# tests drop to that user, so they exercise the rootless path even though CI runs as root.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh --filter X      only the tests matching X (passed to `swift test --filter`)
+#
+# Environment: RR_TEST_USER overrides the test user's name (default rrtest).
+set -euo pipefail
+
+swift_test_args=()
+while (($#)); do
+    case "$1" in
+        --filter)
+            (($# >= 2)) || { echo "test.sh: --filter needs a value" >&2; exit 64; }
+            swift_test_args+=(--filter "$2"); shift 2 ;;
+        --filter=*) swift_test_args+=(--filter "${1#--filter=}"); shift ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test.sh: unknown argument: $1 (try --help)" >&2; exit 64 ;;
+    esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '[test] %s\n' "$*"; }
+
+bash scripts/setup.sh --deps-only
+command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
+
+test_user="${RR_TEST_USER:-rrtest}"
+is_root=0
+[[ $(id -u) -eq 0 ]] && is_root=1
+
+# Processes the test user still has, one per line (empty when none).
+user_processes() { pgrep -u "$test_user" -a 2>/dev/null || true; }
+
+if ((is_root)); then
+    if ! id "$test_user" >/dev/null 2>&1; then
+        say "creating throwaway test user $test_user"
+        useradd --create-home --shell /bin/bash "$test_user"
+    fi
+    # newuidmap/newgidmap need ranges; the runtime may use them for multi-id maps.
+    if ! grep -q "^$test_user:" /etc/subuid 2>/dev/null || ! grep -q "^$test_user:" /etc/subgid 2>/dev/null; then
+        say "adding /etc/subuid and /etc/subgid ranges for $test_user"
+        grep -q "^$test_user:" /etc/subuid 2>/dev/null || usermod --add-subuids 200000-265535 "$test_user"
+        grep -q "^$test_user:" /etc/subgid 2>/dev/null || usermod --add-subgids 200000-265535 "$test_user"
+    fi
+    say "test user: $(id "$test_user")"
+    leftovers=$(user_processes)
+    if [[ -n "$leftovers" ]]; then
+        say "killing processes of $test_user left over from an earlier run:"
+        printf '%s\n' "$leftovers"
+        pkill -KILL -u "$test_user" || true
+    fi
+else
+    say "not root: the end-to-end tests run as $(id -un) directly"
+fi
+
+say "swift build --product rootless-restore (debug)"
+swift build --product rootless-restore
+binary="$(swift build --show-bin-path)/rootless-restore"
+[[ -x "$binary" ]] || { echo "test.sh: $binary was not built" >&2; exit 1; }
+say "binary: $binary"
+
+status=0
+say "swift test ${swift_test_args[*]}"
+RR_BINARY="$binary" RR_TEST_USER="$test_user" swift test "${swift_test_args[@]}" || status=$?
+
+if ((is_root)); then
+    leftovers=$(user_processes)
+    if [[ -n "$leftovers" ]]; then
+        echo "test.sh: FAIL: processes of $test_user remained after the tests:" >&2
+        ps -o pid,ppid,pgid,sid,stat,user,args -u "$test_user" >&2 || printf '%s\n' "$leftovers" >&2
+        pkill -KILL -u "$test_user" || true
+        ((status != 0)) || status=1
+    fi
+fi
+
+if ((status == 0)); then
+    say "all tests passed"
+else
+    say "FAILED (status $status)"
+fi
+exit "$status"
