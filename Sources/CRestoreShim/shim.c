@@ -40,14 +40,56 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
     args.stack_size = stack_size;
     args.set_tid = (uint64_t)(uintptr_t)set_tid;
     args.set_tid_size = set_tid_size;
-    long r = syscall(SYS_clone3, &args, (size_t)80);
-    if (r == 0) {
-        // New thread on its own stack: no return path exists, so run and leave.
-        fn(arg);
-        syscall(SYS_exit, 0);
-        for (;;) {}
-    }
-    return r < 0 ? -errno : r;
+    // The new thread starts on `stack` with no frame to return into, so the child path must
+    // not touch the old stack: raw syscall, call fn from registers, exit the thread.
+    long ret;
+#if defined(__x86_64__)
+    register void (*r_fn)(void *) __asm__("r12") = fn;
+    register void *r_arg __asm__("r13") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"
+        "mov $60, %%eax\n\t"
+        "xor %%edi, %%edi\n\t"
+        "syscall\n\t"
+        "hlt\n\t"
+        "1:\n\t"
+        : "=a"(ret)
+        : "a"((long)SYS_clone3), "D"(&args), "S"(sizeof(args)), "r"(r_fn), "r"(r_arg)
+        : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x0 __asm__("x0") = (long)&args;
+    register long x1 __asm__("x1") = (long)sizeof(args);
+    register long x8 __asm__("x8") = SYS_clone3;
+    register void (*x19)(void *) __asm__("x19") = fn;
+    register void *x20 __asm__("x20") = arg;
+    __asm__ volatile(
+        "svc #0\n\t"
+        "cbnz x0, 1f\n\t"
+        "mov x0, x20\n\t"
+        "blr x19\n\t"
+        "mov x8, #93\n\t"
+        "mov x0, #0\n\t"
+        "svc #0\n\t"
+        "1:\n\t"
+        : "+r"(x0)
+        : "r"(x1), "r"(x8), "r"(x19), "r"(x20)
+        : "memory", "x30");
+    ret = x0;
+#else
+    (void)fn; (void)arg; (void)args;
+    ret = -ENOSYS;
+#endif
+    return ret;
+}
+
+void rr_thread_park(void *unused) {
+    (void)unused;
+    for (;;) syscall(SYS_pause);
 }
 
 int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms) {

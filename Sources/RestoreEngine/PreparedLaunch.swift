@@ -22,7 +22,15 @@ struct PreparedNode {
     var mountsProc: Bool
     /// PID 1 of some namespace: when it holds it must still reap and answer signals.
     var isNamespaceInit: Bool
+    /// Extra threads of a holding process: `threadCount` set_tid arrays of `setTidCount`
+    /// entries each (innermost first), and a stack for each.
+    var threadTids: UnsafeMutablePointer<pid_t>? = nil
+    var threadCount: Int = 0
+    var threadStacks: UnsafeMutablePointer<UnsafeMutableRawPointer?>? = nil
 }
+
+/// Size of the stack of a restored (parked) thread; it only ever sleeps.
+let parkedThreadStackSize = 64 * 1024
 
 /// The read-only world of every puppet.
 struct PuppetWorld {

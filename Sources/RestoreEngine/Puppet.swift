@@ -105,6 +105,23 @@ enum Puppet {
         return pwrite(fd, buf + pos, 32 - pos, 0) == 32 - pos
     }
 
+    /// Recreates a holding process's recorded threads with their TIDs; they sleep until the
+    /// process ends. Reports and returns false on failure.
+    static func startThreads(_ world: PuppetWorld, _ me: Int) -> Bool {
+        let node = world.nodes[me]
+        guard node.threadCount > 0, let tids = node.threadTids, let stacks = node.threadStacks else { return true }
+        let flags = RR_CLONE_VM | RR_CLONE_FS | RR_CLONE_FILES | RR_CLONE_SIGHAND | RR_CLONE_THREAD | RR_CLONE_SYSVSEM
+        for t in 0..<node.threadCount {
+            let r = rr_clone3_thread(flags, tids + t * node.setTidCount, node.setTidCount,
+                                     stacks[t], parkedThreadStackSize, rr_thread_park, nil)
+            if r < 0 {
+                if !node.stopped { answer(world, me, .failed, stage: .threads, value: Int32(-r)) }
+                return false
+            }
+        }
+        return true
+    }
+
     /// Zombie-to-be: exit with code -a, or die of signal a with the default action.
     static func die(_ a: Int32) -> Never {
         if a > 0 {
@@ -137,6 +154,7 @@ enum Puppet {
             _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
         }
         guard let path = node.path else {
+            if !startThreads(world, me) { _exit(1) }
             if !node.stopped { close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit() }
             _ = rr_set_signal_mask(&empty)
@@ -169,8 +187,10 @@ enum InitLoop {
         return set
     }
 
-    /// The runtime's own init: forward signals to the top-level processes, reap everything,
-    /// and when nothing is left exit with the first top-level process's status.
+    /// The runtime's own init: forward signals, reap everything, and when nothing is left exit
+    /// with the first top-level process's status. Like a container's init, terminating signals
+    /// (INT, TERM, HUP, QUIT) go to every process of the namespace, so nothing outlives `run`
+    /// by having been orphaned; USR1 and USR2 go to the top-level processes only.
     static func runtimeInit(_ world: PuppetWorld) -> Never {
         var set = signalSet(withChild: true)
         var old = sigset_t()
@@ -191,8 +211,10 @@ enum InitLoop {
                 break
             }
             let sig = rr_sigwait_timeout(&set, &info, -1)
-            if sig > 0 && sig != SIGCHLD {
+            if sig == SIGUSR1 || sig == SIGUSR2 {
                 for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
+            } else if sig > 0 && sig != SIGCHLD {
+                _ = rr_kill(-1, sig)
             }
         }
     }

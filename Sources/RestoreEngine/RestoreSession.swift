@@ -148,6 +148,27 @@ public final class RestoreSession {
                     prepared.envp = makeCStringArray(env)
                     prepared.cwd = makeCString(dir)
                 }
+                let extra = entry.threads.filter { $0 != entry.pid }
+                if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
+                    guard n.depth == 1 else {
+                        throw RestoreError(.invalidTree, operation: "validate", entry: entry.label,
+                                           message: "has threads but lives in a nested PID namespace; restoring thread IDs there needs per-level TIDs, which tree.json cannot express yet")
+                    }
+                    prepared.threadCount = extra.count
+                    let tids = UnsafeMutablePointer<pid_t>.allocate(capacity: extra.count * n.depth)
+                    let stacks = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: extra.count)
+                    for (t, tid) in extra.enumerated() {
+                        tids[t] = tid
+                        let stack = mmap(nil, parkedThreadStackSize, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)
+                        guard let stack, stack != MAP_FAILED else {
+                            throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, entry: entry.label, message: "cannot allocate thread stacks")
+                        }
+                        stacks[t] = stack // clone3 takes the lowest address and adds stack_size itself
+                    }
+                    prepared.threadTids = tids
+                    prepared.threadStacks = stacks
+                }
                 if !plan.treeHasInit, plan.nodes[i].forker != nil, parentIsInit(entryIndex) {
                     topLevel.append(n.nspid[0])
                 }
@@ -171,7 +192,16 @@ public final class RestoreSession {
                             topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(),
                             scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64))
         ownLevels = ProcStatus.ownLevelCount()
+        // The kernel allows 32 PID-namespace levels below the initial one (MAX_PID_NS_LEVEL);
+        // the runtime's namespace is one more level below the caller's.
+        let available = Self.maxPidNamespaceLevel - (ownLevels - 1)
+        if let deepest = plan.nodes.max(by: { $0.depth < $1.depth }), deepest.depth > available {
+            throw RestoreError(.environment, operation: "clone3(CLONE_NEWPID)", errno: ENOSPC, entry: label(plan.nodes.firstIndex(of: deepest)!),
+                               message: "needs \(deepest.depth) PID-namespace levels, but only \(available) are left below the caller's level \(ownLevels - 1) (the kernel allows \(Self.maxPidNamespaceLevel))")
+        }
     }
+
+    static let maxPidNamespaceLevel = 32
 
     func parentIsInit(_ entryIndex: Int) -> Bool {
         let e = tree.processes[entryIndex]

@@ -68,6 +68,9 @@ long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
                       void *stack, size_t stack_size, void (*fn)(void *), void *arg);
 
+/// Thread body for restored threads of a holding process: sleeps until the process ends.
+void rr_thread_park(void *unused);
+
 /// Shared futex word (FUTEX_WAIT/WAKE, not private: the word lives in MAP_SHARED memory).
 int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms);
 int rr_futex_wake(uint32_t *word, int count);
