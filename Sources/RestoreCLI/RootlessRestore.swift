@@ -28,8 +28,8 @@ public struct RootlessRestore: ParsableCommand {
 
     static let exitCodeHelp = """
         Exit codes:
-          0-255  run: the tree's exit status (PID 1's if the tree has one, else the first
-                 top-level process's; 128+N if it was killed by signal N)
+          0-255  run: the tree's exit status: PID 1's if the tree has one,
+                 else the first top-level process's (128+N: killed by signal N)
           64     usage error
           65     the tree is invalid (the message names the entry)
           66     the tree file cannot be read

@@ -11,8 +11,9 @@ struct Run: ParsableCommand {
         session, and checked against /proc, before any payload starts. A process with `args` \
         then execs them; one without holds (stays idle until signalled). If the tree has PID 1, \
         it is the namespace init and run forwards signals to it; otherwise run's own init is \
-        PID 1, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the top-level \
-        processes, reaps what it adopts, and ends when every process has exited.
+        PID 1: it delivers SIGINT, SIGTERM, SIGHUP and SIGQUIT to every process of the \
+        namespace and SIGUSR1 and SIGUSR2 to the top-level processes, reaps what it adopts, \
+        and ends when every process has exited.
         A failure at any point, or Ctrl-C during the restore, tears the whole namespace down.
 
         \(RootlessRestore.exitCodeHelp)
@@ -29,6 +30,9 @@ struct Run: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Once every process is restored and released, write a JSON report (PIDs at every level, ppid, pgid, sid, state, read back from /proc, and the time per phase) to FILE, or '-' for stdout.", valueName: "FILE"))
     var report: String?
+
+    @Option(name: .long, help: ArgumentHelp("How PIDs are chosen: clone3 (set_tid, Linux 5.5+, race-free), dance (write ns_last_pid then fork; for older kernels, serialised and verified), or auto (clone3 when the kernel has it).", valueName: "METHOD"))
+    var pidMethod: PidMethod = .auto
 
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
@@ -49,6 +53,7 @@ struct Run: ParsableCommand {
         options.progress = !quiet && isatty(2) == 1
         options.occupyPid = occupyPid
         options.stepTimeout = stepTimeout
+        options.pidMethod = pidMethod
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in
@@ -70,6 +75,8 @@ struct Run: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 }
+
+extension PidMethod: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -12,6 +12,8 @@ struct PreparedNode {
     var setTidCount: Int
     var cloneFlags: UInt64
     var localPid: pid_t
+    /// The PID in the forker's own namespace, the one the ns_last_pid dance can choose.
+    var dancePid: pid_t
     /// Resolved executable; nil: the process holds.
     var path: UnsafeMutablePointer<CChar>?
     var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
@@ -45,8 +47,10 @@ struct PuppetWorld {
     var topLevelPids: UnsafeMutablePointer<pid_t>
     var topLevelCount: Int
     var strings: FixedStrings
-    /// Scratch space for the few formatted numbers a child writes (pid_max).
+    /// Scratch space for the few formatted numbers a child writes (pid_max, ns_last_pid).
     var scratch: UnsafeMutablePointer<UInt8>
+    /// Choose PIDs with the ns_last_pid dance instead of clone3's set_tid.
+    var useDance: Bool
 }
 
 /// C strings the children use, made once.
@@ -55,6 +59,7 @@ struct FixedStrings {
     let proc = makeCString("proc")
     let procDir = makeCString("/proc")
     let pidMax = makeCString("/proc/sys/kernel/pid_max")
+    let nsLastPid = makeCString("/proc/sys/kernel/ns_last_pid")
     let execFailedStopped = makeCString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
 }
 

@@ -23,7 +23,18 @@ enum Puppet {
                 let child = Int(a)
                 let node = world.nodes[child]
                 let childSeen = world.control.sequence(child)
-                let pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+                let pid: Int
+                if world.useDance {
+                    // The PID dance: the next PID the kernel hands out in this namespace is
+                    // ns_last_pid + 1. Safe only because the coordinator serialises every fork.
+                    if !writeNumber(world, world.strings.nsLastPid, node.dancePid - 1) {
+                        fail(world, child, .nsLastPid)
+                        continue
+                    }
+                    pid = rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
+                } else {
+                    pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+                }
                 if pid == 0 {
                     me = child
                     seen = childSeen
@@ -97,12 +108,27 @@ enum Puppet {
         var current: Int32 = 0
         for i in 0..<n where buf[i] >= 48 && buf[i] <= 57 { current = current * 10 + Int32(buf[i] - 48) }
         if current >= needed { return true }
-        // Format `needed` right-aligned in the scratch buffer.
-        var v = needed
+        let (start, length) = formatDecimal(world, needed)
+        return pwrite(fd, start, length, 0) == length
+    }
+
+    /// Formats a non-negative number, newline-terminated, at the end of the scratch buffer.
+    static func formatDecimal(_ world: PuppetWorld, _ value: Int32) -> (UnsafeMutablePointer<UInt8>, Int) {
+        let buf = world.scratch + 32
+        var v = max(value, 0)
         var pos = 31
         buf[pos] = 10
         repeat { pos -= 1; buf[pos] = UInt8(48 + v % 10); v /= 10 } while v > 0
-        return pwrite(fd, buf + pos, 32 - pos, 0) == 32 - pos
+        return (buf + pos, 32 - pos)
+    }
+
+    /// Writes a number to a /proc/sys file with one write(2).
+    static func writeNumber(_ world: PuppetWorld, _ path: UnsafeMutablePointer<CChar>, _ value: Int32) -> Bool {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        let (start, length) = formatDecimal(world, value)
+        return write(fd, start, length) == length
     }
 
     /// Recreates a holding process's recorded threads with their TIDs; they sleep until the

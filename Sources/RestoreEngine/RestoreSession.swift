@@ -15,8 +15,31 @@ public struct RunOptions: Sendable {
     public var occupyPid: Int32?
     /// Seconds a single step may take before the restore is declared stuck.
     public var stepTimeout: Double = 30
+    /// How PIDs are chosen.
+    public var pidMethod: PidMethod = .auto
 
     public init() {}
+}
+
+/// How a process gets its recorded PID.
+public enum PidMethod: String, Sendable, CaseIterable {
+    /// clone3 with set_tid when the kernel has it (5.5+), else the dance.
+    case auto
+    /// clone3 with a set_tid array: one PID per namespace level, race-free.
+    case clone3
+    /// Write PID-1 to the namespace's ns_last_pid, then fork (for kernels before 5.5).
+    /// Works inside our own user namespace; serialised; every PID is verified.
+    case dance
+
+    /// Whether this kernel has clone3's set_tid (Linux 5.5+).
+    public static func kernelHasSetTid() -> Bool {
+        var u = utsname()
+        guard uname(&u) == 0 else { return true }
+        let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { return true }
+        return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 5)
+    }
 }
 
 /// The coordinator: creates the namespaces, drives the puppets through the plan, verifies the
@@ -128,7 +151,7 @@ public final class RestoreSession {
                 kind: n.isHelper ? .helper : (n.role == .runtimeInit ? .runtimeInit : .process),
                 setTid: setTid, setTidCount: n.depth,
                 cloneFlags: n.newPidNamespace ? (RR_CLONE_NEWPID | RR_CLONE_NEWNS) : 0,
-                localPid: n.localPid, path: nil, argv: nil, envp: nil, cwd: nil,
+                localPid: n.localPid, dancePid: n.nspid[max(0, n.depth - (n.newPidNamespace ? 2 : 1))], path: nil, argv: nil, envp: nil, cwd: nil,
                 stopped: false, mountsProc: n.newPidNamespace,
                 isNamespaceInit: i == 0 || n.newPidNamespace)
             if let entryIndex = n.entryIndex {
@@ -188,9 +211,14 @@ public final class RestoreSession {
         guard let control = ControlBlock(nodes: count) else {
             throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, message: "cannot map the control block")
         }
+        let dance = options.pidMethod == .dance || (options.pidMethod == .auto && !PidMethod.kernelHasSetTid())
+        if dance, let deep = plan.nodes.firstIndex(where: { $0.depth > 2 || ($0.depth == 2 && !$0.newPidNamespace) }) {
+            throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: label(deep),
+                               message: "lives \(plan.nodes[deep].depth) PID-namespace levels deep; the PID dance can choose a PID in one namespace only (the forker's), so nested trees need clone3's set_tid (Linux 5.5+)")
+        }
         world = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                             topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(),
-                            scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64))
+                            scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64), useDance: dance)
         ownLevels = ProcStatus.ownLevelCount()
         // The kernel allows 32 PID-namespace levels below the initial one (MAX_PID_NS_LEVEL);
         // the runtime's namespace is one more level below the caller's.

@@ -59,7 +59,9 @@ public struct JSONMember: Sendable, Equatable {
 /// not by Unicode canonical equivalence).
 public struct JSONObject: Sendable, Equatable {
     public private(set) var members: [JSONMember] = []
-    private var indexByKey: [[UInt8]: Int] = [:]
+    /// Built only for large objects; small ones are searched linearly.
+    private var indexByKey: [[UInt8]: Int]?
+    private static let linearLimit = 16
 
     public init() {}
 
@@ -68,19 +70,30 @@ public struct JSONObject: Sendable, Equatable {
 
     /// The member named `key`, if present.
     public subscript(key: String) -> JSONMember? {
-        guard let i = indexByKey[Array(key.utf8)] else { return nil }
-        return members[i]
+        position(of: key).map { members[$0] }
+    }
+
+    private func position(of key: String) -> Int? {
+        if let indexByKey { return indexByKey[Array(key.utf8)] }
+        return members.firstIndex { $0.key.utf8.elementsEqual(key.utf8) }
     }
 
     /// Adds a member; returns the existing member instead if the key is already present.
     @discardableResult
     public mutating func insert(_ member: JSONMember) -> JSONMember? {
-        let k = Array(member.key.utf8)
-        if let i = indexByKey[k] { return members[i] }
-        indexByKey[k] = members.count
+        if let i = position(of: member.key) { return members[i] }
         members.append(member)
+        if indexByKey != nil {
+            indexByKey![Array(member.key.utf8)] = members.count - 1
+        } else if members.count > JSONObject.linearLimit {
+            var index: [[UInt8]: Int] = [:]
+            for (i, m) in members.enumerated() { index[Array(m.key.utf8)] = i }
+            indexByKey = index
+        }
         return nil
     }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool { a.members == b.members }
 }
 
 /// A parsed JSON value and the position of its first character.
@@ -442,8 +455,15 @@ struct JSONReader {
                 throw error("raw control character U+\(JSONValue.hex4(UInt32(b))) inside a string "
                             + "(write it as an escape such as \\t or \\u\(JSONValue.hex4(UInt32(b))))")
             case 0x20..<0x80:
-                out.append(b)
-                advanceASCII()
+                // A run of plain ASCII characters is copied at once.
+                var end = pos + 1
+                while end < bytes.count, bytes[end] >= 0x20, bytes[end] < 0x80,
+                      bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
+                    end += 1
+                }
+                out.append(contentsOf: bytes[pos..<end])
+                column += end - pos
+                pos = end
             default:
                 guard let (_, length) = decodeUTF8(at: pos) else {
                     throw error("invalid UTF-8 (byte 0x\(String(b, radix: 16, uppercase: true))) inside a string")
