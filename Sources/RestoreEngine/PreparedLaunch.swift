@@ -29,6 +29,8 @@ struct PreparedNode {
     var threadTids: UnsafeMutablePointer<pid_t>? = nil
     var threadCount: Int = 0
     var threadStacks: UnsafeMutablePointer<UnsafeMutableRawPointer?>? = nil
+    /// User, capabilities, limits, seccomp: applied after all forking, right before exec.
+    var identity: UnsafeMutablePointer<PreparedIdentity>? = nil
 }
 
 /// Size of the stack of a restored (parked) thread; it only ever sleeps.

@@ -148,6 +148,17 @@ enum Puppet {
         return true
     }
 
+    static func applyIdentity(_ world: PuppetWorld, _ me: Int) -> Bool {
+        let node = world.nodes[me]
+        guard let identity = node.identity, let (stage, e) = ProcessIdentity.apply(identity) else { return true }
+        if node.stopped {
+            _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped))
+        } else {
+            answer(world, me, .failed, stage: stage, value: e)
+        }
+        return false
+    }
+
     /// Zombie-to-be: exit with code -a, or die of signal a with the default action.
     static func die(_ a: Int32) -> Never {
         if a > 0 {
@@ -181,6 +192,7 @@ enum Puppet {
         }
         guard let path = node.path else {
             if !startThreads(world, me) { _exit(1) }
+            if !applyIdentity(world, me) { _exit(126) }
             if !node.stopped { close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit() }
             _ = rr_set_signal_mask(&empty)
@@ -192,6 +204,7 @@ enum Puppet {
             else { answer(world, me, .failed, stage: .chdir, value: e) }
             _exit(127)
         }
+        if !applyIdentity(world, me) { _exit(126) }
         if !node.stopped { _ = rr_set_signal_mask(&empty) }
         execve(path, node.argv!, node.envp!)
         let e = Glibc.errno

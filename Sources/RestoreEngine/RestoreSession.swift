@@ -171,6 +171,7 @@ public final class RestoreSession {
                     prepared.envp = makeCStringArray(env)
                     prepared.cwd = makeCString(dir)
                 }
+                prepared.identity = try ProcessIdentity.prepare(entry)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
                     guard n.depth == 1 else {
