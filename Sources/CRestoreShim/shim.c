@@ -10,6 +10,7 @@
 #include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <grp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -91,6 +92,10 @@ void rr_thread_park(void *unused) {
     (void)unused;
     for (;;) syscall(SYS_pause);
 }
+
+int rr_setresuid(uid_t uid) { return setresuid(uid, uid, uid) < 0 ? -errno : 0; }
+int rr_setresgid(gid_t gid) { return setresgid(gid, gid, gid) < 0 ? -errno : 0; }
+int rr_setgroups(size_t count, const gid_t *groups) { return setgroups(count, groups) < 0 ? -errno : 0; }
 
 int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms) {
     struct timespec ts, *tsp = NULL;

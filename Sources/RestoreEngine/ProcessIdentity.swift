@@ -25,8 +25,10 @@ enum ProcessIdentity {
     static func apply(_ identity: UnsafeMutablePointer<PreparedIdentity>) -> (PuppetStage, Int32)? {
         let id = identity.pointee
         if id.changeIDs {
-            if setresgid(id.gid, id.gid, id.gid) < 0 { return (.setgid, Glibc.errno) }
-            if setresuid(id.uid, id.uid, id.uid) < 0 { return (.setuid, Glibc.errno) }
+            var r = rr_setresgid(id.gid)
+            if r < 0 { return (.setgid, -r) }
+            r = rr_setresuid(id.uid)
+            if r < 0 { return (.setuid, -r) }
         }
         return nil
     }

@@ -71,6 +71,11 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 
+/// Credentials (glibc declares these only under _GNU_SOURCE). 0 or -errno.
+int rr_setresuid(uid_t uid);
+int rr_setresgid(gid_t gid);
+int rr_setgroups(size_t count, const gid_t *groups);
+
 /// Shared futex word (FUTEX_WAIT/WAKE, not private: the word lives in MAP_SHARED memory).
 int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms);
 int rr_futex_wake(uint32_t *word, int count);
