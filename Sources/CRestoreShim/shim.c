@@ -10,7 +10,12 @@
 #include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <grp.h>
+#include <sys/uio.h>
+#include <sys/mman.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -221,3 +226,88 @@ int rr_wifsignaled(int status) { return WIFSIGNALED(status); }
 int rr_wtermsig(int status) { return WTERMSIG(status); }
 int rr_wifstopped(int status) { return WIFSTOPPED(status); }
 
+long rr_getxattr(const char *path, const char *name, void *buf, size_t size) {
+    ssize_t r = getxattr(path, name, buf, size);
+    return r < 0 ? -errno : r;
+}
+
+const long rr_sys_clone = SYS_clone;
+const long rr_sys_clone3 = SYS_clone3;
+#ifdef SYS_fork
+const long rr_sys_fork = SYS_fork;
+#else
+const long rr_sys_fork = -1;
+#endif
+#ifdef SYS_vfork
+const long rr_sys_vfork = SYS_vfork;
+#else
+const long rr_sys_vfork = -1;
+#endif
+
+int rr_seccomp_install_listener(const void *instructions, unsigned short count) {
+    struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    return r < 0 ? -errno : (int)r;
+}
+
+int rr_seccomp_install_filter(const void *instructions, unsigned short count) {
+    struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+    return r < 0 ? -errno : 0;
+}
+
+int rr_memfd(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int rr_send_fd(int sock, int32_t tag, int fd) {
+    struct iovec iov = { .iov_base = &tag, .iov_len = sizeof(tag) };
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t r;
+    do { r = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int rr_recv_fd(int sock, int32_t *tag) {
+    struct iovec iov = { .iov_base = tag, .iov_len = sizeof(*tag) };
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t r;
+    do { r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -errno;
+    if (r == 0) return -EPIPE;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof(int));
+            return fd;
+        }
+    }
+    return -EBADF;
+}
+
+int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out) {
+    struct iovec local = { .iov_base = out, .iov_len = sizeof(*out) };
+    struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = sizeof(*out) };
+    ssize_t r = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (r < 0) return -errno;
+    return r == (ssize_t)sizeof(*out) ? 0 : -EIO;
+}

@@ -22,7 +22,7 @@ public struct RootlessRestore: ParsableCommand {
         \(exitCodeHelp)
         """,
         version: "\(version) (libseccomp \(EngineInfo.libseccompVersion))",
-        subcommands: [Run.self, Validate.self])
+        subcommands: [Run.self, Validate.self, Check.self])
 
     public init() {}
 
@@ -45,6 +45,7 @@ public struct RootlessRestore: ParsableCommand {
 struct LoadedTree {
     var tree: ProcessTree
     var plan: RestorePlan
+    var pinned: PinnedForks
     var phases: [(String, Double)]
 
     init(path: String) throws {
@@ -56,6 +57,8 @@ struct LoadedTree {
         lap("parse")
         try TreeValidator.validate(tree)
         lap("validate")
+        let full = tree
+        (tree, pinned) = try PinnedForks.split(full)
         plan = try RestorePlanner.plan(tree)
         lap("plan")
         self.phases = phases

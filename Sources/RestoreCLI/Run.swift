@@ -34,6 +34,12 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How PIDs are chosen: clone3 (set_tid, Linux 5.5+, race-free), dance (write ns_last_pid then fork; for older kernels, serialised and verified), or auto (clone3 when the kernel has it).", valueName: "METHOD"))
     var pidMethod: PidMethod = .auto
 
+    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
+    var pinMismatch: PinMismatchPolicy = .warn
+
+    @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))
+    var pinLog: String?
+
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
 
@@ -54,6 +60,9 @@ struct Run: ParsableCommand {
         options.occupyPid = occupyPid
         options.stepTimeout = stepTimeout
         options.pidMethod = pidMethod
+        options.pinned = loaded.pinned
+        options.pinMismatch = pinMismatch
+        options.pinLogPath = pinLog
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in
@@ -77,6 +86,7 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+extension PinMismatchPolicy: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -44,7 +44,7 @@ struct PuppetAnswer {
 /// Stages a child can fail in; their names are part of the user-visible messages.
 enum PuppetStage: Int32 {
     case clone3 = 1, setsid, setpgid, subreaper, mountPrivate, mountProc, pidMax, reap, awaitZombie
-    case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid
+    case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid, seccompNotify
 
     var operation: String {
         switch self {
@@ -64,6 +64,7 @@ enum PuppetStage: Int32 {
         case .setuid: return "setuid"
         case .threads: return "clone3(CLONE_THREAD)"
         case .nsLastPid: return "write /proc/sys/kernel/ns_last_pid"
+        case .seccompNotify: return "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)"
         }
     }
 }

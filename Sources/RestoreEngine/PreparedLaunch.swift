@@ -53,6 +53,8 @@ struct PuppetWorld {
     var scratch: UnsafeMutablePointer<UInt8>
     /// Choose PIDs with the ns_last_pid dance instead of clone3's set_tid.
     var useDance: Bool
+    /// Present when payloads' forks get pinned PIDs.
+    var supervisor: ForkSupervisor?
 }
 
 /// C strings the children use, made once.

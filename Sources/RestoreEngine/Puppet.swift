@@ -204,6 +204,10 @@ enum Puppet {
             else { answer(world, me, .failed, stage: .chdir, value: e) }
             _exit(127)
         }
+        if let supervisor = world.supervisor, let (stage, e) = supervisor.installAndHandOver(node: me) {
+            if !node.stopped { answer(world, me, .failed, stage: stage, value: e) }
+            _exit(126)
+        }
         if !applyIdentity(world, me) { _exit(126) }
         if !node.stopped { _ = rr_set_signal_mask(&empty) }
         execve(path, node.argv!, node.envp!)
@@ -236,6 +240,7 @@ enum InitLoop {
         _ = rr_block_signals(&set, &old)
         let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
         var firstStatus: Int32 = 0
+        if let supervisor = world.supervisor { supervisingInit(world, supervisor, set: set, first: first) }
         var info = siginfo_t()
         while true {
             // Reap first: children may have ended before we got here.
@@ -255,6 +260,52 @@ enum InitLoop {
             } else if sig > 0 && sig != SIGCHLD {
                 _ = rr_kill(-1, sig)
             }
+        }
+    }
+
+    /// The runtime's init when payloads' forks are supervised: one poll loop over signals, the
+    /// supervisor socket (new listeners) and every listener.
+    static func supervisingInit(_ world: PuppetWorld, _ supervisor: ForkSupervisor, set: sigset_t, first: pid_t) -> Never {
+        var mask = set
+        let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        var firstStatus: Int32 = 0
+        while true {
+            while true {
+                var status: Int32 = 0
+                let r = waitpid(-1, &status, WNOHANG)
+                if r > 0 {
+                    if r == first { firstStatus = exitCode(status) }
+                    continue
+                }
+                if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+                break
+            }
+            supervisor.collectListeners()
+            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
+            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if poll(&fds, nfds_t(fds.count), -1) <= 0 { continue }
+            if fds[0].revents != 0 {
+                var info = signalfd_siginfo()
+                while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                    let sig = Int32(info.ssi_signo)
+                    if sig == SIGUSR1 || sig == SIGUSR2 {
+                        for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
+                    } else if sig != SIGCHLD {
+                        _ = rr_kill(-1, sig)
+                    }
+                }
+            }
+            var finished: [Int32] = []
+            for p in fds.dropFirst(2) where p.revents != 0 {
+                if p.revents & Int16(POLLIN) != 0 {
+                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
+                } else {
+                    finished.append(p.fd)
+                }
+            }
+            for fd in finished { close(fd) }
+            supervisor.listeners.removeAll { finished.contains($0) }
         }
     }
 

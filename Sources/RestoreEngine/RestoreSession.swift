@@ -17,6 +17,11 @@ public struct RunOptions: Sendable {
     public var stepTimeout: Double = 30
     /// How PIDs are chosen.
     public var pidMethod: PidMethod = .auto
+    /// PIDs the payloads' own forks must get (processes marked "spawn": "payload").
+    public var pinned = PinnedForks()
+    public var pinMismatch: PinMismatchPolicy = .warn
+    /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
+    public var pinLogPath: String?
 
     public init() {}
 }
@@ -217,9 +222,21 @@ public final class RestoreSession {
             throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: label(deep),
                                message: "lives \(plan.nodes[deep].depth) PID-namespace levels deep; the PID dance can choose a PID in one namespace only (the forker's), so nested trees need clone3's set_tid (Linux 5.5+)")
         }
+        var supervisor: ForkSupervisor?
+        if !options.pinned.isEmpty {
+            var logFD: Int32 = -1
+            if let path = options.pinLogPath {
+                logFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                guard logFD >= 0 else {
+                    throw RestoreError(.input, operation: "open", errno: SystemCalls.currentErrno, entry: path, message: "cannot write the pin log")
+                }
+            }
+            supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD)
+        }
         world = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                             topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(),
-                            scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64), useDance: dance)
+                            scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64), useDance: dance,
+                            supervisor: supervisor)
         ownLevels = ProcStatus.ownLevelCount()
         // The kernel allows 32 PID-namespace levels below the initial one (MAX_PID_NS_LEVEL);
         // the runtime's namespace is one more level below the caller's.

@@ -71,6 +71,9 @@ public struct ProcessEntry: Sendable, Equatable {
     public var childSubreaper: Bool
     /// What runs once the tree is built; nil or no `args` means the process holds.
     public var process: ProcessSpec?
+    /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
+    /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
+    public var spawnedByPayload: Bool = false
 
     public var pid: Int32 { nspid[0] }
 

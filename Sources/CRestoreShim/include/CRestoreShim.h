@@ -126,4 +126,23 @@ int rr_wtermsig(int status);
 int rr_wifstopped(int status);
 
 
+/// getxattr(2) (sys/xattr.h is not in Swift's Glibc module): bytes read, or -errno.
+long rr_getxattr(const char *path, const char *name, void *buf, size_t size);
+
+/// Fork supervision (seccomp user notification). Syscall numbers of this architecture.
+extern const long rr_sys_clone, rr_sys_clone3, rr_sys_fork, rr_sys_vfork;
+/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER) with a classic-BPF
+/// program of `count` instructions (8 bytes each). Returns the listener fd or -errno.
+int rr_seccomp_install_listener(const void *instructions, unsigned short count);
+/// seccomp(SECCOMP_SET_MODE_FILTER, 0): a plain filter. 0 or -errno.
+int rr_seccomp_install_filter(const void *instructions, unsigned short count);
+/// memfd_create(name, MFD_CLOEXEC): fd or -errno.
+int rr_memfd(const char *name);
+/// Sends `tag` and the descriptor `fd` as one record (SCM_RIGHTS). 0 or -errno.
+int rr_send_fd(int sock, int32_t tag, int fd);
+/// Receives one record sent by rr_send_fd: the received fd (CLOEXEC) or -errno; 0-byte EOF: -EPIPE.
+int rr_recv_fd(int sock, int32_t *tag);
+/// Reads 8 bytes at `addr` in process `pid` (process_vm_readv). 0 or -errno.
+int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out);
+
 #endif

@@ -1,0 +1,234 @@
+import CLibseccomp
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// What to do when a payload's fork does not get the PID the recording says it should.
+public enum PinMismatchPolicy: String, Sendable, CaseIterable {
+    /// Print a warning and go on.
+    case warn
+    /// Kill the whole namespace; `run` exits with 125.
+    case error
+}
+
+/// Gives payload-made forks and threads their recorded PIDs.
+///
+/// Every exec'ing process of the tree installs a seccomp filter that turns clone, clone3, fork
+/// and vfork into user notifications, and hands the listener to the runtime's init. The init
+/// (which holds CAP_SYS_ADMIN in the namespace) serves one notification at a time: it writes
+/// the namespace's ns_last_pid so that the next PID is the pinned one, lets the syscall
+/// continue, and waits until that PID is allocated before serving the next. Since every fork
+/// in the namespace passes through this one loop, the ns_last_pid dance cannot race. Forks
+/// the recording does not know get PIDs above every pinned one, so they never steal one.
+///
+/// Built in the coordinator before any clone; used by puppets (install + hand over) and by the
+/// init after the tree is released. The init is a single-threaded copy of a single-threaded
+/// process and never execs, so it may allocate.
+public final class ForkSupervisor {
+    /// Classic BPF of the notify filter, exported by libseccomp in the coordinator.
+    let instructions: UnsafeMutableRawPointer
+    let instructionCount: UInt16
+    /// Puppets send their listener here (CLOEXEC); the init receives on `receiveFD`.
+    let sendFD: Int32
+    let receiveFD: Int32
+    var children: [Int32: [Int32]]
+    var threads: [Int32: [Int32]]
+    let ceiling: Int32
+    let policy: PinMismatchPolicy
+    let logFD: Int32
+    let labels: [Int32: String]
+    let request: UnsafeMutablePointer<seccomp_notif>
+    let response: UnsafeMutablePointer<seccomp_notif_resp>
+    var listeners: [Int32] = []
+
+    init(pinned: PinnedForks, tree: ProcessTree, policy: PinMismatchPolicy, logFD: Int32) throws {
+        guard seccomp_api_get() >= 5 else {
+            throw RestoreError(.environment, operation: "seccomp_api_get", errno: EOPNOTSUPP, entry: nil,
+                               message: "pinned PIDs need seccomp user notification (libseccomp API level 5, Linux 5.0+); this system reports level \(seccomp_api_get())")
+        }
+        guard let ctx = seccomp_init(SCMP_ACT_ALLOW) else {
+            throw RestoreError(.restoreFailed, operation: "seccomp_init", message: "cannot build the fork filter")
+        }
+        defer { seccomp_release(ctx) }
+        for name in ["clone", "clone3", "fork", "vfork"] {
+            let nr = seccomp_syscall_resolve_name(name)
+            if nr == __NR_SCMP_ERROR { continue }
+            let r = seccomp_rule_add_array(ctx, UInt32(SCMP_ACT_NOTIFY), nr, 0, nil)
+            if r < 0 { throw RestoreError(.restoreFailed, operation: "seccomp_rule_add", errno: -r, message: "cannot add \(name) to the fork filter") }
+        }
+        let memfd = rr_memfd("rootless-restore-bpf")
+        guard memfd >= 0 else { throw RestoreError(.restoreFailed, operation: "memfd_create", errno: -memfd, message: "cannot export the fork filter") }
+        defer { close(memfd) }
+        let r = seccomp_export_bpf(ctx, memfd)
+        guard r == 0 else { throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", errno: -r, message: "cannot export the fork filter") }
+        let size = Int(lseek(memfd, 0, SEEK_END))
+        guard size > 0, size % 8 == 0 else { throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", message: "unexpected filter size \(size)") }
+        instructions = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        guard pread(memfd, instructions, size, 0) == size else {
+            throw RestoreError(.restoreFailed, operation: "pread", errno: Glibc.errno, message: "cannot read the exported fork filter")
+        }
+        instructionCount = UInt16(size / 8)
+
+        var fds: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw RestoreError(.restoreFailed, operation: "socketpair", errno: Glibc.errno, message: "cannot create the supervisor socket")
+        }
+        receiveFD = fds[0]
+        sendFD = fds[1]
+        children = pinned.children
+        threads = pinned.threads
+        ceiling = pinned.allPinned.max() ?? 0
+        self.policy = policy
+        self.logFD = logFD
+        var labels: [Int32: String] = [:]
+        for e in tree.processes { labels[e.pid] = e.label }
+        self.labels = labels
+        var req: UnsafeMutablePointer<seccomp_notif>?
+        var resp: UnsafeMutablePointer<seccomp_notif_resp>?
+        guard seccomp_notify_alloc(&req, &resp) == 0, let req, let resp else {
+            throw RestoreError(.restoreFailed, operation: "seccomp_notify_alloc", message: "cannot allocate notification buffers")
+        }
+        request = req
+        response = resp
+    }
+
+    // MARK: puppet side
+
+    /// In an exec'ing puppet, before its identity changes (installing needs CAP_SYS_ADMIN in
+    /// the namespace): install the notify filter and hand the listener to the init.
+    func installAndHandOver(node: Int) -> (PuppetStage, Int32)? {
+        let fd = rr_seccomp_install_listener(instructions, instructionCount)
+        if fd < 0 { return (.seccompNotify, -fd) }
+        let r = rr_send_fd(sendFD, Int32(node), fd)
+        close(fd)
+        return r < 0 ? (.seccompNotify, -r) : nil
+    }
+
+    // MARK: init side
+
+    /// Takes every listener the puppets have sent so far.
+    func collectListeners() {
+        while true {
+            var tag: Int32 = 0
+            let fd = rr_recv_fd(receiveFD, &tag)
+            if fd < 0 { return }
+            listeners.append(fd)
+        }
+    }
+
+    /// Serves one notification from `fd`. Returns false when the listener is finished.
+    func serve(_ fd: Int32) -> Bool {
+        memset(request, 0, MemoryLayout<seccomp_notif>.size)
+        if seccomp_notify_receive(fd, request) != 0 { return false }
+        let tid = Int32(bitPattern: request.pointee.pid)
+        let nr = Int(request.pointee.data.nr)
+        let arg0 = request.pointee.data.args.0
+        var flags: UInt64 = 0
+        if nr == rr_sys_clone {
+            flags = arg0
+        } else if nr == rr_sys_clone3 {
+            _ = rr_read_remote_u64(tid, arg0, &flags)
+        }
+        let isThread = flags & UInt64(RR_CLONE_THREAD) != 0
+        let forker = threadGroup(of: tid)
+        var expected: Int32?
+        if isThread { expected = threads[forker]?.first } else { expected = children[forker]?.first }
+        if let e = expected {
+            if isThread { threads[forker]!.removeFirst() } else { children[forker]!.removeFirst() }
+            if rr_kill(e, 0) != -ESRCH {
+                report(forker: forker, thread: isThread, expected: e, got: nil, note: "the pinned PID is already taken")
+                expected = nil
+            }
+        }
+        let before = readLastPid()
+        if let e = expected {
+            writeLastPid(e - 1)
+        } else if before < ceiling {
+            writeLastPid(ceiling)
+        }
+        let written = expected.map { $0 - 1 } ?? max(before, ceiling)
+        response.pointee.id = request.pointee.id
+        response.pointee.val = 0
+        response.pointee.error = 0
+        response.pointee.flags = UInt32(SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+        if seccomp_notify_respond(fd, response) != 0 {
+            // The caller died or was interrupted: the pinned PID is still owed.
+            if let e = expected { requeue(forker: forker, thread: isThread, e) }
+            return true
+        }
+        // Wait until the kernel has handed out the PID, so the next fork cannot take it.
+        let got = waitForAllocation(after: written)
+        if let e = expected {
+            if got == nil {
+                requeue(forker: forker, thread: isThread, e)
+            } else {
+                report(forker: forker, thread: isThread, expected: e, got: got, note: nil)
+            }
+        } else if let got {
+            log("{\"forker\": \(forker), \"kind\": \"\(isThread ? "thread" : "fork")\", \"expected\": null, \"got\": \(got), \"pinned\": false}")
+        }
+        return true
+    }
+
+    func requeue(forker: Int32, thread: Bool, _ pid: Int32) {
+        if thread { threads[forker, default: []].insert(pid, at: 0) } else { children[forker, default: []].insert(pid, at: 0) }
+    }
+
+    func report(forker: Int32, thread: Bool, expected: Int32, got: Int32?, note: String?) {
+        let ok = got == expected
+        log("{\"forker\": \(forker), \"kind\": \"\(thread ? "thread" : "fork")\", \"expected\": \(expected), \"got\": \(got.map(String.init) ?? "null"), \"pinned\": \(ok)}")
+        guard !ok else { return }
+        let who = labels[forker] ?? "process \(forker)"
+        let what = thread ? "thread" : "child"
+        let text = note.map { "\(who): cannot pin \(what) \(expected): \($0)" }
+            ?? "\(who): its \(what) got PID \(got.map(String.init) ?? "?") but the recording expected \(expected) next (fork order differs from the recording)"
+        SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(text)")
+        if policy == .error {
+            _ = rr_kill(-1, SIGKILL)
+            _exit(RestoreError.ExitCode.restoreFailed)
+        }
+    }
+
+    func log(_ line: String) {
+        guard logFD >= 0 else { return }
+        var bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeMutableBytes { write(logFD, $0.baseAddress, $0.count) }
+    }
+
+    func threadGroup(of tid: Int32) -> Int32 {
+        guard let text = SystemCalls.readText("/proc/\(tid)/status") else { return tid }
+        for line in text.split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).trimmingCharacters) ?? tid
+        }
+        return tid
+    }
+
+    func readLastPid() -> Int32 {
+        Int32(SystemCalls.readText("/proc/sys/kernel/ns_last_pid")?.trimmingCharacters ?? "") ?? 0
+    }
+
+    func writeLastPid(_ value: Int32) {
+        _ = SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(value)")
+    }
+
+    /// Polls ns_last_pid until it moves past `written`; nil if nothing was allocated in 1 s
+    /// (the clone failed before allocating).
+    func waitForAllocation(after written: Int32) -> Int32? {
+        let deadline = SystemCalls.monotonicNanoseconds() + 1_000_000_000
+        var pause = timespec(tv_sec: 0, tv_nsec: 10_000)
+        while SystemCalls.monotonicNanoseconds() < deadline {
+            let now = readLastPid()
+            if now != written { return now }
+            nanosleep(&pause, nil)
+        }
+        return nil
+    }
+}
+
+extension Substring {
+    var trimmingCharacters: String { String(self.drop(while: { $0 == " " || $0 == "\t" }).prefix(while: { $0 != " " && $0 != "\t" && $0 != "\n" })) }
+}
+
+extension String {
+    var trimmingCharacters: String { Substring(self).trimmingCharacters }
+}
