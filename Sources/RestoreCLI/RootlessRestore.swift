@@ -22,7 +22,7 @@ public struct RootlessRestore: ParsableCommand {
         \(exitCodeHelp)
         """,
         version: "\(version) (libseccomp \(EngineInfo.libseccompVersion))",
-        subcommands: [Run.self, Validate.self, Check.self])
+        subcommands: [Run.self, Validate.self, Record.self, Check.self])
 
     public init() {}
 

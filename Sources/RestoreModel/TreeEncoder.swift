@@ -1,0 +1,70 @@
+/// Writes a ProcessTree as tree.json version 1, one process per line group, in the field
+/// order of docs/tree-format.md. Defaults are left out.
+public enum TreeEncoder {
+    public static func encode(_ tree: ProcessTree, comment: String? = nil) -> String {
+        var out = "{\n  \"version\": \(tree.version)"
+        if let comment { out += ",\n  \"comment\": \(quote(comment))" }
+        if let m = tree.uidMappings { out += ",\n  \"uidMappings\": \(mappings(m))" }
+        if let m = tree.gidMappings { out += ",\n  \"gidMappings\": \(mappings(m))" }
+        out += ",\n  \"processes\": ["
+        out += tree.processes.map { "\n    " + entry($0) }.joined(separator: ",")
+        out += "\n  ]\n}\n"
+        return out
+    }
+
+    static func mappings(_ m: [IDMapping]) -> String {
+        "[" + m.map { "{\"containerID\": \($0.containerID), \"hostID\": \($0.hostID), \"size\": \($0.size)}" }.joined(separator: ", ") + "]"
+    }
+
+    static func entry(_ e: ProcessEntry) -> String {
+        var fields = ["\"pid\": \(e.pid)", "\"ppid\": \(e.ppid)", "\"pgid\": \(e.pgid)", "\"sid\": \(e.sid)"]
+        if e.nspid.count > 1 { fields.append("\"nspid\": \(ints(e.nspid))") }
+        if e.state != .running { fields.append("\"state\": \"\(e.state.rawValue)\"") }
+        switch e.exitStatus {
+        case .code(let c)?: fields.append("\"exitStatus\": \(c)")
+        case .signal(let s)?: fields.append("\"exitStatus\": {\"signal\": \(s)}")
+        case nil: break
+        }
+        if !e.threads.isEmpty && e.threads != [e.pid] { fields.append("\"threads\": \(ints(e.threads))") }
+        if e.newPidNamespace { fields.append("\"newPidNamespace\": true") }
+        if e.childSubreaper { fields.append("\"childSubreaper\": true") }
+        if e.spawnedByPayload { fields.append("\"spawn\": \"payload\"") }
+        if let p = e.process {
+            var spec: [String] = []
+            if let a = p.args { spec.append("\"args\": [" + a.map(quote).joined(separator: ", ") + "]") }
+            if let env = p.env { spec.append("\"env\": [" + env.map(quote).joined(separator: ", ") + "]") }
+            if let cwd = p.cwd { spec.append("\"cwd\": \(quote(cwd))") }
+            if let u = p.user {
+                var user = "\"uid\": \(u.uid), \"gid\": \(u.gid)"
+                if !u.additionalGids.isEmpty { user += ", \"additionalGids\": [" + u.additionalGids.map(String.init).joined(separator: ", ") + "]" }
+                spec.append("\"user\": {\(user)}")
+            }
+            if !spec.isEmpty { fields.append("\"process\": {" + spec.joined(separator: ", ") + "}") }
+        }
+        return "{" + fields.joined(separator: ", ") + "}"
+    }
+
+    static func ints(_ a: [Int32]) -> String { "[" + a.map(String.init).joined(separator: ", ") + "]" }
+
+    /// A JSON string literal; bytes that are not valid UTF-8 were already replaced on decoding.
+    public static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
