@@ -415,7 +415,6 @@ public enum EnvironmentCheck {
         var hold: [Int32] = [-1, -1]
         var output: [Int32] = [-1, -1]
         guard makePipe(&hold) else { return (-1, "pipe failed", "") }
-        guard makePipe(&output) else { close(hold[0]); close(hold[1]); return (-1, "pipe failed", "") }
         let pid = rr_clone3(RR_CLONE_NEWUSER, SIGCHLD, nil, 0)
         if pid == 0 {
             _ = rr_prctl_set_pdeathsig(SIGKILL)
@@ -426,7 +425,7 @@ public enum EnvironmentCheck {
         }
         close(hold[0])
         guard pid > 0 else {
-            close(hold[1]); close(output[0]); close(output[1])
+            close(hold[1])
             return (-1, "clone3(CLONE_NEWUSER): \(ErrnoName.describe(Int32(-pid)))", "")
         }
         let child = pid_t(pid)
@@ -434,6 +433,8 @@ public enum EnvironmentCheck {
             close(hold[1])
             reap(child, kill: false)
         }
+        // Made after the clone, so that only the helper holds its write end.
+        guard makePipe(&output) else { return (-1, "pipe failed", "") }
         let argv = [helper, "\(child)", "0", "\(ownID)", "1", "1", "\(start)", "\(count)"]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -5,9 +5,17 @@
 /// makes the caller leader of a new session and group); setpgid() joins a group that exists in
 /// the caller's session; orphans go to the nearest child subreaper or the namespace init.
 /// CRIU's algorithm (birth sessions, helpers for orphans in foreign sessions and for dead
-/// group leaders) is the base; unlike CRIU the birth-session walk stops at the nearest
-/// ancestor *in* the session, helpers exist under any reaper, and subreapers are flagged
-/// before they fork so orphans of helpers land where they were recorded.
+/// group leaders) is the base. Unlike CRIU:
+/// - the birth-session walk stops at the nearest ancestor *in* the session, and also runs
+///   through reapers: a subreaper (or PID 1) that called setsid() may have forked a child in
+///   its birth session itself; only children that cannot have been forked that way get a helper;
+/// - helpers exist under any reaper (PID 1, a child subreaper, a nested namespace's init), and
+///   may be forked by any process of the session inside the reaper's subtree;
+/// - each subreaper flag is set when the helpers need it: before the retirement of the helpers
+///   whose orphans it must adopt, after those whose orphans must pass it by;
+/// - leaders that moved out of their own group leave it after its members joined, in an order
+///   that keeps every group they join alive.
+/// Every plan can be checked step by step with `PlanSimulator`.
 public enum RestorePlanner {
     public static func plan(_ tree: ProcessTree) throws -> RestorePlan {
         var builder = try PlanBuilder(tree: tree)
@@ -16,7 +24,7 @@ public enum RestorePlanner {
         try builder.checkForkGraph()
         builder.emitForks()
         try builder.emitGroups()
-        builder.emitRetirementsAndZombies()
+        try builder.emitRetirementsAndZombies()
         return builder.finish()
     }
 }
@@ -37,6 +45,8 @@ private struct PlanBuilder {
     var born: [Int32?] = []
     /// Entry nodes that a helper must fork, with the session they must be born into.
     var helperSession: [Int: Int32] = [:]
+    /// For each session-orphans helper: the reaper its children must end up under.
+    var helperTarget: [Int: Int] = [:]
     var forker: [Int] = []
     var steps: [RestorePlan.Step] = []
     var treeHasInit = false
@@ -134,18 +144,37 @@ private struct PlanBuilder {
         }
     }
 
-    /// `child` must be born into session `s`: find who can fork it there.
-    mutating func requireSession(of start: Int, _ s: Int32) throws {
+    /// Thrown by a strict walk that would need a helper.
+    struct NeedsHelper: Error {}
+
+    /// `start` must be born into session `s`: find who can fork it there. Walking up, each
+    /// setsid() caller passed on the way must itself have been born into `s` (its birth
+    /// session) and fork the child before its setsid(). The walk ends at an ancestor in `s`,
+    /// or at a reaper whose child must be forked by a helper in `s` and reparented to it.
+    /// `strict`: fail (NeedsHelper) rather than ask for a helper.
+    mutating func requireSession(of start: Int, _ s: Int32, strict: Bool = false) throws {
         var c = start
         while true {
             let p = parent[c]
             if finalSid[p] == s { return }
-            if p == 0 || isReaper[p] {
-                if p == 0 && born[0] == s && doesSetsid[0] { return } // forked before init's setsid
-                if let other = helperSession[c], other != s {
-                    throw RestoreError.invalid(label(c), "would have to be born into both session \(other) and session \(s)")
-                }
-                helperSession[c] = s
+            if p == 0 {
+                if born[0] == s && doesSetsid[0] { return } // forked before init's setsid
+                if strict { throw NeedsHelper() }
+                try needHelper(c, s)
+                return
+            }
+            if isReaper[p] {
+                // The child may have been forked by the reaper before the reaper's own
+                // setsid(), or reparented to it, which needs a helper. Prefer the first when
+                // it needs no helper further up; then a helper when some process of the
+                // session can fork it; then the first with a helper further up.
+                if doesSetsid[p] && born[p] == s { return }
+                let canBeBorn = doesSetsid[p] && born[p] == nil
+                if canBeBorn && (try? tryBirth(of: p, s, strict: true)) != nil { return }
+                if strict { throw NeedsHelper() }
+                if canBeBorn && !helperLooksPossible(under: p, s, for: c),
+                   (try? tryBirth(of: p, s, strict: false)) != nil { return }
+                try needHelper(c, s)
                 return
             }
             if doesSetsid[p] {
@@ -162,6 +191,41 @@ private struct PlanBuilder {
         }
     }
 
+    /// Makes `p` be born into `s`; undoes everything if that is impossible.
+    mutating func tryBirth(of p: Int, _ s: Int32, strict: Bool) throws {
+        let saved = (born, helperSession)
+        born[p] = s
+        do {
+            try requireSession(of: p, s, strict: strict)
+        } catch {
+            (born, helperSession) = saved
+            throw error
+        }
+    }
+
+    /// Whether a helper in session `s` could be forked below reaper `r` for its child `c`: a
+    /// process of the session lives in the reaper's subtree outside the subtrees of the
+    /// reaper's children that are in `s` without being its leader (the helper would fork
+    /// them), or the session's leader is dead (a helper can take its PID).
+    func helperLooksPossible(under r: Int, _ s: Int32, for c: Int) -> Bool {
+        if s != 0 && entryOfPid[s] == nil { return true }
+        return (1..<nodes.count).contains { a in
+            guard finalSid[a] == s, !isDescendant(a, of: c), reachesLater(from: a, r) else { return false }
+            var x = a
+            while parent[x] != r {
+                x = parent[x]
+            }
+            return !(finalSid[x] == s && !doesSetsid[x])
+        }
+    }
+
+    mutating func needHelper(_ c: Int, _ s: Int32) throws {
+        if let other = helperSession[c], other != s {
+            throw RestoreError.invalid(label(c), "would have to be born into both session \(other) and session \(s)")
+        }
+        helperSession[c] = s
+    }
+
     func requiredBirth(_ node: Int) -> Int32? {
         if nodes[node].isHelper {
             if case .helper(.sessionOrphans(let s, false)) = nodes[node].role { return s }
@@ -170,10 +234,28 @@ private struct PlanBuilder {
         return doesSetsid[node] ? born[node] : finalSid[node]
     }
 
-    func nearestReaper(forkingFrom a: Int) -> Int {
+    /// Whether the orphans of a helper forked by `a` reach `reaper` with no other reaper in
+    /// between: `a` is in the reaper's subtree and neither `a` nor any process between them is
+    /// a subreaper or a namespace init.
+    func reachesDirectly(from a: Int, _ reaper: Int) -> Bool {
         var x = a
-        while !isReaper[x] { x = parent[x] }
-        return x
+        while x != reaper {
+            if x <= 0 || isReaper[x] { return false }
+            x = parent[x]
+        }
+        return true
+    }
+
+    /// Whether `a` is in the subtree of `reaper` in its PID namespace, with no namespace init in
+    /// between: a helper forked by `a` sends its orphans to `reaper` if the subreapers in
+    /// between are flagged only after it exits.
+    func reachesLater(from a: Int, _ reaper: Int) -> Bool {
+        var x = a
+        while x != reaper {
+            if x <= 0 || nodes[x].newPidNamespace { return false }
+            x = parent[x]
+        }
+        return true
     }
 
     func isDescendant(_ x: Int, of y: Int) -> Bool {
@@ -185,6 +267,27 @@ private struct PlanBuilder {
         return false
     }
 
+    /// Whether the chain of forkers from `a` up to the init passes through one of `kids`
+    /// (making `a` fork a helper that forks `kids` would be a cycle).
+    func forkedThrough(_ a: Int, _ kids: Set<Int>) -> Bool {
+        var x = a
+        var steps = 0
+        while x > 0 {
+            if kids.contains(x) { return true }
+            x = forker[x]
+            steps += 1
+            if steps > nodes.count { return true }
+        }
+        return false
+    }
+
+    func depth(_ n: Int) -> Int {
+        var d = 0
+        var x = n
+        while x > 0 { x = parent[x]; d += 1 }
+        return d
+    }
+
     mutating func allocatePid(in ns: Int) -> Int32 {
         var candidate = nextFree[ns] ?? 2
         while usedPids[ns, default: []].contains(candidate) { candidate += 1 }
@@ -193,8 +296,14 @@ private struct PlanBuilder {
         return candidate
     }
 
+    /// One helper per (reaper, session): it is forked inside the session and forks the
+    /// reaper's children that must be born there, then exits so they are reparented.
+    /// Its forker, in order of preference: a process of the session whose helper's orphans go
+    /// straight to the reaper (its leader first); else, when the session's leader is dead, a
+    /// helper that takes the leader's PID and creates the session, forked by the reaper itself;
+    /// else a process of the session deeper in the reaper's subtree, below subreapers that are
+    /// then flagged only after this helper is gone.
     mutating func createSessionHelpers() throws {
-        // Group the entries needing a helper by (reaper, session), in entry order.
         var groups: [(reaper: Int, session: Int32, kids: [Int])] = []
         for node in 1..<nodes.count {
             guard let s = helperSession[node] else { continue }
@@ -205,39 +314,62 @@ private struct PlanBuilder {
                 groups.append((r, s, [node]))
             }
         }
-        for g in groups {
+        // Deepest reapers first: their helpers can only be forked inside their own subtree,
+        // while a helper for a reaper higher up may be forked from deeper down.
+        let order = groups.indices.sorted { (depth(groups[$0].reaper), $1) > (depth(groups[$1].reaper), $0) }
+        var createdSessions = Set<Int32>()
+        for gi in order {
+            let g = groups[gi]
+            let kidSet = Set(g.kids)
             let kidNamespaces = nodes[g.reaper].namespaces
-            // A live process of the session, placed so that the helper's orphans go to the reaper.
-            let candidates = (0..<nodes.count).filter { a in
+            let members = (1..<nodes.count).filter { a in
                 !nodes[a].isHelper && finalSid[a] == g.session && nodes[a].namespaces == kidNamespaces &&
-                    nearestReaper(forkingFrom: a) == g.reaper && !g.kids.contains { isDescendant(a, of: $0) }
+                    !g.kids.contains { isDescendant(a, of: $0) } && !forkedThrough(a, kidSet)
             }
-            let chosen = candidates.first { nodes[$0].pid == g.session } ?? candidates.first
+            let direct = members.filter { reachesDirectly(from: $0, g.reaper) }
+            let later = members.filter { reachesLater(from: $0, g.reaper) }
+            let leaderDead = g.session != 0 && entryOfPid[g.session] == nil
             var helper: Node
             var helperForker: Int
-            if let a = chosen {
+            if let a = direct.first(where: { nodes[$0].pid == g.session }) ?? direct.first {
                 helperForker = a
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
                               nspid: [], forker: a, namespaces: nodes[a].namespaces,
                               newPidNamespace: false, childSubreaper: false)
                 helper.nspid = helper.namespaces.map { allocatePid(in: $0) }
-            } else if g.session != 0, entryOfPid[g.session] == nil, kidNamespaces.count == 1 {
+            } else if leaderDead, !createdSessions.contains(g.session), kidNamespaces.count == 1,
+                      !forkedThrough(g.reaper, kidSet) {
+                createdSessions.insert(g.session)
                 helperForker = g.reaper
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: true)),
                               nspid: [g.session], forker: g.reaper, namespaces: kidNamespaces,
                               newPidNamespace: false, childSubreaper: false)
+            } else if let a = later.first {
+                helperForker = a
+                helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
+                              nspid: [], forker: a, namespaces: nodes[a].namespaces,
+                              newPidNamespace: false, childSubreaper: false)
+                helper.nspid = helper.namespaces.map { allocatePid(in: $0) }
             } else {
                 let who = g.kids.map { label($0) }.joined(separator: ", ")
-                let why = g.session == 0
-                    ? "session 0 is the runtime's own session and only the namespace init's descendants that never called setsid() are in it"
-                    : entryOfPid[g.session] != nil
-                        ? "its leader \(tree.processes[entryOfPid[g.session]!].label) is alive but no process of that session can fork a helper whose orphans would go to \(label(g.reaper))"
-                        : "its leader is dead and nested namespaces cannot recreate it"
+                let why: String
+                if g.session == 0 {
+                    why = "session 0 is the runtime's own session, and no process of it below \(label(g.reaper)) can fork a helper there"
+                } else if let l = entryOfPid[g.session] {
+                    why = "its leader \(tree.processes[l].label) is alive but no process of that session in the subtree of \(label(g.reaper)) can fork a helper whose children would be reparented to \(label(g.reaper))"
+                } else if kidNamespaces.count > 1 {
+                    why = "its leader is dead and a nested PID namespace cannot take the leader's PID to recreate it"
+                } else if createdSessions.contains(g.session) {
+                    why = "its leader is dead, its PID already recreates session \(g.session) elsewhere, and no process of the session in the subtree of \(label(g.reaper)) can fork a helper there"
+                } else {
+                    why = "its leader is dead and no process of the session can fork the helper without a cycle"
+                }
                 throw RestoreError.invalid(who, "must be born into session \(g.session) and then reparented to \(label(g.reaper)), but \(why)")
             }
             let h = nodes.count
             appendNode(helper, parent: helperForker, sid: g.session, pgid: g.session)
             doesSetsid[h] = { if case .helper(.sessionOrphans(_, true)) = helper.role { return true } else { return false } }()
+            helperTarget[h] = g.reaper
             for k in g.kids { forker[k] = h }
         }
     }
@@ -261,13 +393,13 @@ private struct PlanBuilder {
     mutating func emitForks() {
         var kids = Array(repeating: [Int](), count: nodes.count)
         for n in 1..<nodes.count { kids[forker[n]].append(n) }
-        // Iterative DFS: each node's work is (subreaper flag), pre-setsid forks, setsid, forks.
+        // Iterative DFS: each node's work is its pre-setsid forks, setsid, then its other forks.
+        // Subreaper flags come later, with the helpers' retirements.
         enum Work { case enter(Int), fork(Int, Int), setsid(Int) }
         var stack: [Work] = [.enter(0)]
         while let w = stack.popLast() {
             switch w {
             case .enter(let x):
-                if nodes[x].childSubreaper { steps.append(.setChildSubreaper(x)) }
                 let before = kids[x].filter { doesSetsid[x] && born[x] != nil && requiredBirth($0) == born[x] && born[x] != finalSid[x] }
                 let after = kids[x].filter { k in !before.contains(k) }
                 var work: [Work] = before.map { .fork(x, $0) }
@@ -290,7 +422,6 @@ private struct PlanBuilder {
         for (i, n) in nodes.enumerated() where i != 0 || treeHasInit { nodeOfPid[n.pid] = i }
         var creations: [RestorePlan.Step] = []
         var joins: [RestorePlan.Step] = []
-        var moves: [RestorePlan.Step] = []
         var leaderOf: [Int32: Int] = [:]
         var seen = Set<Int32>()
         let entries = (0..<nodes.count).filter { !nodes[$0].isHelper && (nodes[$0].role != .runtimeInit) }
@@ -334,6 +465,7 @@ private struct PlanBuilder {
                 leaderOf[g] = h
             }
         }
+        var moves: [(node: Int, leader: Int)] = []
         for m in entries {
             let g = finalPgid[m]
             guard g != 0, pgidNow[m] != g, let l = leaderOf[g] else { continue }
@@ -346,18 +478,99 @@ private struct PlanBuilder {
             }
             // A leader that has moved on joins its final group after everyone joined its old one.
             if leaderOf[nodes[m].pid] == m {
-                moves.append(.setpgid(node: m, leader: l))
+                moves.append((m, l))
             } else {
                 joins.append(.setpgid(node: m, leader: l))
+                pgidNow[m] = g
             }
-            pgidNow[m] = g
         }
-        steps += creations + joins + moves
+        steps += creations + joins
+        try emitMoves(moves)
     }
 
-    mutating func emitRetirementsAndZombies() {
+    /// The leaders that left their own group join their final groups. A group whose only
+    /// remaining member is its own (moving) leader must be joined before that leader leaves it.
+    mutating func emitMoves(_ moves: [(node: Int, leader: Int)]) throws {
+        let movers = Set(moves.map(\.node))
+        var moveOfNode: [Int: Int] = [:]
+        for (k, mv) in moves.enumerated() { moveOfNode[mv.node] = k }
+        // after[k]: the moves that must wait for move k.
+        var after = Array(repeating: [Int](), count: moves.count)
+        var waitingFor = Array(repeating: 0, count: moves.count)
+        for (k, mv) in moves.enumerated() {
+            let g = nodes[mv.leader].pid
+            let held = (0..<nodes.count).contains { x in pgidNow[x] == g && !movers.contains(x) }
+            if !held, let lk = moveOfNode[mv.leader], lk != k {
+                after[k].append(lk)
+                waitingFor[lk] += 1
+            }
+        }
+        var ready = (0..<moves.count).filter { waitingFor[$0] == 0 }
+        var done = 0
+        while !ready.isEmpty {
+            let k = ready.removeFirst()
+            steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
+            pgidNow[moves[k].node] = nodes[moves[k].leader].pid
+            done += 1
+            for next in after[k] {
+                waitingFor[next] -= 1
+                if waitingFor[next] == 0 { ready.append(next) }
+            }
+        }
+        if done < moves.count {
+            let stuck = (0..<moves.count).filter { waitingFor[$0] > 0 }.map { moves[$0] }
+            let list = stuck.map { "\(label($0.node)) joins group \(nodes[$0.leader].pid)" }.joined(separator: ", ")
+            throw RestoreError.invalid(label(stuck[0].node), "leads a process group it has left, in a cycle of such leaders (\(list)): each group would be empty when the next leader joins it, and no helper to hold a group open exists yet")
+        }
+    }
+
+    /// Helpers exit, subreapers are flagged, zombies die. A session-orphans helper's children
+    /// go to the nearest flagged subreaper above it when it exits: at that moment its target
+    /// reaper must be flagged and every subreaper between must not yet be. Helpers are retired
+    /// one at a time, each as soon as that holds and flagging its target does not break it for
+    /// a helper still waiting; the other subreapers are flagged at the end.
+    mutating func emitRetirementsAndZombies() throws {
+        var sessionHelpers: [Int] = []
         for h in (0..<nodes.count).reversed() where nodes[h].isHelper {
+            if helperTarget[h] != nil { sessionHelpers.append(h) } else { steps.append(.retireHelper(h)) }
+        }
+        sessionHelpers.reverse()
+        var realParent = forker
+        var flagged = Set<Int>()
+        func alwaysReaper(_ x: Int) -> Bool { x == 0 || nodes[x].newPidNamespace }
+        /// The processes strictly between the helper and its target, by real parents now.
+        func between(_ h: Int) -> [Int] {
+            var out: [Int] = []
+            var x = realParent[h]
+            while x != helperTarget[h]!, x > 0 {
+                out.append(x)
+                x = realParent[x]
+            }
+            return out
+        }
+        while !sessionHelpers.isEmpty {
+            let paths = sessionHelpers.map(between)
+            let pick = sessionHelpers.indices.first { i in
+                let t = helperTarget[sessionHelpers[i]]!
+                if paths[i].contains(where: { flagged.contains($0) || alwaysReaper($0) }) { return false }
+                if alwaysReaper(t) || flagged.contains(t) { return true }
+                return !paths.indices.contains { j in j != i && paths[j].contains(t) }
+            }
+            guard let i = pick else {
+                let h = sessionHelpers[0]
+                throw RestoreError.invalid(label(helperTarget[h]!), "is a child subreaper whose flag would have to be set both before and after the helpers of sessions \(sessionHelpers.compactMap { if case .helper(.sessionOrphans(let s, _)) = nodes[$0].role { return String(s) } else { return nil } }.joined(separator: ", ")) exit: their orphans could not all reach the reapers they are recorded under")
+            }
+            let h = sessionHelpers.remove(at: i)
+            let t = helperTarget[h]!
+            if !alwaysReaper(t) && !flagged.contains(t) {
+                steps.append(.setChildSubreaper(t))
+                flagged.insert(t)
+            }
             steps.append(.retireHelper(h))
+            for k in 0..<nodes.count where realParent[k] == h { realParent[k] = t }
+        }
+        for n in 0..<nodes.count where nodes[n].childSubreaper && !flagged.contains(n) {
+            steps.append(.setChildSubreaper(n))
         }
         for n in 0..<nodes.count {
             guard let i = nodes[n].entryIndex, tree.processes[i].state == .zombie, n != 0 else { continue }

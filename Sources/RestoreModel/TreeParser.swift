@@ -20,7 +20,7 @@ public enum TreeParser {
     public static let knownKeys: [String: [String]] = [
         "tree": ["version", "comment", "processes", "uidMappings", "gidMappings"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
-                         "newPidNamespace", "childSubreaper", "process"],
+                         "newPidNamespace", "childSubreaper", "spawn", "process"],
         "processSpec": ["args", "env", "cwd", "user"],
         "userSpec": ["uid", "gid", "additionalGids"],
         "idMapping": ["containerID", "hostID", "size"],
@@ -183,11 +183,22 @@ public enum TreeParser {
         let newPidNamespace = try o["newPidNamespace"].map { try bool($0.value, "newPidNamespace", at) } ?? false
         let childSubreaper = try o["childSubreaper"].map { try bool($0.value, "childSubreaper", at) } ?? false
         let process = try o["process"].map { try decodeProcessSpec($0.value, at) }
+        var spawnedByPayload = false
+        if let m = o["spawn"] {
+            switch try string(m.value, "spawn", at) {
+            case "runtime": spawnedByPayload = false
+            case "payload": spawnedByPayload = true
+            case let other:
+                throw at.error(m.value.position, "spawn must be \"runtime\" (the runtime creates the process) or \"payload\" (its parent's payload forks it and gets the recorded PID), found \(JSONValue.quoted(other, limit: 40))")
+            }
+        }
 
-        return ProcessEntry(index: index, line: value.position.line, pid: pid, ppid: ppid, pgid: pgid,
+        var entry = ProcessEntry(index: index, line: value.position.line, pid: pid, ppid: ppid, pgid: pgid,
                             sid: sid, nspid: nspid, state: state, exitStatus: exitStatus,
                             threads: threads, newPidNamespace: newPidNamespace,
                             childSubreaper: childSubreaper, process: process)
+        entry.spawnedByPayload = spawnedByPayload
+        return entry
     }
 
     private static func decodeExitStatus(_ value: JSONValue, _ at: Place) throws -> ExitStatus {
