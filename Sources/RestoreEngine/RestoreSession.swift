@@ -22,6 +22,9 @@ public struct RunOptions: Sendable {
     public var pinMismatch: PinMismatchPolicy = .warn
     /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
     public var pinLogPath: String?
+    /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
+    public var mapUsers: [IDMapRequest] = []
+    public var mapGroups: [IDMapRequest] = []
 
     public init() {}
 }
@@ -65,12 +68,17 @@ public final class RestoreSession {
     var restoreStart: UInt64 = 0
     var created = 0
     var ownLevels = 1
+    /// PIDs of the tree's entries, for parent lookups.
+    let treePids: Set<Int32>
+    /// Host PID -> top-level PID of every process the runtime made.
+    var topPidOfHost: [Int32: Int32] = [:]
 
     public init(tree: ProcessTree, plan: RestorePlan, options: RunOptions) {
         self.tree = tree
         self.plan = plan
         self.options = options
         hostPid = Array(repeating: 0, count: plan.nodes.count)
+        treePids = Set(tree.processes.map(\.pid))
     }
 
     // MARK: entry point
@@ -80,8 +88,8 @@ public final class RestoreSession {
         report.phases = earlier
         report.treeHasInit = plan.treeHasInit
         if let pid = options.occupyPid { addOccupier(pid) }
-        let maps = try IDMapWriter(tree: tree)
-        try prepare()
+        let maps = try IDMapWriter(tree: tree, users: options.mapUsers, groups: options.mapGroups)
+        try prepare(maps: maps.plan)
         endPhase("prepare")
         guard SystemCalls.threadCount() == 1 else {
             throw RestoreError(.restoreFailed, operation: "fork safety", entry: nil,
@@ -136,7 +144,7 @@ public final class RestoreSession {
 
     // MARK: preparation (no process exists yet)
 
-    func prepare() throws {
+    func prepare(maps: IDMapPlan) throws {
         var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&cwd, cwd.count) != nil else {
             throw RestoreError(.restoreFailed, operation: "getcwd", errno: SystemCalls.currentErrno, message: "cannot read the current directory")
@@ -176,7 +184,7 @@ public final class RestoreSession {
                     prepared.envp = makeCStringArray(env)
                     prepared.cwd = makeCString(dir)
                 }
-                prepared.identity = try ProcessIdentity.prepare(entry)
+                prepared.identity = try ProcessIdentity.prepare(entry, maps: maps)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
                     guard n.depth == 1 else {
@@ -251,7 +259,7 @@ public final class RestoreSession {
 
     func parentIsInit(_ entryIndex: Int) -> Bool {
         let e = tree.processes[entryIndex]
-        return !tree.processes.contains { $0.pid == e.ppid && $0.pid != e.pid }
+        return e.ppid == e.pid || !treePids.contains(e.ppid)
     }
 
     // MARK: the namespace
@@ -462,6 +470,7 @@ public final class RestoreSession {
 
     /// Every process, read back from /proc, must be where the tree says before any payload runs.
     func verify() throws {
+        for (node, host) in hostPid.enumerated() where host > 0 { topPidOfHost[host] = plan.nodes[node].pid }
         for (i, entry) in tree.processes.enumerated() {
             let node = plan.nodeOfEntry[i]
             guard let s = ProcStatus.read(hostPid[node]) else {
@@ -484,7 +493,7 @@ public final class RestoreSession {
 
     func expectedParent(_ entry: ProcessEntry) -> Int32 {
         if plan.treeHasInit && entry.pid == 1 { return 0 }
-        if tree.processes.contains(where: { $0.pid == entry.ppid && $0.pid != entry.pid }) { return entry.ppid }
+        if entry.ppid != entry.pid && treePids.contains(entry.ppid) { return entry.ppid }
         return 1
     }
 
@@ -495,7 +504,10 @@ public final class RestoreSession {
         let pgid = s.nspgid.count > k ? s.nspgid[k] : 0
         let sid = s.nssid.count > k ? s.nssid[k] : 0
         var ppid: Int32 = 0
-        if s.hostPPid != Int32(getpid()), let p = ProcStatus.read(s.hostPPid), p.nspid.count > k { ppid = p.nspid[k] }
+        if s.hostPPid != Int32(getpid()) {
+            if let known = topPidOfHost[s.hostPPid] { ppid = known }
+            else if let p = ProcStatus.read(s.hostPPid), p.nspid.count > k { ppid = p.nspid[k] }
+        }
         return (nspid, ppid, pgid, sid)
     }
 
