@@ -30,6 +30,7 @@ let package = Package(
         .executableTarget(name: "rootless-restore", dependencies: ["RestoreCLI"]),
         .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -6,6 +6,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# useradd and usermod live in /usr/sbin, which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 say() { printf '[demo] %s\n' "$*"; }
 
@@ -50,6 +52,5 @@ say "exit status: $status"
 if [[ -f "$work/report.json" ]]; then
     say "the report (--report FILE; --report - writes it to standard output):"
     cat "$work/report.json"
-    echo
 fi
 exit "$status"

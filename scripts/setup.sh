@@ -24,8 +24,10 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # Debian packages: C libraries the package links (libcap, libseccomp, found by pkg-config),
 # newuidmap/newgidmap (uidmap), pgrep/pkill (procps), setpriv/unshare (util-linux), and
-# python3-jsonschema for checking trees against the JSON schema.
-packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema)
+# python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
+# examples/mpi and its end-to-end test.
+packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
+          openmpi-bin libopenmpi-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

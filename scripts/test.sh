@@ -16,12 +16,14 @@ while (($#)); do
             (($# >= 2)) || { echo "test.sh: --filter needs a value" >&2; exit 64; }
             swift_test_args+=(--filter "$2"); shift 2 ;;
         --filter=*) swift_test_args+=(--filter "${1#--filter=}"); shift ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown argument: $1 (try --help)" >&2; exit 64 ;;
     esac
 done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# useradd and usermod live in /usr/sbin, which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 say() { printf '[test] %s\n' "$*"; }
 
@@ -64,11 +66,18 @@ binary="$(swift build --show-bin-path)/rootless-restore"
 say "binary: $binary"
 
 status=0
-say "swift test ${swift_test_args[*]}"
-RR_BINARY="$binary" RR_TEST_USER="$test_user" swift test "${swift_test_args[@]}" || status=$?
+say "swift test --no-parallel ${swift_test_args[*]}"
+# --no-parallel: the end-to-end tests share one user and check it has nothing left (the
+# harness also serializes them, but this keeps the whole run deterministic).
+RR_BINARY="$binary" RR_TEST_USER="$test_user" swift test --no-parallel "${swift_test_args[@]}" || status=$?
 
 if ((is_root)); then
-    leftovers=$(user_processes)
+    # An orphan that just died may still await the machine's init for a moment: allow 10 s.
+    for _ in $(seq 50); do
+        leftovers=$(user_processes)
+        [[ -z "$leftovers" ]] && break
+        sleep 0.2
+    done
     if [[ -n "$leftovers" ]]; then
         echo "test.sh: FAIL: processes of $test_user remained after the tests:" >&2
         ps -o pid,ppid,pgid,sid,stat,user,args -u "$test_user" >&2 || printf '%s\n' "$leftovers" >&2

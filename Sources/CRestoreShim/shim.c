@@ -311,3 +311,13 @@ int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out) {
     if (r < 0) return -errno;
     return r == (ssize_t)sizeof(*out) ? 0 : -EIO;
 }
+
+int rr_prctl_set_keepcaps(int on) { return prctl(PR_SET_KEEPCAPS, on, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_prctl_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_prctl_cap_ambient_clear_all(void) {
+    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ? -errno : 0;
+}
+int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
+    struct rlimit limit = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
+    return setrlimit((__rlimit_resource_t)resource, &limit) < 0 ? -errno : 0;
+}

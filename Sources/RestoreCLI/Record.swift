@@ -51,11 +51,17 @@ struct Record: ParsableCommand {
             let (tree, warnings) = try TreeRecorder.record(root: pid, options: options)
             let text = TreeEncoder.encode(tree, comment: "recorded by rootless-restore record \(pid)")
             if let output {
-                let fd = open(output + ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, noEnv ? 0o644 : 0o600)
-                guard fd >= 0 else { throw RestoreError(.input, operation: "open", errno: errno, entry: output, message: "cannot write the tree") }
+                // A fresh temporary name (O_EXCL: never an old file or a planted link) with the
+                // mode set explicitly, since environments hold secrets.
+                let tmp = output + ".tmp-\(getpid())"
+                let mode: mode_t = noEnv ? 0o644 : 0o600
+                let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+                guard fd >= 0 else { throw RestoreError(.input, operation: "open", errno: errno, entry: tmp, message: "cannot write the tree") }
+                fchmod(fd, mode)
                 writeAll(fd, text)
                 close(fd)
-                guard rename(output + ".tmp", output) == 0 else {
+                guard rename(tmp, output) == 0 else {
+                    unlink(tmp)
                     throw RestoreError(.input, operation: "rename", errno: errno, entry: output, message: "cannot write the tree")
                 }
             } else {

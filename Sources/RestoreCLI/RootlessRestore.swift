@@ -22,7 +22,7 @@ public struct RootlessRestore: ParsableCommand {
         \(exitCodeHelp)
         """,
         version: "\(version) (libseccomp \(EngineInfo.libseccompVersion))",
-        subcommands: [Run.self, Validate.self, Record.self, Check.self])
+        subcommands: [Run.self, Validate.self, Record.self, Diff.self, Check.self])
 
     public init() {}
 
@@ -48,12 +48,12 @@ struct LoadedTree {
     var pinned: PinnedForks
     var phases: [(String, Double)]
 
-    init(path: String) throws {
+    init(path: String, criuCores: String? = nil) throws {
         var start = SystemClock.now
         var phases: [(String, Double)] = []
         func lap(_ name: String) { let now = SystemClock.now; phases.append((name, Double(now - start) / 1e6)); start = now }
         let bytes = try Self.readTree(path)
-        tree = try TreeParser.parse(bytes)
+        tree = try Self.decode(bytes, path: path, criuCores: criuCores)
         lap("parse")
         try TreeValidator.validate(tree)
         lap("validate")

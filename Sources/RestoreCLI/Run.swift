@@ -19,7 +19,7 @@ struct Run: ParsableCommand {
         \(RootlessRestore.exitCodeHelp)
         """)
 
-    @Argument(help: "The tree to restore (tree.json, version 1; see docs/tree-format.md). '-' reads stdin.")
+    @Argument(help: "The tree to restore (tree.json, version 1, see docs/tree-format.md; or CRIU pstree JSON, see docs/record-and-criu.md). '-' reads stdin.")
     var tree: String
 
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
@@ -40,6 +40,15 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))
     var pinLog: String?
 
+    @Option(name: .long, help: ArgumentHelp("The tree is a CRIU pstree: read task states and zombie exit statuses from the decoded core-<PID>.json files in DIR.", valueName: "DIR"))
+    var criuCores: String?
+
+    @Option(name: .long, help: ArgumentHelp("Map inner uids to outer uids through newuidmap: INNER:OUTER:COUNT (util-linux unshare's form), repeatable, or auto: your uid as 0 plus your first /etc/subuid range from 1. Replaces the tree's uidMappings.", valueName: "inner:outer:count|auto"), transform: parseMapRequest)
+    var mapUsers: [IDMapRequest] = []
+
+    @Option(name: .long, help: ArgumentHelp("The same for gids, through newgidmap and /etc/subgid; a subgid range also allows setgroups (additionalGids). Replaces the tree's gidMappings.", valueName: "inner:outer:count|auto"), transform: parseMapRequest)
+    var mapGroups: [IDMapRequest] = []
+
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
 
@@ -48,11 +57,13 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        let problems = IDMapRequest.problems(mapUsers, option: "--map-users") + IDMapRequest.problems(mapGroups, option: "--map-groups")
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
     }
 
     func run() throws {
         let loaded: LoadedTree
-        do { loaded = try LoadedTree(path: tree) } catch { throw fail(error) }
+        do { loaded = try LoadedTree(path: tree, criuCores: criuCores) } catch { throw fail(error) }
         var options = RunOptions()
         options.quiet = quiet
         options.verbose = verbose
@@ -63,6 +74,8 @@ struct Run: ParsableCommand {
         options.pinned = loaded.pinned
         options.pinMismatch = pinMismatch
         options.pinLogPath = pinLog
+        options.mapUsers = mapUsers
+        options.mapGroups = mapGroups
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in
@@ -86,6 +99,11 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+
+/// `--map-users` / `--map-groups` values: inner:outer:count or auto.
+func parseMapRequest(_ text: String) throws -> IDMapRequest {
+    do { return try IDMapRequest.parse(text) } catch let e as RestoreError { throw ValidationError(e.message) }
+}
 extension PinMismatchPolicy: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
@@ -93,15 +111,19 @@ struct Validate: ParsableCommand {
         abstract: "Check a tree and print its restore plan without creating anything.",
         discussion: "Exit status 0 when the tree is valid, 65 when it is not (the message names the entry), 66 when it cannot be read.")
 
-    @Argument(help: "The tree to check. '-' reads stdin.")
+    @Argument(help: "The tree to check (tree.json or CRIU pstree JSON). '-' reads stdin.")
     var tree: String
+
+    @Option(name: .long, help: ArgumentHelp("The tree is a CRIU pstree: read task states and zombie exit statuses from the decoded core-<PID>.json files in DIR.", valueName: "DIR"))
+    var criuCores: String?
 
     @Flag(name: .shortAndLong, help: "Print nothing; only the exit status tells.")
     var quiet = false
 
     func run() throws {
         do {
-            let loaded = try LoadedTree(path: tree)
+            let loaded = try LoadedTree(path: tree, criuCores: criuCores)
+            try SeccompCompiler.check(loaded.tree)
             if !quiet { writeAll(1, loaded.plan.describe(tree: loaded.tree, source: tree)) }
         } catch {
             throw fail(error)

@@ -45,6 +45,7 @@ struct PuppetAnswer {
 enum PuppetStage: Int32 {
     case clone3 = 1, setsid, setpgid, subreaper, mountPrivate, mountProc, pidMax, reap, awaitZombie
     case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid, seccompNotify
+    case setgroups, setrlimit, capabilities, noNewPrivileges, seccomp
 
     var operation: String {
         switch self {
@@ -65,6 +66,11 @@ enum PuppetStage: Int32 {
         case .threads: return "clone3(CLONE_THREAD)"
         case .nsLastPid: return "write /proc/sys/kernel/ns_last_pid"
         case .seccompNotify: return "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)"
+        case .setgroups: return "setgroups"
+        case .setrlimit: return "setrlimit"
+        case .capabilities: return "capset"
+        case .noNewPrivileges: return "prctl(PR_SET_NO_NEW_PRIVS)"
+        case .seccomp: return "seccomp(SECCOMP_SET_MODE_FILTER)"
         }
     }
 }

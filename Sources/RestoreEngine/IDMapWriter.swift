@@ -1,62 +1,130 @@
+import CRestoreShim
 import Glibc
 import RestoreModel
 
 /// Writes the user namespace's uid_map and gid_map from outside, as the namespace's creator.
-/// An ordinary user may map exactly its own euid/egid, one id; larger maps need newuidmap
-/// (not yet supported: the message says so).
+/// One line mapping the caller's own id is written directly (what the kernel allows an
+/// ordinary user; gid_map then needs setgroups=deny). Anything larger goes through the setuid
+/// helpers newuidmap / newgidmap, which check /etc/subuid and /etc/subgid.
+///
+/// `init` gathers the facts and checks everything (IDMapPlan) before any process exists;
+/// `write(to:)` runs in the coordinator once the namespace's init exists.
 public struct IDMapWriter {
-    public var uidMap: IDMapping
-    public var gidMap: IDMapping
+    public let plan: IDMapPlan
 
-    /// The maps for a tree: its single-id `uidMappings`/`gidMappings`, or the caller's ids -> 0.
-    public init(tree: ProcessTree, euid: UInt32 = UInt32(geteuid()), egid: UInt32 = UInt32(getegid())) throws {
-        uidMap = try Self.single(tree.uidMappings, own: euid, kind: "uid")
-        gidMap = try Self.single(tree.gidMappings, own: egid, kind: "gid")
-        for e in tree.processes {
-            guard let user = e.process?.user else { continue }
-            if !Self.covers(uidMap, user.uid) {
-                throw RestoreError(.invalidTree, operation: "validate", entry: e.label,
-                                   message: "runs as uid \(user.uid), but the namespace maps only uid \(uidMap.containerID) (to your uid \(uidMap.hostID)); ranges via newuidmap are not supported yet")
-            }
-            if !Self.covers(gidMap, user.gid) {
-                throw RestoreError(.invalidTree, operation: "validate", entry: e.label,
-                                   message: "runs as gid \(user.gid), but the namespace maps only gid \(gidMap.containerID) (to your gid \(gidMap.hostID))")
-            }
-            if !user.additionalGids.isEmpty {
-                throw RestoreError(.invalidTree, operation: "validate", entry: e.label,
-                                   message: "has additionalGids \(user.additionalGids), which need a gid range map (newgidmap); with the single-id map setgroups() is denied")
-            }
+    /// The maps for a tree: `users`/`groups` (--map-users, --map-groups) when given, else the
+    /// tree's uidMappings/gidMappings, else the caller's ids -> 0.
+    public init(tree: ProcessTree, users: [IDMapRequest] = [], groups: [IDMapRequest] = []) throws {
+        plan = try IDMapPlan.make(tree: tree, users: users, groups: groups, facts: Self.facts())
+    }
+
+    /// The caller's ids, /etc/subuid, /etc/subgid and the helpers as found in PATH.
+    static func facts() -> IDMapFacts {
+        let uid = UInt32(geteuid()), gid = UInt32(getegid())
+        let name = getpwuid(uid_t(uid)).map { String(cString: $0.pointee.pw_name) } ?? String(uid)
+        let path = getenv("PATH").map { String(cString: $0) } ?? defaultSearchPath
+        return IDMapFacts(uid: uid, gid: gid, userName: name,
+                          subuidText: SystemCalls.readText("/etc/subuid"),
+                          subgidText: SystemCalls.readText("/etc/subgid"),
+                          newuidmap: locate("newuidmap", in: path), newgidmap: locate("newgidmap", in: path),
+                          searchPath: path)
+    }
+
+    /// Where helpers are looked for when PATH is unset (execvp's idea, plus the sbin dirs).
+    static let defaultSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The first regular file `name` in the directories of `path`, with its mode, owner and
+    /// security.capability attribute.
+    static func locate(_ name: String, in path: String) -> IDHelperFacts {
+        var facts = IDHelperFacts(name: name)
+        for dir in path.split(separator: ":") where dir.hasPrefix("/") {
+            let candidate = dir + "/" + name
+            var st = stat()
+            guard stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            facts.path = candidate
+            facts.mode = UInt32(st.st_mode)
+            facts.ownerUID = UInt32(st.st_uid)
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = rr_getxattr(candidate, "security.capability", &buf, buf.count)
+            if n > 0 { facts.fileCapability = Array(buf[0..<n]) }
+            break
         }
+        return facts
     }
 
-    static func covers(_ m: IDMapping, _ id: UInt32) -> Bool {
-        id >= m.containerID && UInt64(id) < UInt64(m.containerID) + UInt64(m.size)
-    }
-
-    static func single(_ maps: [IDMapping]?, own: UInt32, kind: String) throws -> IDMapping {
-        guard let maps else { return IDMapping(containerID: 0, hostID: own, size: 1) }
-        guard maps.count == 1, maps[0].size == 1, maps[0].hostID == own else {
-            throw RestoreError(.environment, operation: "write \(kind)_map", entry: "\(kind)Mappings",
-                               message: "only a single-id map of your own \(kind) (\(own)) is supported without newuidmap/newgidmap; got \(maps.map { "\($0.containerID):\($0.hostID):\($0.size)" }.joined(separator: ", "))")
-        }
-        return maps[0]
-    }
-
-    /// Writes setgroups=deny, uid_map and gid_map of `pid`.
+    /// Writes the maps of `pid` (the namespace's init, still waiting for them): uid_map, then
+    /// setgroups and gid_map.
     public func write(to pid: Int32) throws {
         let base = "/proc/\(pid)"
-        let steps: [(String, String)] = [
-            ("\(base)/setgroups", "deny"),
-            ("\(base)/uid_map", "\(uidMap.containerID) \(uidMap.hostID) \(uidMap.size)\n"),
-            ("\(base)/gid_map", "\(gidMap.containerID) \(gidMap.hostID) \(gidMap.size)\n"),
-        ]
-        for (path, text) in steps {
-            let e = SystemCalls.writeFile(path, text)
-            if e != 0 {
-                throw RestoreError(.environment, operation: "write \(path)", errno: e, entry: nil,
-                                   message: "cannot write the user namespace's id map \"\(text.trimmingSuffixNewline)\"\(e == EPERM ? "; the kernel or a security module (AppArmor's kernel.apparmor_restrict_unprivileged_userns) forbids it for ordinary users" : "")")
-            }
+        if let helper = plan.uid.helper {
+            try run(helper, pid: pid, side: plan.uid)
+        } else {
+            try writeFile("\(base)/uid_map", plan.uid.mapFileText)
         }
+        if let helper = plan.gid.helper {
+            // newgidmap sets /proc/PID/setgroups itself: "deny" unless a /etc/subgid range is mapped.
+            try run(helper, pid: pid, side: plan.gid)
+        } else {
+            try writeFile("\(base)/setgroups", "deny")
+            try writeFile("\(base)/gid_map", plan.gid.mapFileText)
+        }
+    }
+
+    func writeFile(_ path: String, _ text: String) throws {
+        let e = SystemCalls.writeFile(path, text)
+        if e != 0 {
+            throw RestoreError(.environment, operation: "write \(path)", errno: e, entry: nil,
+                               message: "cannot write the user namespace's id map \"\(text.trimmingSuffixNewline)\"\(e == EPERM ? "; the kernel or a security module (AppArmor's kernel.apparmor_restrict_unprivileged_userns) forbids it for ordinary users" : "")")
+        }
+    }
+
+    /// Runs `newuidmap PID inner outer count ...` (posix_spawn: the coordinator stays
+    /// single-threaded) and waits for it; its output goes into the error message.
+    func run(_ helper: String, pid: Int32, side: IDMapPlan.Side) throws {
+        var argv = [helper, String(pid)]
+        for m in side.lines { argv += [String(m.containerID), String(m.hostID), String(m.size)] }
+        let command = argv.joined(separator: " ")
+        let out = rr_memfd("rootless-restore-idmap")
+        guard out >= 0 else {
+            throw RestoreError(.restoreFailed, operation: "memfd_create", errno: -out, message: "cannot capture the output of \(helper)")
+        }
+        defer { close(out) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out, 1)
+        posix_spawn_file_actions_adddup2(&actions, out, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // The coordinator blocks the signals it reads from its signalfd; the helper must not.
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let cEnv: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=\(Self.defaultSearchPath)"), strdup("LC_ALL=C"), nil]
+        defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
+        var child = pid_t()
+        let rc = posix_spawn(&child, helper, &actions, &attr, cArgs, cEnv)
+        guard rc == 0 else {
+            throw RestoreError(.environment, operation: "posix_spawn", errno: rc, entry: helper,
+                               message: "cannot run \(command)")
+        }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && Glibc.errno == EINTR {}
+        guard rr_wifexited(status) == 0 || rr_wexitstatus(status) != 0 else { return }
+        let size = Int(lseek(out, 0, SEEK_END))
+        var said = [UInt8](repeating: 0, count: max(0, min(size, 4096)))
+        let n = said.withUnsafeMutableBytes { pread(out, $0.baseAddress, $0.count, 0) }
+        let text = String(decoding: said.prefix(max(0, n)), as: UTF8.self).trimmingSuffixNewline
+        let how = rr_wifexited(status) != 0 ? "exit code \(rr_wexitstatus(status))" : "signal \(rr_wtermsig(status))"
+        throw RestoreError(.environment, operation: command, entry: side.source,
+                           message: "\(helper) failed (\(how)) writing the \(side.kind) map \(side.text)"
+                               + (text.isEmpty ? "" : ": \(text)"))
     }
 }
 

@@ -1,35 +1,389 @@
+import CLibcap
+import CLibseccomp
 import CRestoreShim
 import Glibc
 import RestoreModel
 
-/// Everything a process's identity needs (uid/gid/groups, umask, capabilities,
-/// no_new_privs, rlimits, seccomp), prepared in the coordinator before any clone so that the
-/// child only makes system calls on ready buffers.
+/// One resource limit, ready for setrlimit.
+struct PreparedRlimit {
+    var resource: Int32
+    var soft: UInt64
+    var hard: UInt64
+}
+
+/// Everything a process's identity needs (uid/gid/groups, umask, rlimits, capabilities,
+/// no_new_privs, seccomp), prepared in the coordinator before any clone so that the child
+/// only makes system calls on ready buffers.
 struct PreparedIdentity {
-    var uid: uid_t
-    var gid: gid_t
-    var changeIDs: Bool
+    var changeIDs = false
+    var uid: uid_t = 0
+    var gid: gid_t = 0
+    /// setgroups(groups) first; only where the gid map allows setgroups.
+    var setGroups = false
+    var groups: UnsafeMutablePointer<gid_t>? = nil
+    var groupCount = 0
+    var setUmask = false
+    var umask: mode_t = 0
+    var rlimits: UnsafeMutablePointer<PreparedRlimit>? = nil
+    var rlimitCount = 0
+    /// PR_SET_KEEPCAPS around the uid change, so the permitted set survives it.
+    var keepCaps = false
+    /// libcap sets: `raiseCaps` (E = P = every capability, I = the requested inheritable set)
+    /// regains the effective set after the uid change; `finalCaps` is what the tree asks for.
+    /// nil: the process keeps the capabilities the kernel leaves it.
+    var raiseCaps: cap_t? = nil
+    var finalCaps: cap_t? = nil
+    /// Bit N: capability N stays in the bounding set / is raised in the ambient set.
+    var bounding: UInt64 = 0
+    var ambient: UInt64 = 0
+    /// Capabilities this kernel knows (cap_last_cap + 1).
+    var capCount: Int32 = 0
+    var noNewPrivs = false
+    /// Classic BPF of the seccomp profile, compiled and exported by libseccomp.
+    var seccomp: UnsafeMutableRawPointer? = nil
+    var seccompCount: UInt16 = 0
+    /// Without no_new_privs the kernel accepts a filter only from a holder of CAP_SYS_ADMIN:
+    /// when the final effective set lacks it, the filter is loaded before the final capset.
+    var seccompEarly = false
 }
 
 enum ProcessIdentity {
-    /// Coordinator side: nil when the entry asks for nothing beyond the defaults.
-    static func prepare(_ entry: ProcessEntry) throws -> UnsafeMutablePointer<PreparedIdentity>? {
-        guard let user = entry.process?.user else { return nil }
+    /// Prepares the identities of one restore, in the coordinator before any clone. Processes
+    /// with equal seccomp profiles share one compiled filter (compiling takes milliseconds).
+    final class Preparer {
+        let maps: IDMapPlan
+        private var profiles: [(spec: SeccompSpec, instructions: UnsafeMutableRawPointer, count: UInt16)] = []
+
+        init(maps: IDMapPlan) {
+            self.maps = maps
+        }
+
+        /// nil when the entry asks for nothing beyond what the process already is. Throws
+        /// RestoreError for what would only fail in the child.
+        func prepare(_ entry: ProcessEntry) throws -> UnsafeMutablePointer<PreparedIdentity>? {
+            try ProcessIdentity.prepare(entry, maps: maps, compile: compiled)
+        }
+
+        func compiled(_ spec: SeccompSpec, _ entry: String) throws -> (UnsafeMutableRawPointer, UInt16) {
+            if let known = profiles.first(where: { $0.spec == spec }) { return (known.instructions, known.count) }
+            let (instructions, count) = try SeccompCompiler.compile(spec, entry: entry)
+            profiles.append((spec, instructions, count))
+            return (instructions, count)
+        }
+    }
+
+    static func prepare(_ entry: ProcessEntry, maps: IDMapPlan,
+                        compile: (SeccompSpec, String) throws -> (UnsafeMutableRawPointer, UInt16)) throws
+        -> UnsafeMutablePointer<PreparedIdentity>? {
+        guard entry.state != .zombie else { return nil }
+        let spec = entry.process
+        let where_ = entry.line.map { "\(entry.label), line \($0)" } ?? entry.label
+        var id = PreparedIdentity()
+        var needed = false
+
+        if let user = spec?.user {
+            id.changeIDs = true
+            id.uid = user.uid
+            id.gid = user.gid
+            if maps.setgroupsAllowed {
+                id.setGroups = true
+                id.groupCount = user.additionalGids.count
+                let groups = UnsafeMutablePointer<gid_t>.allocate(capacity: max(1, user.additionalGids.count))
+                for (k, g) in user.additionalGids.enumerated() { groups[k] = g }
+                id.groups = groups
+            }
+            if let mask = user.umask {
+                id.setUmask = true
+                id.umask = mode_t(mask)
+            }
+            needed = true
+        } else if maps.runtimeUID == nil || maps.runtimeGID == nil {
+            // The runtime's own ids are not mapped: run as 0 rather than the overflow ids.
+            id.changeIDs = true
+            id.uid = maps.defaultUID
+            id.gid = maps.defaultGID
+            needed = true
+        }
+        // Leaving uid 0 of the namespace for another uid clears every capability (unless
+        // PR_SET_KEEPCAPS): the kernel's setuid rules.
+        let dropsCaps = id.changeIDs && maps.runtimeUID == 0 && id.uid != 0
+
+        if let limits = spec?.rlimits, !limits.isEmpty {
+            let prepared = UnsafeMutablePointer<PreparedRlimit>.allocate(capacity: limits.count)
+            for (k, l) in limits.enumerated() {
+                guard let resource = ResourceLimits.number(named: l.type) else {
+                    throw RestoreError.invalid(where_, "process.rlimits[\(k)]: unknown type \(l.type)")
+                }
+                var own = rlimit()
+                if getrlimit(__rlimit_resource_t(UInt32(resource)), &own) == 0, l.hard > UInt64(own.rlim_max) {
+                    throw RestoreError(.environment, operation: "setrlimit", errno: EPERM, entry: where_,
+                                       message: "process.rlimits[\(k)] asks for a hard \(l.type) of \(limitText(l.hard)), above the runtime's own hard limit \(limitText(UInt64(own.rlim_max))); raising a hard limit needs CAP_SYS_RESOURCE on the host, which a user namespace does not give. Raise it before running (e.g. ulimit -H, /etc/security/limits.conf) or lower it in the tree")
+                }
+                prepared[k] = PreparedRlimit(resource: Int32(resource), soft: l.soft, hard: l.hard)
+            }
+            id.rlimits = prepared
+            id.rlimitCount = limits.count
+            needed = true
+        }
+
+        let noNewPrivs = spec?.noNewPrivileges ?? false
+        id.noNewPrivs = noNewPrivs
+        if noNewPrivs { needed = true }
+
+        var caps = spec?.capabilities
+        if let seccomp = spec?.seccomp {
+            (id.seccomp, id.seccompCount) = try compile(seccomp, where_)
+            let adminAtTheEnd = caps.map { CapabilitySpec.mask($0.effective) & (UInt64(1) << UInt64(Capabilities.sysAdmin)) != 0 }
+                ?? !dropsCaps
+            id.seccompEarly = !noNewPrivs && !adminAtTheEnd
+            if id.seccompEarly && caps == nil {
+                // Hold on to the capabilities through the uid change to load the filter, then
+                // end as the kernel would have left the process: with none.
+                caps = CapabilitySpec(bounding: Array(Capabilities.names.prefix(Int(cap_max_bits()))))
+            }
+            needed = true
+        }
+
+        if let caps {
+            let count = cap_max_bits()
+            id.capCount = count
+            let known = count >= 64 ? UInt64.max : (UInt64(1) << UInt64(count)) - 1
+            for (name, list) in caps.sets {
+                let extra = CapabilitySpec.mask(list) & ~known
+                if extra != 0 {
+                    throw RestoreError(.environment, operation: "capset", entry: where_,
+                                       message: "process.capabilities.\(name) has \(Capabilities.names(of: extra).names.joined(separator: ", ")), which this kernel does not know (it has capabilities 0...\(count - 1))")
+                }
+            }
+            id.keepCaps = true
+            id.bounding = CapabilitySpec.mask(caps.bounding)
+            id.ambient = CapabilitySpec.mask(caps.ambient)
+            let inheritable = CapabilitySpec.mask(caps.inheritable)
+            id.raiseCaps = try makeCaps(effective: known, permitted: known, inheritable: inheritable, entry: where_)
+            id.finalCaps = try makeCaps(effective: CapabilitySpec.mask(caps.effective),
+                                        permitted: CapabilitySpec.mask(caps.permitted),
+                                        inheritable: inheritable, entry: where_)
+            needed = true
+        }
+
+        guard needed else { return nil }
         let p = UnsafeMutablePointer<PreparedIdentity>.allocate(capacity: 1)
-        p.initialize(to: PreparedIdentity(uid: user.uid, gid: user.gid, changeIDs: true))
+        p.initialize(to: id)
         return p
     }
 
-    /// Child side, after every fork is done and right before exec (or holding).
-    /// Returns the failing stage and errno, or nil.
+    static func limitText(_ v: UInt64) -> String { v == RlimitSpec.unlimited ? "unlimited" : String(v) }
+
+    /// A libcap set with the given masks (bit N = capability N).
+    static func makeCaps(effective: UInt64, permitted: UInt64, inheritable: UInt64, entry: String) throws -> cap_t {
+        guard let caps = cap_init() else {
+            throw RestoreError(.restoreFailed, operation: "cap_init", errno: Glibc.errno, entry: entry, message: "cannot allocate a capability set")
+        }
+        for (flag, mask) in [(CAP_EFFECTIVE, effective), (CAP_PERMITTED, permitted), (CAP_INHERITABLE, inheritable)] {
+            var values: [cap_value_t] = []
+            for bit in 0..<64 where mask & (UInt64(1) << UInt64(bit)) != 0 { values.append(cap_value_t(bit)) }
+            if values.isEmpty { continue }
+            guard cap_set_flag(caps, flag, Int32(values.count), values, CAP_SET) == 0 else {
+                throw RestoreError(.restoreFailed, operation: "cap_set_flag", errno: Glibc.errno, entry: entry, message: "cannot build a capability set")
+            }
+        }
+        return caps
+    }
+
+    /// Child side, after every fork is done and right before exec (or holding). System calls
+    /// on prepared buffers only. Returns the failing stage and errno, or nil.
+    ///
+    /// Order (as OCI runtimes do it): setgroups, setresgid, setresuid (with PR_SET_KEEPCAPS so
+    /// the permitted set survives), umask, rlimits, capabilities (regain the effective set,
+    /// drop from the bounding set, capset, raise ambient), no_new_privs, seccomp last.
     static func apply(_ identity: UnsafeMutablePointer<PreparedIdentity>) -> (PuppetStage, Int32)? {
         let id = identity.pointee
+        var r: Int32 = 0
+        if id.setGroups {
+            r = rr_setgroups(id.groupCount, id.groups)
+            if r < 0 { return (.setgroups, -r) }
+        }
+        if id.keepCaps {
+            r = rr_prctl_set_keepcaps(1)
+            if r < 0 { return (.capabilities, -r) }
+        }
         if id.changeIDs {
-            var r = rr_setresgid(id.gid)
+            r = rr_setresgid(id.gid)
             if r < 0 { return (.setgid, -r) }
             r = rr_setresuid(id.uid)
             if r < 0 { return (.setuid, -r) }
         }
+        if id.setUmask { _ = Glibc.umask(id.umask) }
+        if let limits = id.rlimits {
+            for k in 0..<id.rlimitCount {
+                r = rr_setrlimit(limits[k].resource, limits[k].soft, limits[k].hard)
+                if r < 0 { return (.setrlimit, -r) }
+            }
+        }
+        if let raise = id.raiseCaps, let final = id.finalCaps {
+            if cap_set_proc(raise) != 0 { return (.capabilities, Glibc.errno) }
+            var c: Int32 = 0
+            while c < id.capCount {
+                if id.bounding & (UInt64(1) << UInt64(c)) == 0, cap_drop_bound(cap_value_t(c)) != 0 {
+                    return (.capabilities, Glibc.errno)
+                }
+                c += 1
+            }
+            if id.seccompEarly, let filter = id.seccomp {
+                r = rr_seccomp_install_filter(filter, id.seccompCount)
+                if r < 0 { return (.seccomp, -r) }
+            }
+            if cap_set_proc(final) != 0 { return (.capabilities, Glibc.errno) }
+            r = rr_prctl_cap_ambient_clear_all()
+            if r < 0 { return (.capabilities, -r) }
+            c = 0
+            while c < id.capCount {
+                if id.ambient & (UInt64(1) << UInt64(c)) != 0, cap_set_ambient(cap_value_t(c), CAP_SET) != 0 {
+                    return (.capabilities, Glibc.errno)
+                }
+                c += 1
+            }
+            r = rr_prctl_set_keepcaps(0)
+            if r < 0 { return (.capabilities, -r) }
+        }
+        if id.noNewPrivs {
+            r = rr_prctl_set_no_new_privs()
+            if r < 0 { return (.noNewPrivileges, -r) }
+        }
+        if !id.seccompEarly, let filter = id.seccomp {
+            r = rr_seccomp_install_filter(filter, id.seccompCount)
+            if r < 0 { return (.seccomp, -r) }
+        }
         return nil
+    }
+}
+
+/// Compiles an OCI seccomp profile with libseccomp and exports it as classic BPF, in the
+/// coordinator; the child only loads the instructions.
+public enum SeccompCompiler {
+    /// The kernel's limit on a filter's length (BPF_MAXINSNS).
+    static let maxInstructions = 4096
+
+    /// Compiles every profile of the tree and throws the first problem (unknown syscall
+    /// names, architectures libseccomp lacks), naming the entry; for `validate`.
+    public static func check(_ tree: ProcessTree) throws {
+        var done: [SeccompSpec] = []
+        for e in tree.processes {
+            guard let s = e.process?.seccomp, !done.contains(s) else { continue }
+            let (instructions, _) = try compile(s, entry: e.line.map { "\(e.label), line \($0)" } ?? e.label)
+            instructions.deallocate()
+            done.append(s)
+        }
+    }
+
+    static func action(_ name: String, errno: UInt32?) -> UInt32 {
+        let e = (errno ?? UInt32(EPERM)) & 0xFFFF
+        switch name {
+        case "SCMP_ACT_KILL_PROCESS": return 0x8000_0000
+        case "SCMP_ACT_TRAP": return 0x0003_0000
+        case "SCMP_ACT_ERRNO": return 0x0005_0000 | e
+        case "SCMP_ACT_TRACE": return 0x7FF0_0000 | e
+        case "SCMP_ACT_LOG": return 0x7FFC_0000
+        case "SCMP_ACT_ALLOW": return 0x7FFF_0000
+        default: return 0  // SCMP_ACT_KILL, SCMP_ACT_KILL_THREAD
+        }
+    }
+
+    /// "SCMP_ARCH_X86_64" -> libseccomp's "x86_64".
+    static func archToken(_ name: String) -> String {
+        String(name.dropFirst("SCMP_ARCH_".count)).lowercased()
+    }
+
+    static func compile(_ spec: SeccompSpec, entry: String) throws -> (UnsafeMutableRawPointer, UInt16) {
+        let path = "process.seccomp"
+        let defaultAction = action(spec.defaultAction, errno: spec.defaultErrnoRet)
+        guard let ctx = seccomp_init(defaultAction) else {
+            throw RestoreError(.invalidTree, operation: "seccomp_init", entry: entry,
+                               message: "libseccomp \(EngineInfo.libseccompVersion) refused \(path).defaultAction \(spec.defaultAction) (the kernel may lack it: /proc/sys/kernel/seccomp/actions_avail)")
+        }
+        defer { seccomp_release(ctx) }
+        for (k, name) in (spec.architectures ?? []).enumerated() {
+            let token = seccomp_arch_resolve_name(archToken(name))
+            guard token != 0 else {
+                throw RestoreError(.invalidTree, operation: "validate", entry: entry,
+                                   message: "\(path).architectures[\(k)] \(name) is not known to libseccomp \(EngineInfo.libseccompVersion)")
+            }
+            let r = seccomp_arch_add(ctx, token)
+            if r < 0 && r != -EEXIST {
+                throw RestoreError(.invalidTree, operation: "seccomp_arch_add", errno: -r, entry: entry,
+                                   message: "libseccomp cannot add \(path).architectures[\(k)] \(name)")
+            }
+        }
+        for (k, rule) in (spec.syscalls ?? []).enumerated() {
+            let at = "\(path).syscalls[\(k)]"
+            let act = action(rule.action, errno: rule.errnoRet)
+            var numbers: [Int32] = []
+            for (n, name) in rule.names.enumerated() {
+                let nr = seccomp_syscall_resolve_name(name)
+                guard nr != __NR_SCMP_ERROR else {
+                    throw RestoreError(.invalidTree, operation: "validate", entry: entry,
+                                       message: "\(at).names[\(n)] \(JSONValue.quoted(name, limit: 40)) is not a system call libseccomp \(EngineInfo.libseccompVersion) knows\(TreeParser.didYouMean(name, knownSyscallNames()))")
+                }
+                numbers.append(nr)
+            }
+            // libseccomp refuses a rule whose action is the default one; it would change nothing.
+            if act == defaultAction { continue }
+            let args = rule.args ?? []
+            let comparisons = args.map {
+                scmp_arg_cmp(arg: $0.index, op: scmp_compare(UInt32(SeccompSpec.operators.firstIndex(of: $0.op)! + 1)),
+                             datum_a: $0.value, datum_b: $0.valueTwo ?? 0)
+            }
+            // OCI semantics: comparisons on distinct arguments all must hold (one rule);
+            // several on the same argument are alternatives (one rule each).
+            let distinct = Set(args.map(\.index)).count == args.count
+            let groups: [[scmp_arg_cmp]] = distinct ? [comparisons] : comparisons.map { [$0] }
+            for (n, nr) in numbers.enumerated() {
+                for group in groups {
+                    let r = group.withUnsafeBufferPointer {
+                        seccomp_rule_add_array(ctx, act, nr, UInt32($0.count), $0.baseAddress)
+                    }
+                    // A negative number is a syscall this architecture lacks (libseccomp's
+                    // pseudo numbers): nothing to filter here.
+                    if r < 0 && nr >= 0 {
+                        throw RestoreError(.invalidTree, operation: "seccomp_rule_add", errno: -r, entry: entry,
+                                           message: "libseccomp refused \(at) for \(rule.names[n]) (\(rule.action)\(args.isEmpty ? "" : " with \(args.count) argument comparisons"))")
+                    }
+                }
+            }
+        }
+        let memfd = rr_memfd("rootless-restore-seccomp")
+        guard memfd >= 0 else {
+            throw RestoreError(.restoreFailed, operation: "memfd_create", errno: -memfd, entry: entry, message: "cannot export the seccomp profile")
+        }
+        defer { close(memfd) }
+        let r = seccomp_export_bpf(ctx, memfd)
+        guard r == 0 else {
+            throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", errno: -r, entry: entry, message: "cannot export the seccomp profile")
+        }
+        let size = Int(lseek(memfd, 0, SEEK_END))
+        guard size > 0, size % 8 == 0 else {
+            throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", entry: entry, message: "unexpected filter size \(size)")
+        }
+        guard size / 8 <= maxInstructions else {
+            throw RestoreError(.invalidTree, operation: "validate", entry: entry,
+                               message: "\(path) compiles to \(size / 8) BPF instructions; the kernel accepts at most \(maxInstructions) per filter")
+        }
+        let instructions = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        guard pread(memfd, instructions, size, 0) == size else {
+            instructions.deallocate()
+            throw RestoreError(.restoreFailed, operation: "pread", errno: Glibc.errno, entry: entry, message: "cannot read the exported seccomp profile")
+        }
+        return (instructions, UInt16(size / 8))
+    }
+
+    /// Names of this architecture's system calls, for "did you mean" hints.
+    static func knownSyscallNames() -> [String] {
+        var names: [String] = []
+        for nr in Int32(0)..<1024 {
+            guard let p = seccomp_syscall_resolve_num_arch(UInt32(SCMP_ARCH_NATIVE), nr) else { continue }
+            names.append(String(cString: p))
+            free(p)
+        }
+        return names
     }
 }

@@ -145,6 +145,7 @@ public final class RestoreSession {
     // MARK: preparation (no process exists yet)
 
     func prepare(maps: IDMapPlan) throws {
+        let identities = ProcessIdentity.Preparer(maps: maps)
         var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&cwd, cwd.count) != nil else {
             throw RestoreError(.restoreFailed, operation: "getcwd", errno: SystemCalls.currentErrno, message: "cannot read the current directory")
@@ -184,7 +185,7 @@ public final class RestoreSession {
                     prepared.envp = makeCStringArray(env)
                     prepared.cwd = makeCString(dir)
                 }
-                prepared.identity = try ProcessIdentity.prepare(entry, maps: maps)
+                prepared.identity = try identities.prepare(entry)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
                     guard n.depth == 1 else {

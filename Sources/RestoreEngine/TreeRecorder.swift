@@ -186,6 +186,7 @@ public enum TreeRecorder {
                     problems.append("\(who): cannot read /proc/\(s.hostPid)/cwd (\(ErrnoName.describe(Glibc.errno)))")
                 }
                 spec.user = UserSpec(uid: s.uid, gid: s.gid, additionalGids: s.groups.filter { $0 != s.gid })
+                recordConfinement(of: s.hostPid, into: &spec, who: who, warnings: &warnings)
                 entry.process = spec
             }
             entries.append(entry)
@@ -202,6 +203,43 @@ public enum TreeRecorder {
         if snaps.allSatisfy({ $0.gid == egid }) { tree.gidMappings = [IDMapping(containerID: egid, hostID: egid, size: 1)] }
         warnings.append("the child-subreaper flag is not visible in /proc; set \"childSubreaper\": true by hand where a process used PR_SET_CHILD_SUBREAPER")
         return (tree, warnings)
+    }
+}
+
+extension TreeRecorder {
+    /// umask, capability sets and no_new_privs from /proc/PID/status, rlimits from
+    /// /proc/PID/limits. A seccomp filter cannot be read back: it is reported, not recorded.
+    static func recordConfinement(of pid: Int32, into spec: inout ProcessSpec, who: String, warnings: inout [String]) {
+        if let status = SystemCalls.readText("/proc/\(pid)/status") {
+            if let word = EnvironmentFacts.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
+                spec.user?.umask = mask
+            }
+            var caps = CapabilitySpec()
+            var unknown: Set<Int> = []
+            func set(_ key: String) -> [String]? {
+                guard let mask = EnvironmentFacts.parseCapabilityMask(status, key) else { return nil }
+                let (names, extra) = Capabilities.names(of: mask)
+                unknown.formUnion(extra)
+                return names
+            }
+            caps.bounding = set("CapBnd")
+            caps.effective = set("CapEff")
+            caps.permitted = set("CapPrm")
+            caps.inheritable = set("CapInh")
+            caps.ambient = set("CapAmb")
+            if caps.bounding != nil || caps.effective != nil { spec.capabilities = caps }
+            if !unknown.isEmpty {
+                warnings.append("\(who): capabilities \(unknown.sorted().map(String.init).joined(separator: ", ")) have no name this runtime knows; they are not recorded")
+            }
+            if EnvironmentFacts.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
+            if let mode = EnvironmentFacts.statusField(status, "Seccomp")?.first, mode != "0" {
+                warnings.append("\(who): runs under seccomp (Seccomp: \(mode)), whose filter /proc does not show; it is not recorded (add process.seccomp by hand)")
+            }
+        }
+        if let limits = SystemCalls.readText("/proc/\(pid)/limits") {
+            let parsed = ResourceLimits.parseProcLimits(limits)
+            if !parsed.isEmpty { spec.rlimits = parsed }
+        }
     }
 }
 

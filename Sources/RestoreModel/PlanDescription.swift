@@ -8,9 +8,7 @@ extension RestorePlan {
         out += "Namespace init (PID 1): \(treeHasInit ? "\(name(0)), created by the runtime with CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS" : "the runtime's own init; the tree's top processes hang under it")\n"
         if !helpers.isEmpty {
             out += "Helpers (exit before any payload runs):\n"
-            for h in helpers {
-                if case .helper(let purpose) = nodes[h].role { out += "  \(name(h)): \(purpose)\n" }
-            }
+            for h in helpers { out += "  \(name(h)): \(explainHelper(h, tree: tree))\n" }
         }
         out += "Steps:\n"
         for (i, step) in steps.enumerated() {
@@ -43,4 +41,40 @@ extension RestorePlan {
     }
 
     func nodeEntry(_ n: Int) -> Int? { nodes[n].entryIndex }
+
+    /// Why a helper exists, what it forks and where its children end up.
+    func explainHelper(_ h: Int, tree: ProcessTree) -> String {
+        guard case .helper(let purpose) = nodes[h].role else { return "" }
+        func name(_ n: Int) -> String { nodes[n].label(in: tree) }
+        let kids = nodes.indices.filter { nodes[$0].forker == h }
+        func list(_ ns: [Int]) -> String {
+            let shown = ns.prefix(6).map(name).joined(separator: ", ")
+            return ns.count > 6 ? shown + " and \(ns.count - 6) more" : shown
+        }
+        /// The node the kids are recorded under (the reaper that adopts them).
+        var reaper = "the namespace init (pid 1)"
+        if let k = kids.first, let i = nodes[k].entryIndex {
+            let ppid = tree.processes[i].ppid
+            if let p = nodes.indices.first(where: { nodes[$0].entryIndex.map { tree.processes[$0].pid == ppid } ?? false }) {
+                reaper = name(p)
+            } else if nodes[0].role == .runtimeInit {
+                reaper = name(0)
+            }
+        }
+        let forker = nodes[h].forker.map(name) ?? "the namespace init"
+        switch purpose {
+        case .sessionOrphans(let s, true):
+            return "session \(s)'s leader is dead: forked by \(forker), it takes the leader's PID and calls setsid(), "
+                + "forks \(list(kids)) inside session \(s), then exits so that \(kids.count == 1 ? "it is" : "they are") reparented to \(reaper)"
+        case .sessionOrphans(let s, false):
+            return "forked by \(forker) inside session \(s), it forks \(list(kids)), which must be born into session \(s), "
+                + "then exits so that \(kids.count == 1 ? "it is" : "they are") reparented to \(reaper)"
+        case .groupLeader(let g) where nodes[h].pid != g:
+            return "forked by \(forker) into process group \(g), it keeps that group alive while leaders that left "
+                + "their own groups join each other's (a cycle no restored process can hold open), then exits"
+        case .groupLeader(let g):
+            return "process group \(g)'s leader is dead: forked by \(forker), it takes the leader's PID, creates the group "
+                + "for its members to join, then exits"
+        }
+    }
 }

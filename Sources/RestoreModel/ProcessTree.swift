@@ -108,12 +108,26 @@ public struct ProcessSpec: Sendable, Equatable {
     /// nil means the runtime's working directory.
     public var cwd: String?
     public var user: UserSpec?
+    /// OCI `process.capabilities`; nil leaves the sets as the kernel makes them.
+    public var capabilities: CapabilitySpec?
+    /// OCI `process.noNewPrivileges`; nil means false.
+    public var noNewPrivileges: Bool?
+    /// OCI `process.rlimits`, one per type; nil leaves the runtime's limits.
+    public var rlimits: [RlimitSpec]?
+    /// The OCI `linux.seccomp` object, loaded last before exec.
+    public var seccomp: SeccompSpec?
 
-    public init(args: [String]? = nil, env: [String]? = nil, cwd: String? = nil, user: UserSpec? = nil) {
+    public init(args: [String]? = nil, env: [String]? = nil, cwd: String? = nil, user: UserSpec? = nil,
+                capabilities: CapabilitySpec? = nil, noNewPrivileges: Bool? = nil,
+                rlimits: [RlimitSpec]? = nil, seccomp: SeccompSpec? = nil) {
         self.args = args
         self.env = env
         self.cwd = cwd
         self.user = user
+        self.capabilities = capabilities
+        self.noNewPrivileges = noNewPrivileges
+        self.rlimits = rlimits
+        self.seccomp = seccomp
     }
 }
 
@@ -121,10 +135,13 @@ public struct UserSpec: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var additionalGids: [UInt32]
+    /// The file mode creation mask (0...0o777); nil leaves the runtime's.
+    public var umask: UInt32?
 
-    public init(uid: UInt32, gid: UInt32, additionalGids: [UInt32] = []) {
+    public init(uid: UInt32, gid: UInt32, additionalGids: [UInt32] = [], umask: UInt32? = nil) {
         self.uid = uid
         self.gid = gid
         self.additionalGids = additionalGids
+        self.umask = umask
     }
 }

@@ -17,8 +17,40 @@
 ///   that keeps every group they join alive.
 /// Every plan can be checked step by step with `PlanSimulator`.
 public enum RestorePlanner {
+    /// How many alternative choices (see `Choice`) the planner tries before giving up.
+    static let maxAttempts = 64
+
     public static func plan(_ tree: ProcessTree) throws -> RestorePlan {
+        // The first attempt follows the heuristics. If it fails, the choices it made at reapers
+        // are flipped, fewest flips first (breadth-first over the decisions), within a budget;
+        // the error reported is the first attempt's.
+        var queue: [[PlanBuilder.Choice: Bool]] = [[:]]
+        var seen: Set<[PlanBuilder.Choice: Bool]> = [[:]]
+        var firstError: Error?
+        var head = 0
+        while head < queue.count && head < maxAttempts {
+            let forced = queue[head]
+            head += 1
+            var made: [PlanBuilder.Choice: Bool] = [:]
+            do {
+                return try attempt(tree, forced: forced, made: &made)
+            } catch let error as RestoreError where error.kind == .invalidTree {
+                if firstError == nil { firstError = error }
+            }
+            for (choice, decision) in made.sorted(by: { $0.key < $1.key }) where forced[choice] == nil {
+                var next = forced
+                next[choice] = !decision
+                if seen.insert(next).inserted { queue.append(next) }
+            }
+        }
+        throw firstError!
+    }
+
+    private static func attempt(_ tree: ProcessTree, forced: [PlanBuilder.Choice: Bool],
+                                made: inout [PlanBuilder.Choice: Bool]) throws -> RestorePlan {
         var builder = try PlanBuilder(tree: tree)
+        builder.forced = forced
+        defer { made = builder.made }
         try builder.resolveSessions()
         try builder.createSessionHelpers()
         try builder.checkForkGraph()
@@ -47,6 +79,18 @@ private struct PlanBuilder {
     var helperSession: [Int: Int32] = [:]
     /// For each session-orphans helper: the reaper its children must end up under.
     var helperTarget: [Int: Int] = [:]
+
+    /// A reaper that called setsid() has a child in a foreign session: either the reaper was
+    /// born into that session and forked the child before its setsid() (true), or the child
+    /// was reparented to it and a helper must fork it (false).
+    struct Choice: Hashable, Comparable {
+        var reaper: Int
+        var session: Int32
+        static func < (a: Choice, b: Choice) -> Bool { (a.reaper, a.session) < (b.reaper, b.session) }
+    }
+    /// Decisions imposed by the caller, and the ones this attempt made by heuristics.
+    var forced: [Choice: Bool] = [:]
+    var made: [Choice: Bool] = [:]
     var forker: [Int] = []
     var steps: [RestorePlan.Step] = []
     var treeHasInit = false
@@ -138,21 +182,43 @@ private struct PlanBuilder {
 
     // MARK: sessions
 
+    /// Two passes: first every requirement that needs no choice at a reaper (or where a
+    /// reaper can simply have been born into the session), then the rest, so that a reaper's
+    /// own birth session is fixed by the children that leave no other way before children that
+    /// could also get a helper.
     mutating func resolveSessions() throws {
+        var pending: [Int] = []
         for node in 1..<nodes.count where !doesSetsid[node] {
+            let saved = (born, helperSession)
+            do {
+                try requireSession(of: node, finalSid[node], deferChoices: true)
+            } catch is Deferred {
+                (born, helperSession) = saved
+                pending.append(node)
+            }
+        }
+        for node in pending {
             try requireSession(of: node, finalSid[node])
+        }
+        // A reaper that turned out to be born into a session forks its children of that
+        // session itself, before its setsid(): they need no helper after all.
+        for (c, s) in helperSession where born[parent[c]] == s && doesSetsid[parent[c]] {
+            helperSession[c] = nil
         }
     }
 
     /// Thrown by a strict walk that would need a helper.
     struct NeedsHelper: Error {}
+    /// Thrown by a walk that reaches a reaper where it would have to choose.
+    struct Deferred: Error {}
 
     /// `start` must be born into session `s`: find who can fork it there. Walking up, each
     /// setsid() caller passed on the way must itself have been born into `s` (its birth
     /// session) and fork the child before its setsid(). The walk ends at an ancestor in `s`,
     /// or at a reaper whose child must be forked by a helper in `s` and reparented to it.
     /// `strict`: fail (NeedsHelper) rather than ask for a helper.
-    mutating func requireSession(of start: Int, _ s: Int32, strict: Bool = false) throws {
+    /// `deferChoices`: fail (Deferred) rather than choose between a birth and a helper.
+    mutating func requireSession(of start: Int, _ s: Int32, strict: Bool = false, deferChoices: Bool = false) throws {
         var c = start
         while true {
             let p = parent[c]
@@ -167,13 +233,19 @@ private struct PlanBuilder {
                 // The child may have been forked by the reaper before the reaper's own
                 // setsid(), or reparented to it, which needs a helper. Prefer the first when
                 // it needs no helper further up; then a helper when some process of the
-                // session can fork it; then the first with a helper further up.
+                // session in the reaper's subtree can fork it; then the first with a helper
+                // further up; then a helper that recreates a dead leader's session.
                 if doesSetsid[p] && born[p] == s { return }
                 let canBeBorn = doesSetsid[p] && born[p] == nil
                 if canBeBorn && (try? tryBirth(of: p, s, strict: true)) != nil { return }
                 if strict { throw NeedsHelper() }
-                if canBeBorn && !helperLooksPossible(under: p, s, for: c),
-                   (try? tryBirth(of: p, s, strict: false)) != nil { return }
+                if deferChoices && canBeBorn { throw Deferred() }
+                if canBeBorn {
+                    let choice = Choice(reaper: p, session: s)
+                    let birth = forced[choice] ?? made[choice] ?? !helperLooksPossible(under: p, s, for: c)
+                    if forced[choice] == nil { made[choice] = birth }
+                    if birth, (try? tryBirth(of: p, s, strict: false)) != nil { return }
+                }
                 try needHelper(c, s)
                 return
             }
@@ -205,10 +277,8 @@ private struct PlanBuilder {
 
     /// Whether a helper in session `s` could be forked below reaper `r` for its child `c`: a
     /// process of the session lives in the reaper's subtree outside the subtrees of the
-    /// reaper's children that are in `s` without being its leader (the helper would fork
-    /// them), or the session's leader is dead (a helper can take its PID).
+    /// reaper's children that are in `s` without being its leader (the helper would fork them).
     func helperLooksPossible(under r: Int, _ s: Int32, for c: Int) -> Bool {
-        if s != 0 && entryOfPid[s] == nil { return true }
         return (1..<nodes.count).contains { a in
             guard finalSid[a] == s, !isDescendant(a, of: c), reachesLater(from: a, r) else { return false }
             var x = a
@@ -490,11 +560,14 @@ private struct PlanBuilder {
 
     /// The leaders that left their own group join their final groups. A group whose only
     /// remaining member is its own (moving) leader must be joined before that leader leaves it.
+    /// When such leaders form a cycle (each moved into the next one's group), another process
+    /// of the session holds one of the groups open meanwhile: a helper, which never leaves, or
+    /// a process that can go back to its own group afterwards.
     mutating func emitMoves(_ moves: [(node: Int, leader: Int)]) throws {
         let movers = Set(moves.map(\.node))
         var moveOfNode: [Int: Int] = [:]
         for (k, mv) in moves.enumerated() { moveOfNode[mv.node] = k }
-        // after[k]: the moves that must wait for move k.
+        // after[k]: the move that must wait for move k (the leader of k's target group).
         var after = Array(repeating: [Int](), count: moves.count)
         var waitingFor = Array(repeating: 0, count: moves.count)
         for (k, mv) in moves.enumerated() {
@@ -505,23 +578,77 @@ private struct PlanBuilder {
                 waitingFor[lk] += 1
             }
         }
-        var ready = (0..<moves.count).filter { waitingFor[$0] == 0 }
-        var done = 0
-        while !ready.isEmpty {
-            let k = ready.removeFirst()
-            steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
-            pgidNow[moves[k].node] = nodes[moves[k].leader].pid
-            done += 1
-            for next in after[k] {
-                waitingFor[next] -= 1
-                if waitingFor[next] == 0 { ready.append(next) }
+        var done = Array(repeating: false, count: moves.count)
+        var returns: [RestorePlan.Step] = []
+        var holders = Set<Int>()
+        while true {
+            if let k = (0..<moves.count).first(where: { !done[$0] && waitingFor[$0] == 0 }) {
+                done[k] = true
+                steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
+                pgidNow[moves[k].node] = nodes[moves[k].leader].pid
+                for next in after[k] { waitingFor[next] -= 1 }
+                continue
             }
+            guard let k = (0..<moves.count).first(where: { !done[$0] }) else { break }
+            // A cycle: hold the group that move k joins open with another process.
+            let mv = moves[k]
+            let g = nodes[mv.leader].pid
+            let s = finalSid[mv.node]
+            let (doesSetsid, finalSid, nodes, pgidNow) = (self.doesSetsid, self.finalSid, self.nodes, self.pgidNow)
+            let targets = Set((0..<moves.count).filter { !done[$0] }.map { nodes[moves[$0].leader].pid })
+            func canJoin(_ x: Int) -> Bool {
+                guard x != 0, !movers.contains(x), !holders.contains(x), !doesSetsid[x], finalSid[x] == s,
+                      nodes[x].namespaces == nodes[mv.node].namespaces else { return false }
+                // It must not leave a group that a pending move needs and nobody else keeps.
+                let current = pgidNow[x]
+                return !targets.contains(current) || (0..<nodes.count).contains { y in
+                    y != x && pgidNow[y] == current && !movers.contains(y) && !holders.contains(y)
+                }
+            }
+            let helper = (0..<nodes.count).first { x in
+                guard case .helper(.sessionOrphans) = nodes[x].role else { return false }
+                return canJoin(x)
+            }
+            // A process that can go back: to its own group, or to one that others keep.
+            let hopper = (0..<nodes.count).first { x in
+                guard !nodes[x].isHelper, canJoin(x), pgidNow[x] == finalPgid[x] else { return false }
+                let own = finalPgid[x]
+                guard own != 0 else { return false } // the runtime's group cannot be joined back
+                return own == nodes[x].pid || (0..<nodes.count).contains { y in
+                    guard y != x, finalPgid[y] == own else { return false }
+                    if case .helper(.sessionOrphans) = nodes[y].role { return false }
+                    return true
+                }
+            }
+            if let x = helper ?? hopper {
+                holders.insert(x)
+                steps.append(.setpgid(node: x, leader: mv.leader))
+                if !nodes[x].isHelper {
+                    // Any node with the group's PID names the group.
+                    let own = finalPgid[x]
+                    if let back = (0..<nodes.count).first(where: { nodes[$0].pid == own && ($0 != 0 || treeHasInit) }) {
+                        returns.append(.setpgid(node: x, leader: back))
+                    }
+                }
+                self.pgidNow[x] = g
+            } else {
+                // Nobody can: the group's leader forks a temporary holder, born into the group.
+                // (RestorePlan has no purpose for it yet: it is a group helper whose PID is
+                // not the group's; `describe` tells them apart.)
+                let l = mv.leader
+                var holder = Node(role: .helper(.groupLeader(pgid: g)), nspid: [], forker: l,
+                                  namespaces: nodes[l].namespaces, newPidNamespace: false, childSubreaper: false)
+                holder.nspid = holder.namespaces.map { allocatePid(in: $0) }
+                appendNode(holder, parent: l, sid: s, pgid: g)
+                let h = self.nodes.count - 1
+                steps.append(.fork(parent: l, child: h))
+                self.pgidNow[h] = g
+                holders.insert(h)
+            }
+            for next in after[k] { waitingFor[next] -= 1 }
+            after[k] = []
         }
-        if done < moves.count {
-            let stuck = (0..<moves.count).filter { waitingFor[$0] > 0 }.map { moves[$0] }
-            let list = stuck.map { "\(label($0.node)) joins group \(nodes[$0.leader].pid)" }.joined(separator: ", ")
-            throw RestoreError.invalid(label(stuck[0].node), "leads a process group it has left, in a cycle of such leaders (\(list)): each group would be empty when the next leader joins it, and no helper to hold a group open exists yet")
-        }
+        steps += returns
     }
 
     /// Helpers exit, subreapers are flagged, zombies die. A session-orphans helper's children

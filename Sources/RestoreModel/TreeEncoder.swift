@@ -37,11 +37,49 @@ public enum TreeEncoder {
             if let u = p.user {
                 var user = "\"uid\": \(u.uid), \"gid\": \(u.gid)"
                 if !u.additionalGids.isEmpty { user += ", \"additionalGids\": [" + u.additionalGids.map(String.init).joined(separator: ", ") + "]" }
+                if let mask = u.umask { user += ", \"umask\": \(mask)" }
                 spec.append("\"user\": {\(user)}")
             }
+            spec += confinement(p)
             if !spec.isEmpty { fields.append("\"process\": {" + spec.joined(separator: ", ") + "}") }
         }
         return "{" + fields.joined(separator: ", ") + "}"
+    }
+
+    /// capabilities, noNewPrivileges, rlimits and seccomp of a process spec, as members.
+    static func confinement(_ p: ProcessSpec) -> [String] {
+        var out: [String] = []
+        func names(_ list: [String]) -> String { "[" + list.map(quote).joined(separator: ", ") + "]" }
+        if let c = p.capabilities {
+            let sets = c.sets.compactMap { set in set.names.map { "\(quote(set.name)): \(names($0))" } }
+            out.append("\"capabilities\": {" + sets.joined(separator: ", ") + "}")
+        }
+        if let nnp = p.noNewPrivileges { out.append("\"noNewPrivileges\": \(nnp)") }
+        if let limits = p.rlimits {
+            out.append("\"rlimits\": [" + limits.map {
+                "{\"type\": \(quote($0.type)), \"soft\": \($0.soft), \"hard\": \($0.hard)}"
+            }.joined(separator: ", ") + "]")
+        }
+        if let s = p.seccomp {
+            var members = ["\"defaultAction\": \(quote(s.defaultAction))"]
+            if let e = s.defaultErrnoRet { members.append("\"defaultErrnoRet\": \(e)") }
+            if let a = s.architectures { members.append("\"architectures\": \(names(a))") }
+            if let calls = s.syscalls {
+                members.append("\"syscalls\": [" + calls.map { rule in
+                    var r = ["\"names\": \(names(rule.names))", "\"action\": \(quote(rule.action))"]
+                    if let e = rule.errnoRet { r.append("\"errnoRet\": \(e)") }
+                    if let args = rule.args {
+                        r.append("\"args\": [" + args.map { a in
+                            "{\"index\": \(a.index), \"value\": \(a.value)"
+                                + (a.valueTwo.map { ", \"valueTwo\": \($0)" } ?? "") + ", \"op\": \(quote(a.op))}"
+                        }.joined(separator: ", ") + "]")
+                    }
+                    return "{" + r.joined(separator: ", ") + "}"
+                }.joined(separator: ", ") + "]")
+            }
+            out.append("\"seccomp\": {" + members.joined(separator: ", ") + "}")
+        }
+        return out
     }
 
     static func ints(_ a: [Int32]) -> String { "[" + a.map(String.init).joined(separator: ", ") + "]" }

@@ -86,9 +86,10 @@ public enum TreeGenerator {
             else { history.append("the runtime's init (pid 1, session and group 0) starts") }
         }
 
-        var live: [Int] { kernel.tasks.indices.filter { kernel.tasks[$0].isLive } }
+        /// Tasks that have not exited, in creation order (kept up to date by fork and exit).
+        var live: [Int] = [0]
         /// Live tasks the tree records and that may act (the runtime's init only forks).
-        var actors: [Int] { live.filter { $0 != 0 || treeInit } }
+        var actors: [Int] { treeInit ? live : Array(live.dropFirst()) }
         func pid(_ t: Int) -> Int32 { kernel.tasks[t].pid }
 
         mutating func play() {
@@ -134,6 +135,7 @@ public enum TreeGenerator {
         mutating func fork(from parent: Int) {
             guard let p = freePid() else { return }
             if let child = try? kernel.fork(parent: parent, nspid: [p]) {
+                live.append(child)
                 let t = kernel.tasks[child]
                 history.append("\(pid(parent)) forks \(p) (pgid \(t.pgid), sid \(t.sid))")
             }
@@ -151,7 +153,12 @@ public enum TreeGenerator {
             let me = kernel.tasks[t]
             var target = me.pid
             if !rng.chance(0.35) {
-                let groups = Set(kernel.tasks.filter { $0.exists && $0.sid == me.sid && $0.pgid != 0 }.map(\.pgid)).sorted()
+                var seen = Set<Int32>()
+                var groups: [Int32] = []
+                for task in kernel.tasks where task.exists && task.sid == me.sid && task.pgid != 0 {
+                    if seen.insert(task.pgid).inserted { groups.append(task.pgid) }
+                }
+                groups.sort()
                 if !groups.isEmpty { target = rng.pick(groups) }
             }
             if (try? kernel.setpgid(t, to: target)) != nil, target != me.pgid {
@@ -166,7 +173,8 @@ public enum TreeGenerator {
             if (try? kernel.setChildSubreaper(t)) != nil { history.append("\(pid(t)) becomes a child subreaper") }
         }
 
-        func isInit(_ t: Int) -> Bool { kernel.namespaceInit.values.contains(t) }
+        /// The generator never creates nested namespaces: task 0 is the only init.
+        func isInit(_ t: Int) -> Bool { t == 0 }
 
         mutating func exit() {
             let candidates = live.filter { !isInit($0) }
@@ -177,6 +185,7 @@ public enum TreeGenerator {
             let status: ExitStatus = rng.chance(0.7) ? .code(rng.pick(TreeGenerator.exitCodes))
                                                      : .signal(rng.pick(TreeGenerator.fatalSignals))
             guard let moved = try? kernel.exit(t, status: status) else { return }
+            live.removeAll { $0 == t }
             var line = "\(pid(t)) exits (\(status))"
             if !moved.isEmpty {
                 line += "; " + moved.map { "\(pid($0.child)) goes to \(pid($0.to))" }.joined(separator: ", ")

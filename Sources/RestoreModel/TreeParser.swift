@@ -21,10 +21,15 @@ public enum TreeParser {
         "tree": ["version", "comment", "processes", "uidMappings", "gidMappings"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
                          "newPidNamespace", "childSubreaper", "spawn", "process"],
-        "processSpec": ["args", "env", "cwd", "user"],
-        "userSpec": ["uid", "gid", "additionalGids"],
+        "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
+        "userSpec": ["uid", "gid", "additionalGids", "umask"],
         "idMapping": ["containerID", "hostID", "size"],
         "exitSignal": ["signal"],
+        "capabilities": ["bounding", "effective", "permitted", "inheritable", "ambient"],
+        "rlimit": ["type", "soft", "hard"],
+        "seccomp": ["defaultAction", "defaultErrnoRet", "architectures", "syscalls"],
+        "seccompSyscall": ["names", "action", "errnoRet", "args"],
+        "seccompArg": ["index", "value", "valueTwo", "op"],
     ]
 
     /// Linux x86_64 signal names 1...31, without the SIG prefix.
@@ -262,8 +267,148 @@ public enum TreeParser {
                 }
             }
             spec.user = UserSpec(uid: uid, gid: gid, additionalGids: groups)
+            spec.user?.umask = try u["umask"].map { try integer($0.value, "process.user.umask", at, as: UInt32.self) }
+        }
+        spec.capabilities = try o["capabilities"].map { try decodeCapabilities($0.value, at) }
+        spec.noNewPrivileges = try o["noNewPrivileges"].map { try bool($0.value, "process.noNewPrivileges", at) }
+        spec.rlimits = try o["rlimits"].map { try decodeRlimits($0.value, at) }
+        spec.seccomp = try o["seccomp"].map { try decodeSeccomp($0.value, at) }
+        return spec
+    }
+
+    // MARK: - Capabilities, rlimits, seccomp (OCI runtime-spec names)
+
+    private static func decodeCapabilities(_ value: JSONValue, _ at: Place) throws -> CapabilitySpec {
+        let path = "process.capabilities"
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "\(path) must be an object such as {\"bounding\": [\"CAP_KILL\"]}, "
+                           + "found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "capabilities", at, path: path)
+        func set(_ key: String) throws -> [String]? {
+            try o[key].map { m in
+                try array(m.value, "\(path).\(key)", at).enumerated().map { i, element in
+                    let name = try string(element, "\(path).\(key)[\(i)]", at)
+                    guard Capabilities.number(named: name) != nil else {
+                        throw at.error(element.position, "\(path).\(key)[\(i)] \(JSONValue.quoted(name, limit: 40)) is not "
+                                       + "a Linux capability\(nameHint(name, Capabilities.names, prefix: "CAP_")); names are "
+                                       + "CAP_CHOWN ... CAP_CHECKPOINT_RESTORE, in capitals")
+                    }
+                    return name
+                }
+            }
+        }
+        return CapabilitySpec(bounding: try set("bounding"), effective: try set("effective"),
+                              permitted: try set("permitted"), inheritable: try set("inheritable"),
+                              ambient: try set("ambient"))
+    }
+
+    private static func decodeRlimits(_ value: JSONValue, _ at: Place) throws -> [RlimitSpec] {
+        try array(value, "process.rlimits", at).enumerated().map { i, element in
+            let path = "process.rlimits[\(i)]"
+            guard case .object(let o) = element.kind else {
+                throw at.error(element.position, "each element of process.rlimits must be an object such as "
+                               + "{\"type\": \"RLIMIT_NOFILE\", \"soft\": 1024, \"hard\": 4096}, found \(element.shortDescription)")
+            }
+            try checkKeys(o, section: "rlimit", at, path: path)
+            let typeValue = try required(o, "type", element, at, in: path)
+            let type = try string(typeValue, "\(path).type", at)
+            guard ResourceLimits.number(named: type) != nil else {
+                throw at.error(typeValue.position, "\(path).type \(JSONValue.quoted(type, limit: 40)) is not a Linux "
+                               + "resource limit\(nameHint(type, ResourceLimits.names, prefix: "RLIMIT_")); types are "
+                               + ResourceLimits.names.joined(separator: ", "))
+            }
+            return RlimitSpec(type: type,
+                              soft: try uint64(try required(o, "soft", element, at, in: path), "\(path).soft", at),
+                              hard: try uint64(try required(o, "hard", element, at, in: path), "\(path).hard", at))
+        }
+    }
+
+    private static func decodeSeccomp(_ value: JSONValue, _ at: Place) throws -> SeccompSpec {
+        let path = "process.seccomp"
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "\(path) must be an object such as {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
+                           + "\"syscalls\": [...]}, found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "seccomp", at, path: path)
+        var spec = SeccompSpec(defaultAction: try action(try required(o, "defaultAction", value, at, in: path),
+                                                         "\(path).defaultAction", at))
+        spec.defaultErrnoRet = try o["defaultErrnoRet"].map { try integer($0.value, "\(path).defaultErrnoRet", at, as: UInt32.self) }
+        spec.architectures = try o["architectures"].map { m in
+            try array(m.value, "\(path).architectures", at).enumerated().map { i, element in
+                let name = try string(element, "\(path).architectures[\(i)]", at)
+                guard SeccompSpec.architectureNames.contains(where: { $0.utf8.elementsEqual(name.utf8) }) else {
+                    throw at.error(element.position, "\(path).architectures[\(i)] \(JSONValue.quoted(name, limit: 40)) is "
+                                   + "not an architecture of the OCI runtime spec"
+                                   + nameHint(name, SeccompSpec.architectureNames, prefix: "SCMP_ARCH_")
+                                   + "; names are SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...")
+                }
+                return name
+            }
+        }
+        spec.syscalls = try o["syscalls"].map { m in
+            try array(m.value, "\(path).syscalls", at).enumerated().map { i, element in
+                try decodeSyscallRule(element, "\(path).syscalls[\(i)]", at)
+            }
         }
         return spec
+    }
+
+    private static func decodeSyscallRule(_ value: JSONValue, _ path: String, _ at: Place) throws -> SeccompSyscall {
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "\(path) must be an object such as {\"names\": [\"mkdir\"], "
+                           + "\"action\": \"SCMP_ACT_ERRNO\"}, found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "seccompSyscall", at, path: path)
+        let names = try array(try required(o, "names", value, at, in: path), "\(path).names", at).enumerated().map {
+            try string($1, "\(path).names[\($0)]", at)
+        }
+        var rule = SeccompSyscall(names: names, action: try action(try required(o, "action", value, at, in: path),
+                                                                   "\(path).action", at))
+        rule.errnoRet = try o["errnoRet"].map { try integer($0.value, "\(path).errnoRet", at, as: UInt32.self) }
+        rule.args = try o["args"].map { m in
+            try array(m.value, "\(path).args", at).enumerated().map { k, element in
+                let argPath = "\(path).args[\(k)]"
+                guard case .object(let a) = element.kind else {
+                    throw at.error(element.position, "\(argPath) must be an object such as {\"index\": 0, "
+                                   + "\"value\": 1, \"op\": \"SCMP_CMP_EQ\"}, found \(element.shortDescription)")
+                }
+                try checkKeys(a, section: "seccompArg", at, path: argPath)
+                let opValue = try required(a, "op", element, at, in: argPath)
+                let op = try string(opValue, "\(argPath).op", at)
+                guard SeccompSpec.operators.contains(where: { $0.utf8.elementsEqual(op.utf8) }) else {
+                    throw at.error(opValue.position, "\(argPath).op \(JSONValue.quoted(op, limit: 40)) is not a comparison"
+                                   + nameHint(op, SeccompSpec.operators, prefix: "SCMP_CMP_") + "; operators are "
+                                   + SeccompSpec.operators.joined(separator: ", "))
+                }
+                return SeccompArg(index: try integer(try required(a, "index", element, at, in: argPath), "\(argPath).index",
+                                                     at, as: UInt32.self),
+                                  value: try uint64(try required(a, "value", element, at, in: argPath), "\(argPath).value", at),
+                                  valueTwo: try a["valueTwo"].map { try uint64($0.value, "\(argPath).valueTwo", at) },
+                                  op: op)
+            }
+        }
+        return rule
+    }
+
+    /// A seccomp action name: one of SeccompSpec.actions.
+    private static func action(_ v: JSONValue, _ name: String, _ at: Place) throws -> String {
+        let s = try string(v, name, at)
+        if SeccompSpec.actions.contains(where: { $0.utf8.elementsEqual(s.utf8) }) { return s }
+        if let why = SeccompSpec.unsupportedActions[s] {
+            throw at.error(v.position, "\(name) \(JSONValue.quoted(s, limit: 40)) is not supported: \(why)")
+        }
+        throw at.error(v.position, "\(name) \(JSONValue.quoted(s, limit: 40)) is not a seccomp action"
+                       + nameHint(s, SeccompSpec.actions, prefix: "SCMP_ACT_") + "; actions are "
+                       + SeccompSpec.actions.joined(separator: ", "))
+    }
+
+    /// " (did you mean "CAP_KILL"?)" for a close name, also when the prefix or capitals are missing.
+    static func nameHint(_ word: String, _ names: [String], prefix: String) -> String {
+        let upper = word.uppercased()
+        let full = upper.hasPrefix(prefix) ? upper : prefix + upper
+        if let same = names.first(where: { $0 == full }) { return " (did you mean \"\(same)\"?)" }
+        return didYouMean(full, names)
     }
 
     // MARK: - Typed access
@@ -304,6 +449,22 @@ public enum TreeParser {
         return value
     }
 
+    /// An integer 0...UInt64.max (rlimits, seccomp argument values).
+    private static func uint64(_ v: JSONValue, _ name: String, _ at: Place) throws -> UInt64 {
+        guard case .number(let n) = v.kind else {
+            throw at.error(v.position, "\(name) must be an integer, found \(v.shortDescription)")
+        }
+        guard n.isInteger else {
+            throw at.error(v.position, "\(name) must be an integer, found \(v.shortDescription) (write "
+                           + "integers without a fraction or an exponent)")
+        }
+        guard let value = UInt64(n.text) else {
+            throw at.error(v.position, "\(name) is \(v.shortDescription), out of range for a 64-bit unsigned integer "
+                           + "(0...\(UInt64.max))")
+        }
+        return value
+    }
+
     private static func string(_ v: JSONValue, _ name: String, _ at: Place) throws -> String {
         guard case .string(let s) = v.kind else {
             throw at.error(v.position, "\(name) must be a string, found \(v.shortDescription)")
@@ -335,6 +496,11 @@ public enum TreeParser {
         ("userSpec", "inside \"process\": {\"user\": {...}}"),
         ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
         ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
+        ("capabilities", "inside \"process\": {\"capabilities\": {...}}"),
+        ("rlimit", "in each element of \"process\": {\"rlimits\": [...]}"),
+        ("seccomp", "inside \"process\": {\"seccomp\": {...}}"),
+        ("seccompSyscall", "in each element of \"seccomp\": {\"syscalls\": [...]}"),
+        ("seccompArg", "in each element of \"syscalls\": [{\"args\": [...]}]"),
     ]
 
     private static func checkKeys(_ o: JSONObject, section: String, _ at: Place, path: String? = nil) throws {
@@ -364,7 +530,7 @@ public enum TreeParser {
     }
 
     /// " (did you mean "x"?)" for the candidate closest to `word`, if close enough; else "".
-    static func didYouMean(_ word: String, _ candidates: [String]) -> String {
+    public static func didYouMean(_ word: String, _ candidates: [String]) -> String {
         let w = normalized(word)
         var best: (String, Int)?
         for c in candidates {

@@ -40,6 +40,143 @@ public enum TreeValidator {
         throw RestoreError(.invalidTree, operation: "validate", message: lines.joined(separator: "\n"))
     }
 
+    /// The problems of a process spec's user, capabilities, rlimits and seccomp profile, as
+    /// messages (the caller names the entry). Names were checked by the parser; syscall names
+    /// are checked against libseccomp when the profile is compiled.
+    public static func confinementProblems(_ spec: ProcessSpec) -> [String] {
+        var out: [String] = []
+        if let mask = spec.user?.umask, mask > 0o777 {
+            out.append("process.user.umask is \(mask) (0o\(String(mask, radix: 8))); a umask is 0...511 (0o777)")
+        }
+        if let caps = spec.capabilities {
+            for (name, list) in caps.sets {
+                var seen = Set<String>()
+                for c in list ?? [] where !seen.insert(c).inserted {
+                    out.append("process.capabilities.\(name) lists \(c) twice")
+                }
+            }
+            let effective = CapabilitySpec.mask(caps.effective), permitted = CapabilitySpec.mask(caps.permitted)
+            let inheritable = CapabilitySpec.mask(caps.inheritable), ambient = CapabilitySpec.mask(caps.ambient)
+            let notPermitted = Capabilities.names(of: effective & ~permitted).names
+            if !notPermitted.isEmpty {
+                out.append("process.capabilities.effective has \(notPermitted.joined(separator: ", ")), which "
+                           + "permitted lacks; the effective set is a subset of the permitted set (add them to permitted)")
+            }
+            let notAmbient = Capabilities.names(of: ambient & ~(permitted & inheritable)).names
+            if !notAmbient.isEmpty {
+                out.append("process.capabilities.ambient has \(notAmbient.joined(separator: ", ")), which must also be "
+                           + "in both permitted and inheritable (the kernel refuses to raise an ambient capability otherwise)")
+            }
+        }
+        if let limits = spec.rlimits {
+            var first: [String: Int] = [:]
+            for (k, l) in limits.enumerated() {
+                if let j = first[l.type] {
+                    out.append("process.rlimits[\(k)] sets \(l.type) again (first in process.rlimits[\(j)]); "
+                               + "each type may appear once")
+                } else {
+                    first[l.type] = k
+                }
+                if l.soft > l.hard {
+                    out.append("process.rlimits[\(k)] (\(l.type)) has soft \(limitText(l.soft)) above hard "
+                               + "\(limitText(l.hard)); the soft limit cannot exceed the hard one")
+                }
+            }
+        }
+        if let seccomp = spec.seccomp {
+            let path = "process.seccomp"
+            if seccomp.defaultErrnoRet != nil, !SeccompSpec.actionsWithErrno.contains(seccomp.defaultAction) {
+                out.append("\(path).defaultErrnoRet is set but defaultAction is \(seccomp.defaultAction); it "
+                           + "applies only to SCMP_ACT_ERRNO and SCMP_ACT_TRACE")
+            }
+            var seenArch = Set<String>()
+            for a in seccomp.architectures ?? [] where !seenArch.insert(a).inserted {
+                out.append("\(path).architectures lists \(a) twice")
+            }
+            for (k, rule) in (seccomp.syscalls ?? []).enumerated() {
+                let at = "\(path).syscalls[\(k)]"
+                if rule.names.isEmpty {
+                    out.append("\(at).names is empty: list at least one system call")
+                }
+                for (n, name) in rule.names.enumerated() where name.isEmpty {
+                    out.append("\(at).names[\(n)] is an empty string")
+                }
+                if rule.errnoRet != nil, !SeccompSpec.actionsWithErrno.contains(rule.action) {
+                    out.append("\(at).errnoRet is set but the action is \(rule.action); it applies only to "
+                               + "SCMP_ACT_ERRNO and SCMP_ACT_TRACE")
+                }
+                let args = rule.args ?? []
+                if args.count > SeccompSpec.maxArguments {
+                    out.append("\(at).args has \(args.count) comparisons; a system call has at most "
+                               + "\(SeccompSpec.maxArguments) arguments")
+                }
+                for (n, arg) in args.enumerated() where arg.index >= UInt32(SeccompSpec.maxArguments) {
+                    out.append("\(at).args[\(n)].index is \(arg.index); arguments are numbered 0...\(SeccompSpec.maxArguments - 1)")
+                }
+            }
+        }
+        return out
+    }
+
+    /// How `mappingProblems` names things: tree keys, or the command line's inner:outer:count.
+    public struct MappingWords: Sendable {
+        public var inner: String, outer: String, innerIDs: String, outerIDs: String
+        public static let tree = MappingWords(inner: "containerID", outer: "hostID",
+                                              innerIDs: "container ids", outerIDs: "host ids")
+        public static let commandLine = MappingWords(inner: "inner", outer: "outer",
+                                                     innerIDs: "inner ids", outerIDs: "outer ids")
+    }
+
+    /// The problems of one uid or gid map, as (entry, message): empty, more than 340 lines, a
+    /// line of size 0, a range past the largest id, lines overlapping inside or outside.
+    /// `name(k)` names line k (default `field[k]`).
+    public static func mappingProblems(_ mappings: [IDMapping], field: String, words: MappingWords = .tree,
+                                       name: ((Int) -> String)? = nil) -> [(entry: String?, message: String)] {
+        let label = name ?? { "\(field)[\($0)]" }
+        var out: [(entry: String?, message: String)] = []
+        if mappings.isEmpty {
+            out.append((nil, "\(field) is empty (omit it for the default map of your own id to 0)"))
+            return out
+        }
+        if mappings.count > maxMappingLines {
+            out.append((nil, "\(field) has \(mappings.count) lines; the kernel accepts at most \(maxMappingLines)"))
+        }
+        let lastValid: UInt64 = 0xFFFF_FFFE  // (uid_t)-1 is never a valid id
+        for (k, m) in mappings.enumerated() {
+            if m.size == 0 {
+                out.append((label(k), "size is 0: a mapping covers at least one id"))
+                continue
+            }
+            for (side, first) in [(words.inner, m.containerID), (words.outer, m.hostID)]
+            where UInt64(first) + UInt64(m.size) - 1 > lastValid {
+                out.append((label(k), "\(side) \(first) + size \(m.size) runs past \(lastValid), the largest id"))
+            }
+        }
+        guard mappings.count <= maxMappingLines else { return out }
+        func overlap(_ a: UInt32, _ b: UInt32, _ size1: UInt32, _ size2: UInt32) -> Bool {
+            UInt64(a) < UInt64(b) + UInt64(size2) && UInt64(b) < UInt64(a) + UInt64(size1)
+        }
+        func range(_ first: UInt32, _ size: UInt32) -> String {
+            "\(first)...\(UInt64(first) + UInt64(size) - 1)"
+        }
+        for j in mappings.indices where mappings[j].size > 0 {
+            for i in 0..<j where mappings[i].size > 0 {
+                let a = mappings[i], b = mappings[j]
+                if overlap(a.containerID, b.containerID, a.size, b.size) {
+                    out.append((label(j), "\(words.innerIDs) \(range(b.containerID, b.size)) overlap "
+                                + "\(label(i)) (\(range(a.containerID, a.size)))"))
+                }
+                if overlap(a.hostID, b.hostID, a.size, b.size) {
+                    out.append((label(j), "\(words.outerIDs) \(range(b.hostID, b.size)) overlap "
+                                + "\(label(i)) (\(range(a.hostID, a.size)))"))
+                }
+            }
+        }
+        return out
+    }
+
+    static func limitText(_ v: UInt64) -> String { v == RlimitSpec.unlimited ? "unlimited" : String(v) }
+
     /// Every problem of `tree`, in a stable order: tree-wide, per process, across processes,
     /// namespaces, then the id maps.
     public static func problems(in tree: ProcessTree, pidMax: Int32 = 4_194_304) -> [RestoreError] {
@@ -220,6 +357,7 @@ private struct Checker {
                 report(i, "process.cwd contains a NUL character")
             }
         }
+        for message in TreeValidator.confinementProblems(spec) { report(i, message) }
     }
 
     // MARK: across processes
@@ -395,45 +533,8 @@ private struct Checker {
 
     mutating func checkMappings(_ mappings: [IDMapping]?, _ field: String) {
         guard let mappings else { return }
-        if mappings.isEmpty {
-            report(entry: nil, "\(field) is empty (omit it for the default map of your own id to 0)")
-            return
-        }
-        if mappings.count > TreeValidator.maxMappingLines {
-            report(entry: nil, "\(field) has \(mappings.count) lines; the kernel accepts at most "
-                   + "\(TreeValidator.maxMappingLines)")
-        }
-        let lastValid: UInt64 = 0xFFFF_FFFE  // (uid_t)-1 is never a valid id
-        for (k, m) in mappings.enumerated() {
-            let at = "\(field)[\(k)]"
-            if m.size == 0 {
-                report(entry: at, "size is 0: a mapping covers at least one id")
-                continue
-            }
-            for (side, first) in [("containerID", m.containerID), ("hostID", m.hostID)]
-            where UInt64(first) + UInt64(m.size) - 1 > lastValid {
-                report(entry: at, "\(side) \(first) + size \(m.size) runs past \(lastValid), the largest id")
-            }
-        }
-        guard mappings.count <= TreeValidator.maxMappingLines else { return }
-        func overlap(_ a: UInt32, _ b: UInt32, _ size1: UInt32, _ size2: UInt32) -> Bool {
-            UInt64(a) < UInt64(b) + UInt64(size2) && UInt64(b) < UInt64(a) + UInt64(size1)
-        }
-        func range(_ first: UInt32, _ size: UInt32) -> String {
-            "\(first)...\(UInt64(first) + UInt64(size) - 1)"
-        }
-        for j in mappings.indices where mappings[j].size > 0 {
-            for i in 0..<j where mappings[i].size > 0 {
-                let a = mappings[i], b = mappings[j]
-                if overlap(a.containerID, b.containerID, a.size, b.size) {
-                    report(entry: "\(field)[\(j)]", "container ids \(range(b.containerID, b.size)) overlap "
-                           + "\(field)[\(i)] (\(range(a.containerID, a.size)))")
-                }
-                if overlap(a.hostID, b.hostID, a.size, b.size) {
-                    report(entry: "\(field)[\(j)]", "host ids \(range(b.hostID, b.size)) overlap "
-                           + "\(field)[\(i)] (\(range(a.hostID, a.size)))")
-                }
-            }
+        for p in TreeValidator.mappingProblems(mappings, field: field) {
+            report(entry: p.entry, p.message)
         }
     }
 }

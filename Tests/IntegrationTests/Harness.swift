@@ -406,12 +406,15 @@ final class RestoreRun {
 
     /// A fresh scratch directory under /tmp, readable by the test user, with a copy of the
     /// binary (the repository may live under /root, which the user cannot read).
+    /// Holds `EndToEndLock` from here until `tearDown()`.
     init() throws {
         let user = try Identity.user.get()
         let source = try Paths.binary.get()
         self.user = user
+        try EndToEndLock.shared.acquire()
         var template = Array("/tmp/rr-it.XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
+            EndToEndLock.shared.release()
             throw HarnessError("mkdtemp failed: \(String(cString: strerror(errno)))")
         }
         directory = String(cString: made)
@@ -421,7 +424,14 @@ final class RestoreRun {
         reportPath = directory + "/report.json"
         stdoutPath = directory + "/stdout"
         stderrPath = directory + "/stderr"
-        try FileManager.default.copyItem(atPath: source, toPath: binary)
+        do {
+            try FileManager.default.copyItem(atPath: source, toPath: binary)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            tornDown = true  // deinit still runs: nothing for it to do
+            EndToEndLock.shared.release()
+            throw error
+        }
         chmod(binary, 0o755)
         Leftovers.clearBeforeTest(user: user)
     }
@@ -550,9 +560,59 @@ final class RestoreRun {
             _ = Leftovers.waitForNone(user: user, since: startTime, timeout: 10)
         }
         try? FileManager.default.removeItem(atPath: directory)
+        EndToEndLock.shared.release()
     }
 
     deinit { tearDown() }
+}
+
+// MARK: - One end-to-end run at a time
+
+/// Every end-to-end run uses the same test user and ends by checking that the user has no
+/// process left, so runs must never overlap, even when suites run in parallel (a plain
+/// `swift test`; scripts/test.sh passes --no-parallel). A RestoreRun holds this lock from its
+/// init to its tearDown. It is reentrant for the task that holds it, so one test may have two
+/// runs alive at once.
+final class EndToEndLock: @unchecked Sendable {
+    static let shared = EndToEndLock()
+
+    private let gate = DispatchSemaphore(value: 1)
+    private let state = NSLock()
+    private var owner: Int?
+    private var depth = 0
+
+    /// The task running the caller (sync test functions run inside one), else the thread.
+    private static func currentOwner() -> Int {
+        withUnsafeCurrentTask { $0?.hashValue } ?? Int(bitPattern: UInt(pthread_self()))
+    }
+
+    func acquire(timeout seconds: Int = 3600) throws {
+        let me = Self.currentOwner()
+        state.lock()
+        if owner == me {
+            depth += 1
+            state.unlock()
+            return
+        }
+        state.unlock()
+        guard gate.wait(timeout: .now() + .seconds(seconds)) == .success else {
+            throw HarnessError("waited \(seconds) s for another end-to-end test to end its RestoreRun; "
+                               + "is a RestoreRun kept alive across an `await`? Run with --no-parallel")
+        }
+        state.lock()
+        owner = me
+        depth = 1
+        state.unlock()
+    }
+
+    func release() {
+        state.lock()
+        depth -= 1
+        guard depth == 0 else { state.unlock(); return }
+        owner = nil
+        state.unlock()
+        gate.signal()
+    }
 }
 
 // MARK: - Leftover processes

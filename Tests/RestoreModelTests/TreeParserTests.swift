@@ -403,7 +403,7 @@ private func fixture(_ name: String) throws -> [UInt8] {
     }
     @Test func userUnknownKey() {
         rejects(tree(proc(7, "\"process\": {\"user\": {\"uid\": 0, \"gid\": 0, \"groups\": []}}")),
-                "unknown key \"groups\" in process.user (known keys: uid, gid, additionalGids)")
+                "unknown key \"groups\" in process.user (known keys: uid, gid, additionalGids, umask)")
     }
     @Test func uidNegative() {
         rejects(tree(proc(7, "\"process\": {\"user\": {\"uid\": -1, \"gid\": 0}}")),

@@ -145,4 +145,11 @@ int rr_recv_fd(int sock, int32_t *tag);
 /// Reads 8 bytes at `addr` in process `pid` (process_vm_readv). 0 or -errno.
 int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out);
 
+/// Process identity (ProcessIdentity.apply): prctl is variadic, setrlimit takes a struct.
+/// 0 or -errno.
+int rr_prctl_set_keepcaps(int on);
+int rr_prctl_set_no_new_privs(void);
+int rr_prctl_cap_ambient_clear_all(void);
+int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);
+
 #endif

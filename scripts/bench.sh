@@ -1,0 +1,482 @@
+#!/usr/bin/env bash
+# Benchmarks of rootless-restore against the fork floor, measured side by side in one run.
+# Prints a table on stdout and writes bench-out/bench-<time>.csv (+ bench-out/latest.csv and the
+# table as bench-out/latest.txt). See docs/performance.md for the method and the latest figures.
+#
+#   scripts/bench.sh                 flat trees of 100, 1 000, 10 000; deep chains of 100, 1 000
+#   scripts/bench.sh --quick         trees of 100 and 1 000 only
+#
+# Options:
+#   --binary PATH        the rootless-restore to measure (default: a release build made with
+#                        `swift build -c release --scratch-path .build-bench`)
+#   --user NAME          as root, run everything as this unprivileged user (default: $RR_BENCH_USER,
+#                        else rrtest). Its processes are killed at the end (pkill -KILL -u), so it
+#                        must not be a user other work is running as.
+#   --flat-sizes "N..."  --deep-sizes "N..."   override the tree sizes
+#   --reps N             repetitions of each tree below 10 000 processes (default 3; medians shown)
+#   --timeout S          give up on one restore after S seconds (default 150); the row then shows
+#                        the rate measured until then, marked "partial"
+#   --no-nice            do not raise the benchmark's priority (as root it runs at nice -10 so
+#                        that other users' builds disturb the figures less)
+#   --force              start even if the user already has processes (they are killed at the end)
+set -euo pipefail
+# Character-aware padding of the table needs a UTF-8 locale.
+if locale -a 2>/dev/null | grep -qix 'c.utf-\?8'; then export LC_ALL=C.UTF-8; fi
+
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+quick=0
+binary=""
+bench_user="${RR_BENCH_USER:-rrtest}"
+flat_sizes="100 1000 10000"
+deep_sizes="100 1000"
+reps=3
+timeout_s=150
+use_nice=1
+force=0
+sizes_given=0
+while (($#)); do
+    case "$1" in
+        --quick) quick=1; shift ;;
+        --binary) binary="$2"; shift 2 ;;
+        --user) bench_user="$2"; shift 2 ;;
+        --flat-sizes) flat_sizes="$2"; sizes_given=1; shift 2 ;;
+        --deep-sizes) deep_sizes="$2"; sizes_given=1; shift 2 ;;
+        --reps) reps="$2"; shift 2 ;;
+        --timeout) timeout_s="$2"; shift 2 ;;
+        --no-nice) use_nice=0; shift ;;
+        --force) force=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench.sh: unknown argument: $1 (try --help)" >&2; exit 64 ;;
+    esac
+done
+if ((quick)) && ((!sizes_given)); then flat_sizes="100 1000"; deep_sizes="100 1000"; fi
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+command -v python3 >/dev/null || { echo "bench.sh: python3 is needed (trees, JSON, statistics)" >&2; exit 1; }
+command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
+
+# --- who runs the runtime ------------------------------------------------------------------
+prefix=()
+if [[ $(id -u) -eq 0 ]]; then
+    id "$bench_user" >/dev/null 2>&1 || {
+        echo "bench.sh: user $bench_user does not exist: create it (scripts/test.sh creates rrtest) or pass --user" >&2
+        exit 1
+    }
+    [[ $(id -u "$bench_user") -ne 0 ]] || { echo "bench.sh: --user must not be root" >&2; exit 1; }
+    prefix=(setpriv "--reuid=$bench_user" "--regid=$bench_user" --clear-groups --inh-caps=-all --)
+    if ((use_nice)); then prefix=(nice -n -10 "${prefix[@]}"); fi
+    runner="$bench_user (dropped from root with setpriv$( ((use_nice)) && echo ", nice -10"))"
+    existing=$(pgrep -u "$bench_user" 2>/dev/null | wc -l || true)
+    if ((existing > 0)) && ((!force)); then
+        echo "bench.sh: $bench_user already has $existing processes (another test run?); they would" \
+             "disturb the figures and be killed at the end. Use another --user, or --force." >&2
+        exit 1
+    fi
+else
+    bench_user=$(id -un)
+    runner="$bench_user (not root: as self)"
+fi
+
+# --- the binary ---------------------------------------------------------------------------
+if [[ -z "$binary" ]]; then
+    say "building the release binary (swift build -c release --scratch-path .build-bench)"
+    swift build -c release --product rootless-restore --scratch-path .build-bench >&2
+    binary="$repo/.build-bench/release/rootless-restore"
+fi
+[[ -x "$binary" ]] || { echo "bench.sh: $binary is not an executable" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/rr-bench.XXXXXX)
+chmod 0755 "$work"
+cleanup() {
+    if [[ $(id -u) -eq 0 ]]; then pkill -KILL -u "$bench_user" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cp "$binary" "$work/rootless-restore"
+chmod 0755 "$work/rootless-restore"
+
+# --- the floor ----------------------------------------------------------------------------
+cc_bin=""
+for c in cc gcc clang /opt/swift/usr/bin/clang; do
+    if command -v "$c" >/dev/null 2>&1; then cc_bin=$c; break; fi
+done
+[[ -n "$cc_bin" ]] || { echo "bench.sh: no C compiler (cc, gcc or clang) for scripts/bench/fork_floor.c" >&2; exit 1; }
+"$cc_bin" -O2 -o "$work/fork_floor" scripts/bench/fork_floor.c
+chmod 0755 "$work/fork_floor"
+[[ $(id -u) -eq 0 ]] && chown "$bench_user" "$work"
+
+# --- trees ----------------------------------------------------------------------------------
+python3 - "$work" "$flat_sizes" "$deep_sizes" <<'EOF'
+import json, sys
+work, flat, deep = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+def write(name, procs, comment):
+    with open(f"{work}/{name}.json", "w") as f:
+        json.dump({"version": 1, "comment": comment, "processes": procs}, f)
+for n in map(int, flat):
+    procs = [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100}]
+    procs += [{"pid": 100 + i, "ppid": 100, "pgid": 100, "sid": 100} for i in range(1, n)]
+    write(f"flat-{n}", procs, f"a session leader with {n - 1} holding children")
+for n in map(int, deep):
+    procs = [{"pid": 100 + i, "ppid": 99 + i if i else 0, "pgid": 100, "sid": 100} for i in range(n)]
+    write(f"deep-{n}", procs, f"a chain of {n} holding processes")
+write("one", [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100,
+               "process": {"args": ["/bin/true"], "env": ["PATH=/usr/bin:/bin"], "cwd": "/"}}],
+      "one process that exits at once")
+EOF
+chmod 0644 "$work"/*.json
+
+# --- output -------------------------------------------------------------------------------
+mkdir -p bench-out
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+csv="bench-out/bench-$stamp.csv"
+echo "row,shape,n,rep,metric,value,unit" > "$csv"
+emit() { echo "$1,$2,$3,$4,$5,$6,$7" >> "$csv"; }   # row shape n rep metric value unit
+notes=()
+
+meminfo() { awk -v k="$1" '$1 == k":" {print $2}' /proc/meminfo; }
+field_kb() { awk -v k="$2" '$1 == k":" {print $2}' "$1" 2>/dev/null || true; }
+now() { echo "$EPOCHREALTIME"; }
+elapsed_ms() { python3 -c "print(f'{($2 - $1) * 1000:.1f}')" "$1" "$2" 2>/dev/null || awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (b-a)*1000}'; }
+
+# Processes of the bench user left after a teardown: waits up to 15 s for them to go.
+leftovers() {
+    local n=0 i
+    for i in $(seq 150); do
+        n=$(pgrep -u "$bench_user" 2>/dev/null | grep -vx "$$" | wc -l || true)
+        ((n == 0)) && break
+        sleep 0.1
+    done
+    echo "$n"
+}
+
+machine_info() {
+    local model
+    model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+    echo "kernel $(uname -r), $(nproc) CPUs ($model), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM"
+    echo "host pid_max $(cat /proc/sys/kernel/pid_max), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+    if pgrep -x 'kdamond.0' >/dev/null 2>&1 || pgrep kdamond >/dev/null 2>&1; then
+        echo "DAMON (kdamond) is running on this machine"
+    fi
+    echo "runtime: $("$work/rootless-restore" --version 2>/dev/null | head -1), $(file -b "$binary" 2>/dev/null | cut -d, -f1-2 || echo binary)"
+    echo "as: $runner"
+}
+
+# ---------------------------------------------------------------------------------------------
+# One restore: `run --report` as the bench user, timed by the report's phases; memory read just
+# before the teardown; then SIGTERM to the runtime and a check that nothing is left.
+# Sets: R_BUILD R_VERIFY R_NS R_TOTAL R_PER R_STATUS R_TEARDOWN R_HWM R_INIT_HWM R_DIRTY R_PARTIAL ...
+restore_once() {
+    local shape=$1 n=$2 rep=$3
+    local tree="$work/$shape-$n.json" report="$work/report-$shape-$n-$rep.json"
+    local err="$work/stderr-$shape-$n-$rep"
+    rm -f "$report"
+    local avail0 stack0 pt0
+    avail0=$(meminfo MemAvailable); stack0=$(meminfo KernelStack); pt0=$(meminfo PageTables)
+    local t0; t0=$(now)
+    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet --report "$report" "$tree" ) \
+        >"$work/stdout-$shape-$n-$rep" 2>"$err" &
+    local pid=$! ready=0
+    local deadline=$(( $(date +%s) + timeout_s ))
+    while (( $(date +%s) < deadline )); do
+        if [[ -s "$report" ]]; then ready=1; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    local t1; t1=$(now)
+    R_PARTIAL=""
+    R_HWM=0; R_INIT_HWM=0; R_DIRTY=0; R_DIRTY_SAMPLE=0; R_AVAIL=0; R_STACK=0; R_PT=0
+    if ((ready)); then
+        R_AVAIL=$(( avail0 - $(meminfo MemAvailable) ))
+        R_STACK=$(( $(meminfo KernelStack) - stack0 ))
+        R_PT=$(( $(meminfo PageTables) - pt0 ))
+        # The runtime is $pid (nice and setpriv exec); its child is the namespace's init.
+        local runtime=$pid
+        R_HWM=$(field_kb "/proc/$runtime/status" VmHWM)
+        local init; init=$(pgrep -P "$runtime" | head -1 || true)
+        [[ -n "$init" ]] && R_INIT_HWM=$(field_kb "/proc/$init/status" VmHWM)
+        # Private_Dirty of up to 50 processes spread over the tree (their host PIDs from the report).
+        read -r R_DIRTY R_DIRTY_SAMPLE < <(python3 - "$report" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+procs = d["processes"]
+step = max(1, len(procs) // 50)
+total = count = 0
+for p in procs[::step][:50]:
+    try:
+        for line in open(f"/proc/{p['hostPid']}/smaps_rollup"):
+            if line.startswith("Private_Dirty:"):
+                total += int(line.split()[1]); count += 1
+    except OSError:
+        pass
+print(f"{total / count:.1f} {count}" if count else "0 0")
+EOF
+        )
+        read -r R_BUILD R_VERIFY R_NS R_RELEASE R_REPORT < <(python3 - "$report" <<'EOF'
+import json, sys
+ph = json.load(open(sys.argv[1]))["phases"]
+print(*(ph.get(k, 0) for k in ("build", "verify", "namespace", "release", "report")))
+EOF
+        )
+    fi
+    # Teardown: SIGTERM to the runtime, as a user would.
+    local t2; t2=$(now)
+    kill -TERM "$pid" 2>/dev/null || true
+    local st=0
+    wait "$pid" || st=$?
+    local t3; t3=$(now)
+    R_STATUS=$st
+    R_TEARDOWN=$(elapsed_ms "$t2" "$t3")
+    R_LEFT=$(leftovers)
+    if ((R_LEFT > 0)); then
+        notes+=("$shape $n rep $rep: $R_LEFT processes of $bench_user were left after the runtime exited; killed")
+        pkill -KILL -u "$bench_user" 2>/dev/null || true
+    fi
+    if ((!ready)); then
+        # Partial: how far did it get? "interrupted by signal 15 after K of N processes".
+        local k
+        k=$(grep -o 'after [0-9]* of [0-9]* processes' "$err" | awk '{print $2}' | tail -1)
+        [[ -z "$k" || "$k" == 0 ]] && { R_BUILD=""; R_PARTIAL="failed: $(tail -c 300 "$err" | tr '\n,' ' ;')"; return; }
+        R_BUILD=$(elapsed_ms "$t0" "$t1")
+        R_VERIFY=0; R_NS=0; R_RELEASE=0; R_REPORT=0
+        R_PARTIAL="partial: $k of $n created in $timeout_s s"
+        R_PER=$(awk -v b="$R_BUILD" -v k="$k" 'BEGIN{printf "%.1f", b*1000/k}')
+        R_TOTAL=$R_BUILD
+        return
+    fi
+    R_TOTAL=$(awk -v a="$R_BUILD" -v b="$R_VERIFY" -v c="$R_NS" 'BEGIN{printf "%.1f", a+b+c}')
+    R_PER=$(awk -v b="$R_BUILD" -v n="$n" 'BEGIN{printf "%.1f", b*1000/n}')
+}
+
+# The floor: fork_floor MODE N as the bench user. Sets F_PER F_TOTAL F_TEARDOWN F_RSS F_DIRTY F_AVAIL F_STACK F_PT.
+floor_once() {
+    local mode=$1 n=$2 out
+    out=$(cd "$work" && timeout --signal=KILL "$timeout_s" "${prefix[@]}" "$work/fork_floor" "$mode" "$n" 2>&1) || {
+        F_PER=""; notes+=("floor $mode $n failed or timed out: $out"); pkill -KILL -u "$bench_user" 2>/dev/null || true; return; }
+    read -r _ _ F_PER F_TOTAL F_TEARDOWN F_RSS F_DIRTY F_AVAIL F_STACK F_PT <<<"$out"
+}
+
+median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x]; print(f'{statistics.median(v):.1f}' if v else '')" "$@"; }
+
+# --- hooks for rows the lead will add -------------------------------------------------------
+# Each hook may print table lines (via table_row) and CSV lines (via emit); $work holds the
+# binaries, "${prefix[@]}" runs a command as the bench user.
+hook_clone3_vs_dance() {
+    # Row "clone3 vs ns_last_pid dance": per-process cost of creating N processes with chosen
+    # PIDs by clone3 set_tid and by the ns_last_pid dance, in the same namespace.
+    table_row "clone3 vs ns_last_pid dance" "" "" "" "not measured yet (hook: hook_clone3_vs_dance)"
+}
+hook_dance_wrong_pid_rate() {
+    # Row "dance wrong-PID rate under concurrent forking": share of dance attempts that got
+    # another PID while other processes fork in the same namespace.
+    table_row "dance wrong-PID rate, concurrent forks" "" "" "" "not measured yet (hook: hook_dance_wrong_pid_rate)"
+}
+
+# --- the table ------------------------------------------------------------------------------
+table=()
+# Pads by characters, not bytes (labels contain µ and ×).
+pad() { local s=$1 w=$2 side=$3 n; n=$(( w - ${#s} )); ((n < 0)) && n=0
+    if [[ $side == left ]]; then printf '%s%*s' "$s" "$n" ""; else printf '%*s%s' "$n" "" "$s"; fi; }
+table_row() { table+=("$(pad "$1" 42 left) $(pad "$2" 10 right) $(pad "$3" 10 right) $(pad "$4" 8 right)  $5"); }
+
+say "work directory $work; CSV $csv"
+info=$(machine_info)
+while IFS= read -r l; do say "$l"; done <<<"$info"
+start_all=$(date +%s)
+
+table_row "row" "ours" "floor" "ratio" "notes"
+table_row "----" "----" "-----" "-----" "-----"
+
+# 1. fork + _exit + reap (the bare floor), per size.
+for n in $(echo "$flat_sizes $deep_sizes" | tr ' ' '\n' | sort -nu); do
+    floor_once exit "$n"
+    [[ -n "$F_PER" ]] && emit floor_exit - "$n" 1 per_process_us "$F_PER" us
+    table_row "fork+exit+reap, N=$n (µs/process)" "" "${F_PER:-?}" "" "plain fork, no namespace"
+done
+
+# 2. restores of flat and deep trees against fork-and-keep trees of the same shape.
+for shape in flat deep; do
+    sizes=$flat_sizes; [[ $shape == deep ]] && sizes=$deep_sizes
+    for n in $sizes; do
+        r=$reps; ((n >= 10000)) && r=1; [[ $shape == deep ]] && ((n >= 1000)) && r=1
+        ours=(); floors=(); execs=(); syncs=(); totals=(); verifies=(); note=""
+        for rep in $(seq "$r"); do
+            say "$shape $n, repetition $rep of $r: fork floor"
+            floor_once "$shape" "$n"
+            if [[ -n "$F_PER" ]]; then
+                floors+=("$F_PER")
+                emit floor_keep "$shape" "$n" "$rep" per_process_us "$F_PER" us
+                emit floor_keep "$shape" "$n" "$rep" create_ms "$F_TOTAL" ms
+                emit floor_keep "$shape" "$n" "$rep" teardown_ms "$F_TEARDOWN" ms
+                emit floor_keep "$shape" "$n" "$rep" memavail_drop_kb "$F_AVAIL" kB
+                emit floor_keep "$shape" "$n" "$rep" kernelstack_kb "$F_STACK" kB
+                emit floor_keep "$shape" "$n" "$rep" pagetables_kb "$F_PT" kB
+                emit floor_keep "$shape" "$n" "$rep" private_dirty_kb "$F_DIRTY" kB
+                fl_avail=$F_AVAIL; fl_stack=$F_STACK; fl_pt=$F_PT; fl_dirty=$F_DIRTY
+            fi
+            if [[ $shape == flat ]]; then
+                say "$shape $n, repetition $rep of $r: fork floor in lockstep"
+                floor_once flat-sync "$n"
+                if [[ -n "$F_PER" ]]; then
+                    syncs+=("$F_PER")
+                    emit floor_sync flat "$n" "$rep" per_process_us "$F_PER" us
+                fi
+            fi
+            if [[ $shape == deep ]]; then
+                say "$shape $n, repetition $rep of $r: fork floor, chain with an exec in each process"
+                floor_once deep-exec "$n"
+                if [[ -n "$F_PER" ]]; then
+                    execs+=("$F_PER")
+                    emit floor_exec deep "$n" "$rep" per_process_us "$F_PER" us
+                    emit floor_exec deep "$n" "$rep" teardown_ms "$F_TEARDOWN" ms
+                    emit floor_exec deep "$n" "$rep" memavail_drop_kb "$F_AVAIL" kB
+                fi
+            fi
+            say "$shape $n, repetition $rep of $r: rootless-restore run"
+            restore_once "$shape" "$n" "$rep"
+            if [[ -z "$R_BUILD" ]]; then
+                note="restore failed: $R_PARTIAL"
+                continue
+            fi
+            ours+=("$R_PER"); totals+=("$R_TOTAL"); verifies+=("$R_VERIFY")
+            if [[ -n "$R_PARTIAL" ]]; then note="$R_PARTIAL"; emit restore "$shape" "$n" "$rep" partial 1 flag; fi
+            emit restore "$shape" "$n" "$rep" per_process_us "$R_PER" us
+            emit restore "$shape" "$n" "$rep" build_ms "$R_BUILD" ms
+            emit restore "$shape" "$n" "$rep" verify_ms "$R_VERIFY" ms
+            emit restore "$shape" "$n" "$rep" namespace_ms "$R_NS" ms
+            emit restore "$shape" "$n" "$rep" release_ms "$R_RELEASE" ms
+            emit restore "$shape" "$n" "$rep" report_ms "$R_REPORT" ms
+            emit restore "$shape" "$n" "$rep" restore_ms "$R_TOTAL" ms
+            emit restore "$shape" "$n" "$rep" teardown_ms "$R_TEARDOWN" ms
+            emit restore "$shape" "$n" "$rep" exit_status "$R_STATUS" code
+            emit restore "$shape" "$n" "$rep" leftovers "$R_LEFT" processes
+            emit restore "$shape" "$n" "$rep" runtime_vmhwm_kb "$R_HWM" kB
+            emit restore "$shape" "$n" "$rep" init_vmhwm_kb "$R_INIT_HWM" kB
+            emit restore "$shape" "$n" "$rep" puppet_private_dirty_kb "$R_DIRTY" kB
+            emit restore "$shape" "$n" "$rep" memavail_drop_kb "$R_AVAIL" kB
+            emit restore "$shape" "$n" "$rep" kernelstack_kb "$R_STACK" kB
+            emit restore "$shape" "$n" "$rep" pagetables_kb "$R_PT" kB
+            last_hwm=$R_HWM; last_init=$R_INIT_HWM; last_dirty=$R_DIRTY; last_dirty_n=$R_DIRTY_SAMPLE
+            last_avail=$R_AVAIL; last_stack=$R_STACK; last_pt=$R_PT; last_teardown=$R_TEARDOWN; last_status=$R_STATUS
+        done
+        o=$(median "${ours[@]}"); f=$(median "${floors[@]}")
+        ratio=""; [[ -n "$o" && -n "$f" ]] && ratio=$(awk -v a="$o" -v b="$f" 'BEGIN{printf "%.2f×", a/b}')
+        [[ -n "$ratio" ]] && emit ratio "$shape" "$n" 0 ours_over_floor "${ratio%×}" x
+        extra=""
+        if ((${#totals[@]})) && [[ -z "$R_PARTIAL" ]]; then
+            extra="restore (build+verify+namespace) $(median "${totals[@]}") ms, verify $(median "${verifies[@]}") ms, SIGTERM teardown ${last_teardown} ms (exit $last_status)"
+        fi
+        table_row "$shape tree, N=$n (build µs/process)" "${o:-?}" "${f:-?}" "$ratio" "${note:-$extra}"
+        if ((${#syncs[@]})); then
+            e=$(median "${syncs[@]}")
+            table_row "  floor: flat tree in lockstep" "" "$e" "$(awk -v a="$o" -v b="$e" 'BEGIN{ if (a == "" || b == 0) print ""; else printf "%.2f×", a/b}')" "each fork waits until the previous child runs, as run does"
+        fi
+        if ((${#execs[@]})); then
+            e=$(median "${execs[@]}")
+            table_row "  floor: chain, exec in each process" "" "$e" "$(awk -v a="$o" -v b="$e" 'BEGIN{ if (a == "" || b == 0) print ""; else printf "%.2f×", a/b}')" "fresh address space per link: no anon_vma chain"
+        fi
+        if [[ $shape == flat && $n == "$(echo "$flat_sizes" | tr ' ' '\n' | sort -n | tail -1)" && -n "${last_hwm:-}" ]]; then
+            mem_n=$n
+            mem_hwm=$last_hwm; mem_init=$last_init; mem_dirty=$last_dirty; mem_dirty_n=$last_dirty_n
+            mem_avail=$last_avail; mem_stack=$last_stack; mem_pt=$last_pt
+            mem_fl_avail=${fl_avail:-}; mem_fl_stack=${fl_stack:-}; mem_fl_pt=${fl_pt:-}; mem_fl_dirty=${fl_dirty:-}
+        fi
+    done
+done
+
+# Deep chains of 10 000 are not in the default run: see docs/performance.md ("deep chains").
+if ! echo " $deep_sizes " | grep -q " 10000 "; then
+    table_row "deep tree, N=10000" "" "" "" "skipped: chains are quadratic in the kernel (anon_vma chains); --deep-sizes to try"
+fi
+
+# 3. Peak memory at the largest flat tree.
+if [[ -n "${mem_n:-}" ]]; then
+    per=$(awk -v a="$mem_avail" -v n="$mem_n" 'BEGIN{printf "%.1f", a/n}')
+    fper=$(awk -v a="$mem_fl_avail" -v n="$mem_n" 'BEGIN{ if (a == "") print "?"; else printf "%.1f", a/n}')
+    table_row "memory, flat N=$mem_n: runtime VmHWM (kB)" "$mem_hwm" "" "" "the coordinator; its init: $mem_init kB"
+    table_row "  puppet Private_Dirty (kB/process)" "$mem_dirty" "$mem_fl_dirty" "" "mean of $mem_dirty_n sampled processes; sum ≈ $(awk -v a="$mem_dirty" -v n="$mem_n" 'BEGIN{printf "%.0f", a*n/1024}') MiB"
+    table_row "  MemAvailable drop (kB/process)" "$per" "$fper" "" "system-wide, so noisy; kernel stacks $(awk -v a="$mem_stack" -v n="$mem_n" 'BEGIN{printf "%.1f", a/n}') vs $(awk -v a="$mem_fl_stack" -v n="$mem_n" 'BEGIN{ if (a == "") print "?"; else printf "%.1f", a/n}') kB, page tables $(awk -v a="$mem_pt" -v n="$mem_n" 'BEGIN{printf "%.1f", a/n}') vs $(awk -v a="$mem_fl_pt" -v n="$mem_n" 'BEGIN{ if (a == "") print "?"; else printf "%.1f", a/n}') kB"
+fi
+
+# 4. One process, end to end: wall time of the whole command, median of 20, against unshare.
+say "one-process tree, 20 times each, against unshare -Urpf --mount-proc true"
+ours_w=(); uns_w=()
+for i in $(seq 20); do
+    t0=$(now); ( cd "$work" && "${prefix[@]}" "$work/rootless-restore" run --quiet "$work/one.json" ) >/dev/null 2>&1 || true; t1=$(now)
+    ours_w+=("$(elapsed_ms "$t0" "$t1")")
+    t0=$(now); ( cd "$work" && "${prefix[@]}" unshare -Urpf --mount-proc true ) >/dev/null 2>&1 || true; t1=$(now)
+    uns_w+=("$(elapsed_ms "$t0" "$t1")")
+done
+for i in "${!ours_w[@]}"; do emit run_one - 1 $((i + 1)) wall_ms "${ours_w[$i]}" ms; emit unshare_one - 1 $((i + 1)) wall_ms "${uns_w[$i]}" ms; done
+o=$(median "${ours_w[@]}"); u=$(median "${uns_w[@]}")
+table_row "run of a 1-process tree, wall (ms)" "$o" "$u" "$(awk -v a="$o" -v b="$u" 'BEGIN{printf "%.2f×", a/b}')" "median of 20; floor column: unshare -Urpf --mount-proc true"
+[[ $(leftovers) -eq 0 ]] || pkill -KILL -u "$bench_user" 2>/dev/null || true
+
+# 5. CRIU.
+criu_row() {
+    local reference="reference, NOT measured in this run: CRIU 4.2 restored 1 000 sleeping processes in about 2.9 s on these machines"
+    if ! command -v criu >/dev/null 2>&1; then
+        table_row "CRIU restore, 1 000 processes" "" "" "" "skipped: criu is not on PATH; $reference"
+        return
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        table_row "CRIU restore, 1 000 processes" "" "" "" "skipped: criu needs root here; $reference"
+        return
+    fi
+    local out
+    if ! out=$(criu check 2>&1); then
+        table_row "CRIU restore, 1 000 processes" "" "" "" "skipped: \`criu check\` fails here ($(echo "$out" | grep -m1 -iE 'error|unexpected' | cut -c1-120)); Debian 12's criu 3.17 fails on kernels >= 6.13 with \"Unexpected rt vDSO area bounds\"; $reference"
+        return
+    fi
+    # A flat tree of 1 000 sleeping processes, dumped and restored by CRIU (as root).
+    local d="$work/criu" pid t0 t1
+    mkdir -p "$d"
+    setsid bash -c 'for i in $(seq 999); do sleep 100000 & done; exec sleep 100000' </dev/null >/dev/null 2>&1 &
+    pid=$!
+    sleep 2
+    if ! criu dump -t "$pid" -D "$d" --shell-job >"$d/dump.log" 2>&1; then
+        kill -KILL -- -"$pid" 2>/dev/null || true
+        table_row "CRIU restore, 1 000 processes" "" "" "" "skipped: criu dump failed ($(tail -1 "$d/dump.log" | cut -c1-120)); $reference"
+        return
+    fi
+    t0=$(now)
+    if criu restore -D "$d" --shell-job -d >"$d/restore.log" 2>&1; then
+        t1=$(now)
+        local ms; ms=$(elapsed_ms "$t0" "$t1")
+        emit criu_restore flat 1000 1 restore_ms "$ms" ms
+        table_row "CRIU restore, 1 000 processes (ms)" "" "$ms" "" "criu $(criu --version | head -1 | awk '{print $2}') as root, measured in this run"
+        pkill -KILL -f 'sleep 100000' 2>/dev/null || true
+    else
+        table_row "CRIU restore, 1 000 processes" "" "" "" "skipped: criu restore failed ($(tail -1 "$d/restore.log" | cut -c1-120)); $reference"
+    fi
+}
+criu_row
+
+# 6. Rows the lead will add.
+hook_clone3_vs_dance
+hook_dance_wrong_pid_rate
+
+# --- the end --------------------------------------------------------------------------------
+left=$(leftovers)
+if ((left > 0)); then
+    notes+=("$left processes of $bench_user were left at the end; killed with pkill -KILL -u $bench_user")
+fi
+[[ $(id -u) -eq 0 ]] && pkill -KILL -u "$bench_user" 2>/dev/null || true
+total_s=$(( $(date +%s) - start_all ))
+
+{
+    echo "rootless-restore benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $total_s s"
+    echo "$info"
+    echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    printf '%s\n' "${table[@]}"
+    if ((${#notes[@]})); then echo; printf 'note: %s\n' "${notes[@]}"; fi
+    echo
+    echo "ours: build phase of run --report / N; floor: scripts/bench/fork_floor.c (cc -O2), same user, same shape"
+    echo "CSV: $csv"
+} | tee "bench-out/bench-$stamp.txt"
+cp "$csv" bench-out/latest.csv
+cp "bench-out/bench-$stamp.txt" bench-out/latest.txt
