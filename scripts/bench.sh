@@ -23,7 +23,7 @@ set -euo pipefail
 # Character-aware padding of the table needs a UTF-8 locale.
 if locale -a 2>/dev/null | grep -qix 'c.utf-\?8'; then export LC_ALL=C.UTF-8; fi
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD

@@ -8,6 +8,9 @@ enum PuppetCommand: UInt32 {
     case setupNamespace
     /// clone3 the node `a` with its prepared set_tid array.
     case fork
+    /// clone3, one after another without waiting for the coordinator, the `b` nodes listed in
+    /// the prepared fork list from offset `a` (consecutive siblings of the plan).
+    case forkBatch
     case setsid
     /// setpgid(0, a): a is the group id as seen in the puppet's own namespace.
     case setpgid

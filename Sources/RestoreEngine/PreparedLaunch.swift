@@ -55,6 +55,8 @@ struct PuppetWorld {
     var useDance: Bool
     /// Present when payloads' forks get pinned PIDs.
     var supervisor: ForkSupervisor?
+    /// Node indices of the plan's runs of sibling forks, for `forkBatch`.
+    var forkList: UnsafeMutablePointer<Int32>
 }
 
 /// C strings the children use, made once.

@@ -12,29 +12,36 @@ enum Puppet {
         var me = start
         var seen = initialSeen
         answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
-        while true {
-            let (command, a, _) = world.control.wait(me, seen: &seen)
+        commands: while true {
+            let (command, a, b) = world.control.wait(me, seen: &seen)
             switch command {
             case .none:
                 continue
+            case .forkBatch:
+                for i in 0..<Int(b) {
+                    let child = Int(world.forkList[Int(a) + i])
+                    let childSeen = world.control.sequence(child)
+                    let pid = clone(world, child)
+                    if pid == 0 {
+                        me = child
+                        seen = childSeen
+                        if world.nodes[child].mountsProc { mountFreshProc(world, me) }
+                        answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
+                        continue commands
+                    }
+                    if pid < 0 {
+                        if pid != -Int(ECANCELED) { answer(world, child, .failed, stage: .clone3, value: Int32(-pid)) }
+                        break
+                    }
+                }
             case .setupNamespace:
                 setUpNamespace(world, me, neededPidMax: a)
             case .fork:
                 let child = Int(a)
                 let node = world.nodes[child]
                 let childSeen = world.control.sequence(child)
-                let pid: Int
-                if world.useDance {
-                    // The PID dance: the next PID the kernel hands out in this namespace is
-                    // ns_last_pid + 1. Safe only because the coordinator serialises every fork.
-                    if !writeNumber(world, world.strings.nsLastPid, node.dancePid - 1) {
-                        fail(world, child, .nsLastPid)
-                        continue
-                    }
-                    pid = rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
-                } else {
-                    pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
-                }
+                let pid = clone(world, child)
+                if pid == -Int(ECANCELED) { continue }
                 if pid == 0 {
                     me = child
                     seen = childSeen
@@ -66,6 +73,23 @@ enum Puppet {
                 release(world, me)
             }
         }
+    }
+
+    /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance.
+    /// Returns 0 in the child, the PID in the parent, -errno on failure, -ECANCELED when the
+    /// failure was already reported.
+    static func clone(_ world: PuppetWorld, _ child: Int) -> Int {
+        let node = world.nodes[child]
+        if world.useDance {
+            // The next PID the kernel hands out in this namespace is ns_last_pid + 1. Safe only
+            // because the coordinator serialises every fork in the namespace.
+            if !writeNumber(world, world.strings.nsLastPid, node.dancePid - 1) {
+                fail(world, child, .nsLastPid)
+                return -Int(ECANCELED)
+            }
+            return rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
+        }
+        return rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
     }
 
     static func answer(_ world: PuppetWorld, _ node: Int, _ kind: PuppetAnswer.Kind,

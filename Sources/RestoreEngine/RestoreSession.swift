@@ -72,6 +72,8 @@ public final class RestoreSession {
     let treePids: Set<Int32>
     /// Host PID -> top-level PID of every process the runtime made.
     var topPidOfHost: [Int32: Int32] = [:]
+    /// Step index of the first fork of a batch -> its place in the prepared fork list.
+    var forkBatches: [Int: (offset: Int, count: Int)] = [:]
 
     public init(tree: ProcessTree, plan: RestorePlan, options: RunOptions) {
         self.tree = tree
@@ -105,6 +107,15 @@ public final class RestoreSession {
             endPhase("verify")
             try releaseAll()
             endPhase("release")
+        } catch var error as RestoreError {
+            tearDown()
+            finishProgress()
+            // A namespace step the kernel refused: say why in the user's terms, by trying the
+            // cheap part of `check` (single-threaded still, and the namespace is gone).
+            if error.kind == .environment || error.operation.hasPrefix("mount") {
+                error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
+            }
+            throw error
         } catch {
             tearDown()
             finishProgress()
@@ -242,10 +253,30 @@ public final class RestoreSession {
             }
             supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD)
         }
+        // Runs of consecutive forks by one parent become one batch: the parent clones them one
+        // after another while the coordinator only collects their answers.
+        var list: [Int32] = []
+        var i = 0
+        while i < plan.steps.count {
+            guard case .fork(let parent, _) = plan.steps[i] else { i += 1; continue }
+            var j = i
+            var run: [Int32] = []
+            while j < plan.steps.count, case .fork(let p, let c) = plan.steps[j], p == parent {
+                run.append(Int32(c))
+                j += 1
+            }
+            if run.count > 1 {
+                forkBatches[i] = (offset: list.count, count: run.count)
+                list += run
+            }
+            i = j
+        }
+        let forkList = UnsafeMutablePointer<Int32>.allocate(capacity: max(list.count, 1))
+        for (k, v) in list.enumerated() { forkList[k] = v }
         world = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                             topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(),
                             scratch: UnsafeMutablePointer<UInt8>.allocate(capacity: 64), useDance: dance,
-                            supervisor: supervisor)
+                            supervisor: supervisor, forkList: forkList)
         ownLevels = ProcStatus.ownLevelCount()
         // The kernel allows 32 PID-namespace levels below the initial one (MAX_PID_NS_LEVEL);
         // the runtime's namespace is one more level below the caller's.
@@ -321,7 +352,15 @@ public final class RestoreSession {
 
     func build() throws {
         let total = plan.nodes.count
-        for step in plan.steps {
+        var index = 0
+        while index < plan.steps.count {
+            let step = plan.steps[index]
+            index += 1
+            if let batch = forkBatches[index - 1], case .fork(let parent, _) = step {
+                try forkBatch(parent: parent, batch, total: total)
+                index += batch.count - 1
+                continue
+            }
             switch step {
             case .fork(let parent, let child):
                 world.control.post(parent, .fork, Int32(child))
@@ -361,9 +400,30 @@ public final class RestoreSession {
         }
     }
 
+    /// Posts one batch of sibling forks and collects every child's answer, in any order.
+    func forkBatch(parent: Int, _ batch: (offset: Int, count: Int), total: Int) throws {
+        world.control.post(parent, .forkBatch, Int32(batch.offset), Int32(batch.count))
+        var pending = batch.count
+        while pending > 0 {
+            let waitingFor = Int(world.forkList[batch.offset + batch.count - pending])
+            let (answer, sender) = try awaitAnswer(from: nil, expecting: .ready, askedOf: parent, fallback: waitingFor)
+            let child = Int(answer.node)
+            if answer.value != plan.nodes[child].localPid {
+                throw RestoreError(.restoreFailed, operation: "clone3", entry: label(child),
+                                   message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
+            }
+            hostPid[child] = sender
+            created += 1
+            pending -= 1
+            showProgress(total: total)
+        }
+    }
+
     /// Waits for one answer. `askedOf` is the node that must stay alive meanwhile.
     @discardableResult
-    func awaitAnswer(from node: Int, expecting kind: PuppetAnswer.Kind, askedOf: Int? = nil) throws -> (PuppetAnswer, Int32) {
+    func awaitAnswer(from node: Int?, expecting kind: PuppetAnswer.Kind, askedOf: Int? = nil, fallback: Int = 0) throws -> (PuppetAnswer, Int32) {
+        let node = node ?? -1
+        let blame = askedOf ?? (node >= 0 ? node : fallback)
         let deadline = SystemCalls.monotonicNanoseconds() + UInt64(options.stepTimeout * 1e9)
         while true {
             var answer = PuppetAnswer(node: -1, kind: 0, stage: 0, value: 0)
@@ -376,22 +436,22 @@ public final class RestoreSession {
                 continue
             }
             if r == -Int(ETIMEDOUT) {
-                try checkAlive(node: askedOf ?? node)
+                try checkAlive(node: blame)
                 if SystemCalls.monotonicNanoseconds() > deadline {
-                    throw RestoreError(.restoreFailed, operation: "wait", errno: ETIMEDOUT, entry: label(askedOf ?? node),
+                    throw RestoreError(.restoreFailed, operation: "wait", errno: ETIMEDOUT, entry: label(blame),
                                        message: "did not answer within \(Int(options.stepTimeout)) s")
                 }
                 continue
             }
             if r == 0 {
-                throw RestoreError(.restoreFailed, operation: "wait", entry: label(askedOf ?? node),
+                throw RestoreError(.restoreFailed, operation: "wait", entry: label(blame),
                                    message: "every restored process is gone: the namespace died")
             }
             if r < 0 {
                 throw RestoreError(.restoreFailed, operation: "recvmsg", errno: Int32(-r), entry: nil, message: "lost the control socket")
             }
             try check(answer)
-            if Int(answer.node) == node && answer.kind == kind.rawValue { return (answer, sender) }
+            if (node < 0 || Int(answer.node) == node) && answer.kind == kind.rawValue { return (answer, sender) }
         }
     }
 

@@ -556,6 +556,23 @@ private struct PlanBuilder {
         }
         steps += creations + joins
         try emitMoves(moves)
+        try checkInitGroups(leaderOf)
+    }
+
+    /// A namespace's init must not sit in a process group named by a PID of its own namespace
+    /// (a group of one of its descendants): when the namespace ends, the init waits in the
+    /// kernel until every other PID of the namespace is freed (zap_pid_ns_processes), and its
+    /// own membership keeps that group's PID taken, so it waits forever and can never be
+    /// killed. A restore must be able to end its namespace, and always does on failure.
+    func checkInitGroups(_ leaderOf: [Int32: Int]) throws {
+        var inits: [(node: Int, namespace: Int)] = treeHasInit ? [(0, 0)] : []
+        for n in nodes.indices where nodes[n].newPidNamespace { inits.append((n, n)) }
+        for (x, ns) in inits {
+            let g = finalPgid[x]
+            guard g != 0, g != nodes[x].pid, let l = leaderOf[g], nodes[l].namespaces.contains(ns) else { continue }
+            let namespace = x == 0 ? "the tree's PID namespace" : "the PID namespace it starts"
+            throw RestoreError.invalid(label(x), "is the init of \(namespace) but is in process group \(g), whose PID belongs to that namespace: when the namespace ends, the kernel keeps its init waiting until every other PID of the namespace is freed, and the init's own membership keeps PID \(g) taken, so the namespace could never be torn down (its init would hang, unkillable, in zap_pid_ns_processes). Such a tree cannot be restored safely; record it with the init in its own group (pgid \(nodes[x].pid)) or in its parent's")
+        }
     }
 
     /// The leaders that left their own group join their final groups. A group whose only

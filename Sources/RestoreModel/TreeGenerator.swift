@@ -152,7 +152,10 @@ public enum TreeGenerator {
             let t = rng.pick(actors)
             let me = kernel.tasks[t]
             var target = me.pid
-            if !rng.chance(0.35) {
+            // The init never joins a descendant's group: its namespace could not end (see
+            // RestorePlanner.checkInitGroups), so the planner refuses such trees.
+            let ownGroup = rng.chance(0.35)
+            if t != 0 && !ownGroup {
                 var seen = Set<Int32>()
                 var groups: [Int32] = []
                 for task in kernel.tasks where task.exists && task.sid == me.sid && task.pgid != 0 {

@@ -352,6 +352,27 @@ struct ImpossibleTreeTests {
                 "its leader process #0 (pid 7) is alive")
     }
 
+    @Test("a namespace init in a group of its own namespace: the namespace could never end")
+    func initInDescendantGroup() {
+        // PID 1 joined the group of its child 29: when the namespace dies, PID 1 would wait in
+        // zap_pid_ns_processes for PID 29 to be freed, which its own membership prevents.
+        rejects(tree(proc(1, 0, 29, 0), proc(29, 1, 29, 0)),
+                "process #0 (pid 1)", "is the init of the tree's PID namespace but is in process group 29",
+                "could never be torn down")
+        // A nested namespace's init in a group of a process inside it, likewise.
+        var nested = tree(proc(10, 0, 10, 10), proc(20, 10, 21, 10), proc(21, 20, 21, 10))
+        nested.processes[1].nspid = [20, 1]
+        nested.processes[1].newPidNamespace = true
+        nested.processes[2].nspid = [21, 2]
+        rejects(nested, "process #1 (pid 20)", "is the init of the PID namespace it starts but is in process group 21")
+        // Its parent's group, outside its namespace, is fine.
+        var fine = tree(proc(10, 0, 10, 10), proc(20, 10, 10, 10), proc(21, 20, 21, 10))
+        fine.processes[1].nspid = [20, 1]
+        fine.processes[1].newPidNamespace = true
+        fine.processes[2].nspid = [21, 2]
+        plans(fine)
+    }
+
     @Test("the runtime's session below a subreaper that never left another session")
     func sessionZeroUnderSubreaper() {
         rejects(tree(proc(5, 0, 5, 5), proc(6, 5, 5, 5, subreaper: true), proc(7, 6, 0, 0)),
