@@ -37,6 +37,22 @@ is_root=0
 # Processes the test user still has, one per line (empty when none).
 user_processes() { pgrep -u "$test_user" -a 2>/dev/null || true; }
 
+# A namespace's PID 1 the kernel can never finish reaping (stuck in zap_pid_ns_processes, e.g.
+# left by an older build) survives SIGKILL until a reboot. The end-to-end tests need a user with
+# no process at all, so when the chosen user has such a leftover, use the next free name.
+if ((is_root)) && [[ -z "${RR_TEST_USER:-}" ]]; then
+    for candidate in rrtest rrtest2 rrtest3 rrtest4 rrtest5; do
+        test_user=$candidate
+        id "$test_user" >/dev/null 2>&1 || break
+        [[ -z "$(user_processes)" ]] && break
+        pkill -KILL -u "$test_user" || true
+        for _ in $(seq 25); do [[ -z "$(user_processes)" ]] && break; sleep 0.2; done
+        [[ -z "$(user_processes)" ]] && break
+        say "user $test_user has processes SIGKILL cannot end (a reboot will):"
+        ps -o pid,stat,wchan:24,args -u "$test_user" || true
+    done
+fi
+
 if ((is_root)); then
     if ! id "$test_user" >/dev/null 2>&1; then
         say "creating throwaway test user $test_user"

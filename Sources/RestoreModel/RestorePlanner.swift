@@ -521,8 +521,14 @@ private struct PlanBuilder {
                 }
                 leaderOf[g] = l
             } else {
-                // Dead leader: a helper takes its PID, forked by the first member (same session).
-                let forkerNode = members[0]
+                // Dead leader: a helper takes its PID, forked by a member or another process of
+                // the session, from the shallowest PID namespace: a PID allocated in a nested
+                // namespace would tie that namespace's init if it is in the group (see
+                // checkInitGroups).
+                let mates = (1..<nodes.count).filter { !nodes[$0].isHelper && finalSid[$0] == s } + (treeHasInit && finalSid[0] == s ? [0] : [])
+                let shallowest = (members + mates).map { nodes[$0].namespaces.count }.min()!
+                let forkerNode = members.first { nodes[$0].namespaces.count == shallowest }
+                    ?? mates.first { nodes[$0].namespaces.count == shallowest }!
                 var helper = Node(role: .helper(.groupLeader(pgid: g)), nspid: [], forker: forkerNode,
                                   namespaces: nodes[forkerNode].namespaces, newPidNamespace: false, childSubreaper: false)
                 helper.nspid = helper.namespaces.enumerated().map { level, ns in level == 0 ? g : allocatePid(in: ns) }

@@ -7,7 +7,8 @@
 // "zombie PID exited|killed|dumped STATUS", then "collector PID done"). The test sends SIGUSR1
 // only once it has read "ready" and verified /proc, so nothing depends on timing.
 //
-// RR_GENERATOR_COUNT (default 20) and RR_GENERATOR_SEED (default 0x5EED) choose the random trees.
+// RR_GENERATOR_COUNT (default 20), RR_GENERATOR_SEED (default 0x5EED) and RR_GENERATOR_SIZE
+// (`large` for bigger trees) choose the random trees.
 
 import Foundation
 #if canImport(Glibc)
@@ -371,10 +372,18 @@ struct SessionTopologyTests {
         let base: UInt64 = env["RR_GENERATOR_SEED"].flatMap { s in
             s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
         } ?? 0x5EED
+        // RR_GENERATOR_SIZE=large: up to 60 live processes, 300 operations, more subreapers.
+        var options = TreeGenerator.Options()
+        if env["RR_GENERATOR_SIZE"] == "large" {
+            options.operations = 300
+            options.maxLive = 60
+            options.pids = 2...400
+            options.subreaperWeight = 10
+        }
         var failures = 0
         for k in 0..<count {
             let seed = base &+ UInt64(k)
-            let generated = TreeGenerator.generate(seed: seed)
+            let generated = TreeGenerator.generate(seed: seed, options: options)
             let tree = generated.tree
             let plan = try RestorePlanner.plan(tree)
             let simulated = expectations(fromSimulation: try PlanSimulator.run(plan, tree: tree))
@@ -388,6 +397,7 @@ struct SessionTopologyTests {
             if !problems.isEmpty {
                 failures += 1
                 Issue.record(Comment(rawValue: "generated tree (seed \(seed), RR_GENERATOR_SEED=\(seed) RR_GENERATOR_COUNT=1 "
+                    + "\(env["RR_GENERATOR_SIZE"] == "large" ? "RR_GENERATOR_SIZE=large " : "")"
                     + "reproduces it) restored differently from its simulation:\n"
                     + problems.prefix(20).map { "  " + $0 }.joined(separator: "\n")
                     + "\nhistory:\n" + generated.history.map { "  " + $0 }.joined(separator: "\n")
