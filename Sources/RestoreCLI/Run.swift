@@ -52,6 +52,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
 
+    @Option(name: .long, help: .hidden)
+    var noiseForkers: Int = 0
+
     @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck.", valueName: "SECONDS"))
     var stepTimeout: Double = 30
 
@@ -69,6 +72,7 @@ struct Run: ParsableCommand {
         options.verbose = verbose
         options.progress = !quiet && isatty(2) == 1
         options.occupyPid = occupyPid
+        options.noiseForkers = noiseForkers
         options.stepTimeout = stepTimeout
         options.pidMethod = pidMethod
         options.pinned = loaded.pinned

@@ -23,6 +23,8 @@ enum PuppetCommand: UInt32 {
     case reap
     /// waitid(a, WEXITED|WNOWAIT): wait until the zombie-to-be is dead without reaping it.
     case awaitZombie
+    /// Testing aid: fork and reap children without chosen PIDs until the next command.
+    case noise
     /// Become what the tree says: exec the payload, hold, or (init) run the init loop.
     case release
 }

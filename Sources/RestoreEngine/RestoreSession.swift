@@ -13,6 +13,8 @@ public struct RunOptions: Sendable {
     public var onReady: (@Sendable (RestoreReport) throws -> Void)?
     /// Testing aid: an extra process takes this PID in the new namespace before the restore.
     public var occupyPid: Int32?
+    /// Testing aid: this many processes fork continuously in the namespace during the restore.
+    public var noiseForkers = 0
     /// Seconds a single step may take before the restore is declared stuck.
     public var stepTimeout: Double = 30
     /// How PIDs are chosen.
@@ -72,6 +74,8 @@ public final class RestoreSession {
     let treePids: Set<Int32>
     /// Host PID -> top-level PID of every process the runtime made.
     var topPidOfHost: [Int32: Int32] = [:]
+    /// Testing aid nodes that fork continuously once created.
+    var noiseNodes = Set<Int>()
     /// Step index of the first fork of a batch -> its place in the prepared fork list.
     var forkBatches: [Int: (offset: Int, count: Int)] = [:]
 
@@ -90,6 +94,7 @@ public final class RestoreSession {
         report.phases = earlier
         report.treeHasInit = plan.treeHasInit
         if let pid = options.occupyPid { addOccupier(pid) }
+        if options.noiseForkers > 0 { addNoise(options.noiseForkers) }
         let maps = try IDMapWriter(tree: tree, users: options.mapUsers, groups: options.mapGroups)
         try prepare(maps: maps.plan)
         endPhase("prepare")
@@ -143,8 +148,26 @@ public final class RestoreSession {
 
     func label(_ node: Int) -> String { plan.nodes[node].label(in: tree) }
 
+    /// Processes that fork without chosen PIDs all through the restore, for benchmarks.
+    func addNoise(_ count: Int) {
+        var used = Set(plan.nodes.map(\.pid))
+        for e in tree.processes { used.formUnion(e.threads) }
+        var candidate: Int32 = 4_190_000
+        for _ in 0..<count {
+            while used.contains(candidate) { candidate += 1 }
+            used.insert(candidate)
+            plan.nodes.append(RestorePlan.Node(role: .helper(.testingAid(.noise)),
+                                               nspid: [candidate], forker: 0, namespaces: [0]))
+            hostPid.append(0)
+            let idx = plan.nodes.count - 1
+            noiseNodes.insert(idx)
+            plan.steps.insert(.fork(parent: 0, child: idx), at: 0)
+            plan.steps.append(.retireHelper(idx))
+        }
+    }
+
     func addOccupier(_ pid: Int32) {
-        let n = RestorePlan.Node(role: .helper(.groupLeader(pgid: pid)), nspid: [pid], forker: 0, namespaces: [0],
+        let n = RestorePlan.Node(role: .helper(.testingAid(.occupier)), nspid: [pid], forker: 0, namespaces: [0],
                                  newPidNamespace: false, childSubreaper: false)
         plan.nodes.append(n)
         hostPid.append(0)
@@ -199,15 +222,19 @@ public final class RestoreSession {
                 prepared.identity = try identities.prepare(entry)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
-                    guard n.depth == 1 else {
+                    // Per thread, its set_tid array: innermost level first.
+                    let perLevel: [[Int32]] = entry.threadLevels.isEmpty
+                        ? extra.map { [$0] }
+                        : entry.threadLevels.filter { $0.first != entry.pid }
+                    guard perLevel.allSatisfy({ $0.count == n.depth }) else {
                         throw RestoreError(.invalidTree, operation: "validate", entry: entry.label,
-                                           message: "has threads but lives in a nested PID namespace; restoring thread IDs there needs per-level TIDs, which tree.json cannot express yet")
+                                           message: "lives \(n.depth) PID-namespace levels deep, so each thread needs its TIDs at every level")
                     }
                     prepared.threadCount = extra.count
                     let tids = UnsafeMutablePointer<pid_t>.allocate(capacity: extra.count * n.depth)
                     let stacks = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: extra.count)
-                    for (t, tid) in extra.enumerated() {
-                        tids[t] = tid
+                    for (t, levels) in perLevel.enumerated() {
+                        for (k, tid) in levels.reversed().enumerated() { tids[t * n.depth + k] = tid }
                         let stack = mmap(nil, parkedThreadStackSize, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)
                         guard let stack, stack != MAP_FAILED else {
@@ -370,6 +397,7 @@ public final class RestoreSession {
                                        message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
                 }
                 hostPid[child] = sender
+                if noiseNodes.contains(child) { world.control.post(child, .noise) }
                 created += 1
                 showProgress(total: total)
             case .setsid(let n):
@@ -413,6 +441,7 @@ public final class RestoreSession {
                                    message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
             }
             hostPid[child] = sender
+            if noiseNodes.contains(child) { world.control.post(child, .noise) }
             created += 1
             pending -= 1
             showProgress(total: total)

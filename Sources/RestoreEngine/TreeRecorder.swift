@@ -160,6 +160,9 @@ public enum TreeRecorder {
                                      sid: s.nssid.count > level ? s.nssid[level] : 0,
                                      nspid: Array(s.nspid.dropFirst(level)), state: state, exitStatus: exitStatus)
             entry.threads = s.taskNSpids.count > 1 ? s.taskNSpids.compactMap { $0.count > level ? $0[level] : nil } : []
+            if entry.nspid.count > 1 && s.taskNSpids.count > 1 {
+                entry.threadLevels = s.taskNSpids.map { Array($0.dropFirst(level)) }
+            }
             entry.spawnedByPayload = options.spawnByPayload && i > 0
             if state != .zombie {
                 var spec = ProcessSpec()

@@ -45,36 +45,43 @@ extension RestorePlan {
     /// Why a helper exists, what it forks and where its children end up.
     func explainHelper(_ h: Int, tree: ProcessTree) -> String {
         guard case .helper(let purpose) = nodes[h].role else { return "" }
-        func name(_ n: Int) -> String { nodes[n].label(in: tree) }
         let kids = nodes.indices.filter { nodes[$0].forker == h }
-        func list(_ ns: [Int]) -> String {
-            let shown = ns.prefix(6).map(name).joined(separator: ", ")
-            return ns.count > 6 ? shown + " and \(ns.count - 6) more" : shown
-        }
-        /// The node the kids are recorded under (the reaper that adopts them).
+        var shown: [String] = []
+        for k in kids.prefix(6) { shown.append(nodes[k].label(in: tree)) }
+        var list = shown.joined(separator: ", ")
+        if kids.count > 6 { list += " and \(kids.count - 6) more" }
+        // The node the kids are recorded under (the reaper that adopts them).
         var reaper = "the namespace init (pid 1)"
         if let k = kids.first, let i = nodes[k].entryIndex {
             let ppid = tree.processes[i].ppid
             if let p = nodes.indices.first(where: { nodes[$0].entryIndex.map { tree.processes[$0].pid == ppid } ?? false }) {
-                reaper = name(p)
+                reaper = nodes[p].label(in: tree)
             } else if nodes[0].role == .runtimeInit {
-                reaper = name(0)
+                reaper = nodes[0].label(in: tree)
             }
         }
-        let forker = nodes[h].forker.map(name) ?? "the namespace init"
+        let forker = nodes[h].forker.map { nodes[$0].label(in: tree) } ?? "the namespace init"
+        let itThey = kids.count == 1 ? "it is" : "they are"
+        return Self.helperSentence(purpose, forker: forker, kids: list, itThey: itThey, reaper: reaper)
+    }
+
+    static func helperSentence(_ purpose: HelperPurpose, forker: String, kids: String, itThey: String, reaper: String) -> String {
         switch purpose {
-        case .sessionOrphans(let s, true):
-            return "session \(s)'s leader is dead: forked by \(forker), it takes the leader's PID and calls setsid(), "
-                + "forks \(list(kids)) inside session \(s), then exits so that \(kids.count == 1 ? "it is" : "they are") reparented to \(reaper)"
-        case .sessionOrphans(let s, false):
-            return "forked by \(forker) inside session \(s), it forks \(list(kids)), which must be born into session \(s), "
-                + "then exits so that \(kids.count == 1 ? "it is" : "they are") reparented to \(reaper)"
-        case .groupLeader(let g) where nodes[h].pid != g:
+        case .sessionOrphans(let s, let createsSession):
+            if createsSession {
+                return "session \(s)'s leader is dead: forked by \(forker), it takes the leader's PID and calls setsid(), "
+                    + "forks \(kids) inside session \(s), then exits so that \(itThey) reparented to \(reaper)"
+            }
+            return "forked by \(forker) inside session \(s), it forks \(kids), which must be born into session \(s), "
+                + "then exits so that \(itThey) reparented to \(reaper)"
+        case .groupHolder(let g):
             return "forked by \(forker) into process group \(g), it keeps that group alive while leaders that left "
                 + "their own groups join each other's (a cycle no restored process can hold open), then exits"
         case .groupLeader(let g):
             return "process group \(g)'s leader is dead: forked by \(forker), it takes the leader's PID, creates the group "
                 + "for its members to join, then exits"
+        case .testingAid:
+            return "forked by \(forker), \(purpose.description)"
         }
     }
 }

@@ -65,6 +65,9 @@ public struct ProcessEntry: Sendable, Equatable {
     public var exitStatus: ExitStatus?
     /// Thread IDs (top namespace), including the main thread's (== pid), as CRIU lists them.
     public var threads: [Int32]
+    /// For a process in a nested PID namespace: each thread's TIDs at every level, outermost
+    /// first (like `nspid`), in the order of `threads`. Empty when given as plain TIDs.
+    public var threadLevels: [[Int32]] = []
     /// This process is the init (PID 1) of a new, nested PID namespace.
     public var newPidNamespace: Bool
     /// PR_SET_CHILD_SUBREAPER was set on the process.

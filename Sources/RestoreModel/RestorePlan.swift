@@ -10,6 +10,20 @@ public struct RestorePlan: Sendable, Equatable {
         case sessionOrphans(session: Int32, createsSession: Bool)
         /// Takes the PID of a dead process-group leader, creates the group for its members.
         case groupLeader(pgid: Int32)
+        /// Joins process group `pgid` and keeps it alive while leaders that left their own
+        /// groups join each other's; never takes the group's PID.
+        case groupHolder(pgid: Int32)
+        /// Added by the engine for tests and benchmarks (`--occupy-pid`, `--noise-forkers`).
+        case testingAid(TestingAid)
+    }
+
+    /// Kept a trivial enum: a String payload here made Swift 6.3.1's optimizer crash
+    /// (CopyPropagation, "Found ownership error") on code that matches HelperPurpose.
+    public enum TestingAid: Sendable, Equatable {
+        /// Takes a PID the tree needs, so that the restore must fail (EEXIST).
+        case occupier
+        /// Forks continuously during the restore, competing for PIDs.
+        case noise
     }
 
     public enum Role: Sendable, Equatable {
@@ -91,6 +105,12 @@ extension RestorePlan.HelperPurpose: CustomStringConvertible {
             return "is forked inside session \(s) and forks orphans that must be born into it"
         case .groupLeader(let g):
             return "takes the PID of dead group leader \(g) and creates process group \(g)"
+        case .groupHolder(let g):
+            return "keeps process group \(g) alive while leaders that left their groups join each other's"
+        case .testingAid(.occupier):
+            return "testing aid: occupies a PID of the tree so that the restore must fail"
+        case .testingAid(.noise):
+            return "testing aid: forks continuously during the restore"
         }
     }
 }

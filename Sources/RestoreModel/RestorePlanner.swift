@@ -159,8 +159,15 @@ private struct PlanBuilder {
         }
         // PIDs spoken for per namespace: every level of every process, thread, group and session.
         for n in nodes { for (level, ns) in n.namespaces.enumerated() { usedPids[ns, default: []].insert(n.nspid[level]) } }
-        for e in tree.processes {
+        for (i, e) in tree.processes.enumerated() {
             usedPids[0, default: []].formUnion(e.threads)
+            // Threads' TIDs in nested namespaces are spoken for there too.
+            let namespaces = nodes[nodeOfEntry[i]].namespaces
+            for levels in e.threadLevels {
+                for (level, tid) in levels.enumerated() where level < namespaces.count {
+                    usedPids[namespaces[level], default: []].insert(tid)
+                }
+            }
             usedPids[0, default: []].insert(e.pgid)
             usedPids[0, default: []].insert(e.sid)
         }
@@ -659,7 +666,7 @@ private struct PlanBuilder {
                 // (RestorePlan has no purpose for it yet: it is a group helper whose PID is
                 // not the group's; `describe` tells them apart.)
                 let l = mv.leader
-                var holder = Node(role: .helper(.groupLeader(pgid: g)), nspid: [], forker: l,
+                var holder = Node(role: .helper(.groupHolder(pgid: g)), nspid: [], forker: l,
                                   namespaces: nodes[l].namespaces, newPidNamespace: false, childSubreaper: false)
                 holder.nspid = holder.namespaces.map { allocatePid(in: $0) }
                 appendNode(holder, parent: l, sid: s, pgid: g)

@@ -25,7 +25,11 @@ public enum TreeEncoder {
         case .signal(let s)?: fields.append("\"exitStatus\": {\"signal\": \(s)}")
         case nil: break
         }
-        if !e.threads.isEmpty && e.threads != [e.pid] { fields.append("\"threads\": \(ints(e.threads))") }
+        if !e.threadLevels.isEmpty && e.threads != [e.pid] {
+            fields.append("\"threads\": [" + e.threadLevels.map(ints).joined(separator: ", ") + "]")
+        } else if !e.threads.isEmpty && e.threads != [e.pid] {
+            fields.append("\"threads\": \(ints(e.threads))")
+        }
         if e.newPidNamespace { fields.append("\"newPidNamespace\": true") }
         if e.childSubreaper { fields.append("\"childSubreaper\": true") }
         if e.spawnedByPayload { fields.append("\"spawn\": \"payload\"") }

@@ -178,10 +178,30 @@ public enum TreeParser {
             exitStatus = try decodeExitStatus(m.value, at)
         }
 
+        // Each thread is a TID (top namespace), or, for a process in a nested namespace, its
+        // TIDs at every level outermost first, like nspid.
         var threads: [Int32] = []
+        var threadLevels: [[Int32]] = []
         if let m = o["threads"] {
-            threads = try array(m.value, "threads", at).enumerated().map {
-                try integer($1, "threads[\($0)]", at, as: Int32.self)
+            for (k, item) in try array(m.value, "threads", at).enumerated() {
+                if case .array = item.kind {
+                    let levels = try array(item, "threads[\(k)]", at).enumerated().map {
+                        try integer($1, "threads[\(k)][\($0)]", at, as: Int32.self)
+                    }
+                    guard let top = levels.first else {
+                        throw at.error(item.position, "threads[\(k)] is an empty array; give the thread's TIDs outermost first, like nspid")
+                    }
+                    threads.append(top)
+                    threadLevels.append(levels)
+                } else {
+                    if !threadLevels.isEmpty {
+                        throw at.error(item.position, "threads[\(k)] is a plain TID but earlier threads were given per level: give every thread the same way")
+                    }
+                    threads.append(try integer(item, "threads[\(k)]", at, as: Int32.self))
+                }
+            }
+            if !threadLevels.isEmpty && threadLevels.count != threads.count {
+                throw at.error(m.value.position, "threads mixes plain TIDs and per-level arrays: give every thread the same way")
             }
         }
 
@@ -203,6 +223,7 @@ public enum TreeParser {
                             threads: threads, newPidNamespace: newPidNamespace,
                             childSubreaper: childSubreaper, process: process)
         entry.spawnedByPayload = spawnedByPayload
+        entry.threadLevels = threadLevels
         return entry
     }
 

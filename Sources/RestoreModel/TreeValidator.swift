@@ -297,6 +297,18 @@ private struct Checker {
             report(i, "threads does not list the main thread (TID \(e.pid), the pid): list every "
                    + "thread, the main one included, or omit threads")
         }
+        for levels in e.threadLevels where levels.count != e.nspid.count {
+            report(i, "thread \(levels) has \(levels.count) level(s) but the process has \(e.nspid.count) (nspid \(e.nspid)): a thread lives in its process's namespaces")
+        }
+        for levels in e.threadLevels where levels.first == e.pid && levels != e.nspid {
+            report(i, "the main thread's TIDs \(levels) must equal nspid \(e.nspid)")
+        }
+        for levels in e.threadLevels { for tid in levels.dropFirst() where !inRange(tid) {
+            report(i, "thread \(levels) has a TID out of range: \(pidRange)")
+        } }
+        if e.nspid.count > 1, e.threadLevels.isEmpty, e.threads.contains(where: { $0 != e.pid }) {
+            report(i, "lives in a nested PID namespace, so its threads need their TIDs at every level: give each as an array outermost first, like nspid (e.g. [[\(e.nspid.map(String.init).joined(separator: ", "))], ...])")
+        }
         if let spec = e.process { checkSpec(i, spec) }
     }
 

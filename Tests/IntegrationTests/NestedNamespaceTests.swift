@@ -156,6 +156,35 @@ struct NestedNamespaceTests {
         #expect(seenTids.sorted() == tids.sorted(), "TIDs in /proc/\(holder.host.hostPid)/task: \(seenTids.sorted()), expected \(tids.sorted())")
     }
 
+    @Test("a holding process two namespaces deep gets its threads back with their TIDs at every level",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func nestedThreadsAtEveryLevel() throws {
+        let levels: [[Int32]] = [[71, 31, 5], [72, 900, 6], [40_000, 32, 700], [73, 33, 65_000]]
+        let tree = """
+        {"version": 1, "processes": [
+          {"pid": 50, "nspid": [50, 1], "newPidNamespace": true, "ppid": 0, "pgid": 50, "sid": 50},
+          {"pid": 70, "nspid": [70, 30, 1], "newPidNamespace": true, "ppid": 50, "pgid": 70, "sid": 70},
+          {"pid": 71, "nspid": [71, 31, 5], "ppid": 70, "pgid": 70, "sid": 70, "threads": \(levels)}
+        ]}
+        """
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)))
+        try run.waitUntilReady(timeout: 60)
+        let seen = restoredColumns(under: run.pid)
+        let holder = try #require(seen.first { $0.nspid == [71, 31, 5] }, "NSpid [71, 31, 5] missing: \(seen.map(\.nspid))")
+        let taskDir = "/proc/\(holder.host.hostPid)/task"
+        var seenLevels: [[Int32]] = []
+        for t in try FileManager.default.contentsOfDirectory(atPath: taskDir) {
+            let status = readText("\(taskDir)/\(t)/status")
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) else { continue }
+            let cols = line.dropFirst(6).split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { Int32($0) }
+            seenLevels.append(Array(cols.dropFirst(ProcFS.ownDepth)))
+        }
+        let sort: ([Int32], [Int32]) -> Bool = { $0.lexicographicallyPrecedes($1) }
+        #expect(seenLevels.sorted(by: sort) == levels.sorted(by: sort), "task NSpids: \(seenLevels)")
+    }
+
     /// The kernel's tools/testing/selftests/clone3/clone3_set_tid.c, case by case, as trees:
     /// each is refused by validation with a clear message (exit 65) before any process exists,
     /// or, where only the kernel can tell, fails cleanly at restore time (exit 125, nothing left).
