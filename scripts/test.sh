@@ -88,6 +88,13 @@ say "swift test --no-parallel ${swift_test_args[*]}"
 # --no-parallel: the end-to-end tests share one user and check it has nothing left (the
 # harness also serializes them, but this keeps the whole run deterministic).
 RR_BINARY="$binary" RR_TEST_USER="$test_user" swift test --no-parallel "${swift_test_args[@]}" || status=$?
+if ((${#swift_test_args[@]} == 0)); then
+    # The core restore cases again inside an outer user + PID namespace, as in a rootless
+    # container (Podman, Apptainer): the runtime nests its namespaces one level deeper.
+    say "swift test --filter RootlessRestoreTests, inside unshare --user --map-current-user --pid"
+    RR_OUTER_NAMESPACE=1 RR_BINARY="$binary" RR_TEST_USER="$test_user" \
+        swift test --skip-build --no-parallel --filter RootlessRestoreTests || status=$?
+fi
 
 if ((is_root)); then
     # An orphan that just died may still await the machine's init for a moment: allow 10 s.

@@ -91,12 +91,15 @@ enum Identity {
 
     /// The command prefix that runs a program as the test user (empty when not root).
     static func prefix(for user: TestUser) throws -> [String] {
-        guard user.dropsPrivileges else { return [] }
-        guard let setpriv = Paths.tool("setpriv") else {
-            throw HarnessError("setpriv (util-linux) is missing: run scripts/setup.sh")
+        var argv: [String] = []
+        if user.dropsPrivileges {
+            guard let setpriv = Paths.tool("setpriv") else {
+                throw HarnessError("setpriv (util-linux) is missing: run scripts/setup.sh")
+            }
+            argv = [setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups",
+                    "--inh-caps=-all", "--"]
         }
-        return [setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups",
-                "--inh-caps=-all", "--"]
+        return argv + OuterNamespace.prefix
     }
 
     /// The environment the runtime gets: clean, whoever runs the tests.
@@ -375,7 +378,7 @@ extension ProcFS {
             for c in chain { below[c] = answer }
             return answer
         }
-        let level = ownDepth
+        let level = ownDepth + OuterNamespace.levels
         return all.compactMap { p -> NamespaceProcess? in
             guard p.hostPid != root, p.nspid.count > level, isBelow(p.hostPid) else { return nil }
             var ppid: Int32 = 0
@@ -525,8 +528,14 @@ final class RestoreRun {
 
     func namespace() -> [NamespaceProcess] { ProcFS.namespaceProcesses(under: pid) }
 
+    /// Signals the runtime (inside an outer namespace: unshare's child, the runtime itself).
     func signal(_ sig: Int32) {
-        if termination == nil, pid > 0 { kill(pid, sig) }
+        guard termination == nil, pid > 0 else { return }
+        if OuterNamespace.enabled, let runtime = ProcFS.scan().first(where: { $0.hostPPid == pid }) {
+            kill(runtime.hostPid, sig)
+        } else {
+            kill(pid, sig)
+        }
     }
 
     private func reapIfDone() -> Termination? {
@@ -616,6 +625,20 @@ final class EndToEndLock: @unchecked Sendable {
 }
 
 // MARK: - Leftover processes
+
+/// RR_OUTER_NAMESPACE=1: every launch runs inside an outer user + PID namespace, as in a
+/// rootless container (`unshare --user --map-current-user --pid --fork --mount-proc`). The
+/// restored namespace is then one level further down, and the runtime is unshare's child.
+enum OuterNamespace {
+    static let enabled = ProcessInfo.processInfo.environment["RR_OUTER_NAMESPACE"] == "1"
+    static var prefix: [String] {
+        guard enabled else { return [] }
+        return [Paths.tool("unshare") ?? "/usr/bin/unshare", "--user", "--map-current-user", "--pid",
+                "--fork", "--mount-proc", "--kill-child"]
+    }
+    /// Extra PID-namespace levels between the tests and the runtime.
+    static var levels: Int { enabled ? 1 : 0 }
+}
 
 enum Leftovers {
     /// The test user's processes. As root: every process whose real uid is the user's. Not

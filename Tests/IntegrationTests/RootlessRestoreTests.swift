@@ -191,7 +191,7 @@ struct RootlessRestoreTests {
             guard let top = procs.first(where: { $0.pid == 100 }) else { return false }
             return top.host.commandLine.contains("trap") && top.host.catches(SIGTERM)
         }
-        kill(run.pid, SIGTERM)
+        run.signal(SIGTERM)
         let end = try run.waitForExit(timeout: 30)
         #expect(end == .exited(42), "stderr: \(run.stderr)")
         run.tearDown()
@@ -239,7 +239,7 @@ struct RootlessRestoreTests {
         try run.startRun(treeFile: try run.write("tree.json", tree.json()))
         let seen = try run.waitForNamespace(timeout: 120, "50 processes in the namespace") { $0.count >= 50 }
         let alreadyDone = access(run.reportPath, F_OK) == 0
-        kill(run.pid, SIGINT)
+        run.signal(SIGINT)
         let end = try run.waitForExit(timeout: 120)
         print("interruptDuringRestore: SIGINT sent with \(seen.count) processes in the namespace"
               + (alreadyDone ? " (the restore had already finished)" : ""))
