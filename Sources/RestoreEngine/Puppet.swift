@@ -279,22 +279,33 @@ enum InitLoop {
         var info = siginfo_t()
         while true {
             // Reap first: children may have ended before we got here.
-            while true {
-                var status: Int32 = 0
-                let r = waitpid(-1, &status, WNOHANG)
-                if r > 0 {
-                    if r == first { firstStatus = exitCode(status) }
-                    continue
-                }
-                if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
-                break
-            }
+            reapExited(first: first, firstStatus: &firstStatus)
             let sig = rr_sigwait_timeout(&set, &info, -1)
-            if sig == SIGUSR1 || sig == SIGUSR2 {
-                for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
-            } else if sig > 0 && sig != SIGCHLD {
-                _ = rr_kill(-1, sig)
+            if sig > 0 { forward(world, sig) }
+        }
+    }
+
+    /// Reaps every exited child; when none is left, the namespace is empty: exit with the
+    /// first top-level process's status.
+    static func reapExited(first: pid_t, firstStatus: inout Int32) {
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(-1, &status, WNOHANG)
+            if r > 0 {
+                if r == first { firstStatus = exitCode(status) }
+                continue
             }
+            if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+            return
+        }
+    }
+
+    /// USR1/USR2 go to the top-level processes, terminating signals to the whole namespace.
+    static func forward(_ world: PuppetWorld, _ sig: Int32) {
+        if sig == SIGUSR1 || sig == SIGUSR2 {
+            for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
+        } else if sig != SIGCHLD {
+            _ = rr_kill(-1, sig)
         }
     }
 
@@ -305,16 +316,7 @@ enum InitLoop {
         let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         var firstStatus: Int32 = 0
         while true {
-            while true {
-                var status: Int32 = 0
-                let r = waitpid(-1, &status, WNOHANG)
-                if r > 0 {
-                    if r == first { firstStatus = exitCode(status) }
-                    continue
-                }
-                if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
-                break
-            }
+            reapExited(first: first, firstStatus: &firstStatus)
             supervisor.collectListeners()
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
@@ -323,12 +325,7 @@ enum InitLoop {
             if fds[0].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                    let sig = Int32(info.ssi_signo)
-                    if sig == SIGUSR1 || sig == SIGUSR2 {
-                        for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
-                    } else if sig != SIGCHLD {
-                        _ = rr_kill(-1, sig)
-                    }
+                    forward(world, Int32(info.ssi_signo))
                 }
             }
             var finished: [Int32] = []

@@ -392,14 +392,7 @@ public final class RestoreSession {
             case .fork(let parent, let child):
                 world.control.post(parent, .fork, Int32(child))
                 let (answer, sender) = try awaitAnswer(from: child, expecting: .ready, askedOf: parent)
-                if answer.value != plan.nodes[child].localPid {
-                    throw RestoreError(.restoreFailed, operation: "clone3", entry: label(child),
-                                       message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
-                }
-                hostPid[child] = sender
-                if noiseNodes.contains(child) { world.control.post(child, .noise) }
-                created += 1
-                showProgress(total: total)
+                try accept(child: child, answer, sender: sender, total: total)
             case .setsid(let n):
                 world.control.post(n, .setsid)
                 _ = try awaitAnswer(from: n, expecting: .done)
@@ -428,6 +421,18 @@ public final class RestoreSession {
         }
     }
 
+    /// A new process said it is up: its PID must be the planned one (the dance can miss it).
+    func accept(child: Int, _ answer: PuppetAnswer, sender: Int32, total: Int) throws {
+        if answer.value != plan.nodes[child].localPid {
+            throw RestoreError(.restoreFailed, operation: "clone3", entry: label(child),
+                               message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
+        }
+        hostPid[child] = sender
+        if noiseNodes.contains(child) { world.control.post(child, .noise) }
+        created += 1
+        showProgress(total: total)
+    }
+
     /// Posts one batch of sibling forks and collects every child's answer, in any order.
     func forkBatch(parent: Int, _ batch: (offset: Int, count: Int), total: Int) throws {
         world.control.post(parent, .forkBatch, Int32(batch.offset), Int32(batch.count))
@@ -435,16 +440,8 @@ public final class RestoreSession {
         while pending > 0 {
             let waitingFor = Int(world.forkList[batch.offset + batch.count - pending])
             let (answer, sender) = try awaitAnswer(from: nil, expecting: .ready, askedOf: parent, fallback: waitingFor)
-            let child = Int(answer.node)
-            if answer.value != plan.nodes[child].localPid {
-                throw RestoreError(.restoreFailed, operation: "clone3", entry: label(child),
-                                   message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
-            }
-            hostPid[child] = sender
-            if noiseNodes.contains(child) { world.control.post(child, .noise) }
-            created += 1
+            try accept(child: Int(answer.node), answer, sender: sender, total: total)
             pending -= 1
-            showProgress(total: total)
         }
     }
 
