@@ -3,17 +3,21 @@
 # Prints a table on stdout and writes bench-out/bench-<time>.csv (+ bench-out/latest.csv and the
 # table as bench-out/latest.txt). See docs/performance.md for the method and the latest figures.
 #
-#   scripts/bench.sh                 flat trees of 100, 1 000, 10 000; deep chains of 100, 1 000
-#   scripts/bench.sh --quick         trees of 100 and 1 000 only
+#   scripts/bench.sh                 flat trees of 100, 1 000, 10 000; deep chains of 100, 1 000;
+#                                    clone3 against the ns_last_pid dance; wrong PIDs under
+#                                    concurrent forking; the fork supervisor's cost per fork
+#   scripts/bench.sh --quick         trees of 100 and 1 000 only, fewer repetitions
 #
 # Options:
 #   --binary PATH        the rootless-restore to measure (default: a release build made with
 #                        `swift build -c release --scratch-path .build-bench`)
 #   --user NAME          as root, run everything as this unprivileged user (default: $RR_BENCH_USER,
-#                        else rrtest). Its processes are killed at the end (pkill -KILL -u), so it
-#                        must not be a user other work is running as.
+#                        else rrbench). Its processes are killed at the end (pkill -KILL -u), so it
+#                        must not be a user other work (e.g. the test suite's rrtest) is running as.
 #   --flat-sizes "N..."  --deep-sizes "N..."   override the tree sizes
 #   --reps N             repetitions of each tree below 10 000 processes (default 3; medians shown)
+#   --race-runs K        restores per method and noise level in the wrong-PID row (default 20;
+#                        5 with --quick)
 #   --timeout S          give up on one restore after S seconds (default 150); the row then shows
 #                        the rate measured until then, marked "partial"
 #   --no-nice            do not raise the benchmark's priority (as root it runs at nice -10 so
@@ -23,17 +27,20 @@ set -euo pipefail
 # Character-aware padding of the table needs a UTF-8 locale.
 if locale -a 2>/dev/null | grep -qix 'c.utf-\?8'; then export LC_ALL=C.UTF-8; fi
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 
 quick=0
 binary=""
-bench_user="${RR_BENCH_USER:-rrtest}"
+bench_user="${RR_BENCH_USER:-rrbench}"
 flat_sizes="100 1000 10000"
 deep_sizes="100 1000"
 reps=3
+race_runs=""
+race_n=300
+supervisor_forks=2000
 timeout_s=150
 use_nice=1
 force=0
@@ -46,6 +53,7 @@ while (($#)); do
         --flat-sizes) flat_sizes="$2"; sizes_given=1; shift 2 ;;
         --deep-sizes) deep_sizes="$2"; sizes_given=1; shift 2 ;;
         --reps) reps="$2"; shift 2 ;;
+        --race-runs) race_runs="$2"; shift 2 ;;
         --timeout) timeout_s="$2"; shift 2 ;;
         --no-nice) use_nice=0; shift ;;
         --force) force=1; shift ;;
@@ -54,6 +62,7 @@ while (($#)); do
     esac
 done
 if ((quick)) && ((!sizes_given)); then flat_sizes="100 1000"; deep_sizes="100 1000"; fi
+if [[ -z "$race_runs" ]]; then race_runs=20; if ((quick)); then race_runs=5; fi; fi
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 command -v python3 >/dev/null || { echo "bench.sh: python3 is needed (trees, JSON, statistics)" >&2; exit 1; }
@@ -63,7 +72,8 @@ command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
 prefix=()
 if [[ $(id -u) -eq 0 ]]; then
     id "$bench_user" >/dev/null 2>&1 || {
-        echo "bench.sh: user $bench_user does not exist: create it (scripts/test.sh creates rrtest) or pass --user" >&2
+        echo "bench.sh: user $bench_user does not exist: create a throwaway user for it" \
+             "(useradd --system --no-create-home --shell /usr/sbin/nologin $bench_user) or pass --user" >&2
         exit 1
     }
     [[ $(id -u "$bench_user") -ne 0 ]] || { echo "bench.sh: --user must not be root" >&2; exit 1; }
@@ -91,7 +101,9 @@ fi
 
 work=$(mktemp -d /tmp/rr-bench.XXXXXX)
 chmod 0755 "$work"
+sampler=""
 cleanup() {
+    if [[ -n "$sampler" ]]; then kill "$sampler" 2>/dev/null || true; fi
     if [[ $(id -u) -eq 0 ]]; then pkill -KILL -u "$bench_user" 2>/dev/null || true; fi
     rm -rf "$work"
 }
@@ -110,9 +122,9 @@ chmod 0755 "$work/fork_floor"
 [[ $(id -u) -eq 0 ]] && chown "$bench_user" "$work"
 
 # --- trees ----------------------------------------------------------------------------------
-python3 - "$work" "$flat_sizes" "$deep_sizes" <<'EOF'
+python3 - "$work" "$flat_sizes $race_n" "$deep_sizes" "$supervisor_forks" <<'EOF'
 import json, sys
-work, flat, deep = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+work, flat, deep, forks = sys.argv[1], sorted(set(sys.argv[2].split()), key=int), sys.argv[3].split(), sys.argv[4]
 def write(name, procs, comment):
     with open(f"{work}/{name}.json", "w") as f:
         json.dump({"version": 1, "comment": comment, "processes": procs}, f)
@@ -126,6 +138,14 @@ for n in map(int, deep):
 write("one", [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100,
                "process": {"args": ["/bin/true"], "env": ["PATH=/usr/bin:/bin"], "cwd": "/"}}],
       "one process that exits at once")
+# The fork supervisor's cost: one process whose payload forks (fork + _exit + reap) `forks`
+# times and prints its cost per fork; unsupervised, and with one payload-spawned child, which
+# turns the seccomp-notify fork supervisor on (the first fork gets PID 5000, the rest any PID).
+payload = {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100,
+           "process": {"args": [f"{work}/fork_floor", "exit", forks], "env": ["PATH=/usr/bin:/bin"], "cwd": "/"}}
+write("forks-plain", [payload], f"one process whose payload forks {forks} times")
+write("forks-supervised", [payload, {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}],
+      f"the same, with its first fork pinned to PID 5000 by the fork supervisor")
 EOF
 chmod 0644 "$work"/*.json
 
@@ -169,16 +189,18 @@ machine_info() {
 # One restore: `run --report` as the bench user, timed by the report's phases; memory read just
 # before the teardown; then SIGTERM to the runtime and a check that nothing is left.
 # Sets: R_BUILD R_VERIFY R_NS R_TOTAL R_PER R_STATUS R_TEARDOWN R_HWM R_INIT_HWM R_DIRTY R_PARTIAL ...
+# Optional: restore_once SHAPE N REP TAG [run options...] (TAG names the files, e.g. the method).
 restore_once() {
-    local shape=$1 n=$2 rep=$3
-    local tree="$work/$shape-$n.json" report="$work/report-$shape-$n-$rep.json"
-    local err="$work/stderr-$shape-$n-$rep"
+    local shape=$1 n=$2 rep=$3 tag=${4:-auto}
+    shift 3; (($#)) && shift
+    local tree="$work/$shape-$n.json" report="$work/report-$shape-$n-$rep-$tag.json"
+    local err="$work/stderr-$shape-$n-$rep-$tag"
     rm -f "$report"
     local avail0 stack0 pt0
     avail0=$(meminfo MemAvailable); stack0=$(meminfo KernelStack); pt0=$(meminfo PageTables)
     local t0; t0=$(now)
-    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet --report "$report" "$tree" ) \
-        >"$work/stdout-$shape-$n-$rep" 2>"$err" &
+    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet "$@" --report "$report" "$tree" ) \
+        >"$work/stdout-$shape-$n-$rep-$tag" 2>"$err" &
     local pid=$! ready=0
     local deadline=$(( $(date +%s) + timeout_s ))
     while (( $(date +%s) < deadline )); do
@@ -232,13 +254,13 @@ EOF
     R_TEARDOWN=$(elapsed_ms "$t2" "$t3")
     R_LEFT=$(leftovers)
     if ((R_LEFT > 0)); then
-        notes+=("$shape $n rep $rep: $R_LEFT processes of $bench_user were left after the runtime exited; killed")
+        notes+=("$shape $n rep $rep ($tag): $R_LEFT processes of $bench_user were left after the runtime exited; killed")
         pkill -KILL -u "$bench_user" 2>/dev/null || true
     fi
     if ((!ready)); then
         # Partial: how far did it get? "interrupted by signal 15 after K of N processes".
         local k
-        k=$(grep -o 'after [0-9]* of [0-9]* processes' "$err" | awk '{print $2}' | tail -1)
+        k=$(grep -o 'after [0-9]* of [0-9]* processes' "$err" | awk '{print $2}' | tail -1 || true)
         [[ -z "$k" || "$k" == 0 ]] && { R_BUILD=""; R_PARTIAL="failed: $(tail -c 300 "$err" | tr '\n,' ' ;')"; return; }
         R_BUILD=$(elapsed_ms "$t0" "$t1")
         R_VERIFY=0; R_NS=0; R_RELEASE=0; R_REPORT=0
@@ -261,18 +283,160 @@ floor_once() {
 
 median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x]; print(f'{statistics.median(v):.1f}' if v else '')" "$@"; }
 
-# --- hooks for rows the lead will add -------------------------------------------------------
-# Each hook may print table lines (via table_row) and CSV lines (via emit); $work holds the
-# binaries, "${prefix[@]}" runs a command as the bench user.
-hook_clone3_vs_dance() {
-    # Row "clone3 vs ns_last_pid dance": per-process cost of creating N processes with chosen
-    # PIDs by clone3 set_tid and by the ns_last_pid dance, in the same namespace.
-    table_row "clone3 vs ns_last_pid dance" "" "" "" "not measured yet (hook: hook_clone3_vs_dance)"
+# --- rows on how PIDs are chosen ---------------------------------------------------------------
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "" || b == "" || b == 0) print ""; else printf "%.2f×", a/b}'; }
+
+# clone3 set_tid against the ns_last_pid dance, both through the runtime (run --pid-method),
+# flat trees, alternating the two methods in each repetition (which goes first alternates too).
+row_clone3_vs_dance() {
+    local n r rep m order c d
+    for n in $flat_sizes; do
+        # Two pairs at 10 000 (one restore there varies by ±15 %), so that each method goes first once.
+        r=$reps; ((n >= 10000)) && r=2
+        local cl=() da=() cl_tot=() da_tot=()
+        for rep in $(seq "$r"); do
+            order="clone3 dance"; ((rep % 2 == 0)) && order="dance clone3"
+            for m in $order; do
+                say "flat $n, repetition $rep of $r: run --pid-method $m"
+                restore_once flat "$n" "$rep" "$m" --pid-method "$m"
+                if [[ -z "$R_BUILD" || -n "$R_PARTIAL" ]]; then
+                    notes+=("pid-method $m, flat $n rep $rep: ${R_PARTIAL:-failed}")
+                    continue
+                fi
+                emit "restore_$m" flat "$n" "$rep" per_process_us "$R_PER" us
+                emit "restore_$m" flat "$n" "$rep" build_ms "$R_BUILD" ms
+                emit "restore_$m" flat "$n" "$rep" verify_ms "$R_VERIFY" ms
+                emit "restore_$m" flat "$n" "$rep" restore_ms "$R_TOTAL" ms
+                emit "restore_$m" flat "$n" "$rep" teardown_ms "$R_TEARDOWN" ms
+                emit "restore_$m" flat "$n" "$rep" exit_status "$R_STATUS" code
+                if [[ $m == clone3 ]]; then cl+=("$R_PER"); cl_tot+=("$R_TOTAL"); else da+=("$R_PER"); da_tot+=("$R_TOTAL"); fi
+            done
+        done
+        c=$(median "${cl[@]}"); d=$(median "${da[@]}")
+        if [[ -n "$c" && -n "$d" ]]; then emit ratio flat "$n" 0 dance_over_clone3 "$(ratio_of "$d" "$c" | tr -d '×')" x; fi
+        table_row "flat N=$n, --pid-method dance (µs/process)" "${d:-?}" "${c:-?}" "$(ratio_of "$d" "$c")" \
+            "floor column: --pid-method clone3, same run; restore $(median "${da_tot[@]}") vs $(median "${cl_tot[@]}") ms"
+    done
 }
-hook_dance_wrong_pid_rate() {
-    # Row "dance wrong-PID rate under concurrent forking": share of dance attempts that got
-    # another PID while other processes fork in the same namespace.
-    table_row "dance wrong-PID rate, concurrent forks" "" "" "" "not measured yet (hook: hook_dance_wrong_pid_rate)"
+
+# One restore of the race tree under noise; sets A_CLASS (clean|wrong|eexist|other) and A_FORKS
+# (tree processes whose creation was attempted: I+1 when the error names `process #I`).
+race_once() {
+    local method=$1 nf=$2 k=$3
+    local tree="$work/flat-$race_n.json" report="$work/race-$method-$nf-$k.json" err="$work/race-$method-$nf-$k.err"
+    rm -f "$report"
+    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet --pid-method "$method" \
+        --noise-forkers "$nf" --report "$report" "$tree" ) >/dev/null 2>"$err" &
+    local pid=$! ready=0 deadline=$(( $(date +%s) + timeout_s ))
+    while (( $(date +%s) < deadline )); do
+        if [[ -s "$report" ]]; then ready=1; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    local st=0
+    wait "$pid" || st=$?
+    local left; left=$(leftovers)
+    if ((left > 0)); then
+        notes+=("race $method noise $nf run $k: $left processes of $bench_user were left; killed")
+        pkill -KILL -u "$bench_user" 2>/dev/null || true
+    fi
+    local i
+    i=$(grep -o 'process #[0-9]*' "$err" | head -1 | tr -dc '0-9' || true)
+    A_MSG=$(tr '\n,' ' ;' <"$err" | cut -c1-200)
+    if ((ready)); then
+        A_CLASS=clean; A_FORKS=$race_n
+    elif grep -q 'was created with PID' "$err" && [[ -n "$i" ]]; then
+        A_CLASS=wrong; A_FORKS=$((i + 1))
+    elif grep -q 'EEXIST' "$err" && [[ -n "$i" ]]; then
+        A_CLASS=eexist; A_FORKS=$((i + 1))
+    else
+        A_CLASS=other; A_FORKS=0; [[ -n "$i" ]] && A_FORKS=$((i + 1))
+        notes+=("race $method noise $nf run $k: exit $st, neither clean nor a PID failure: $A_MSG")
+    fi
+    if [[ $A_CLASS == wrong ]]; then
+        emit race_wrong_pid "$method" "$nf" "$k" "$(grep -o 'created with PID [0-9]* instead of [0-9]*' "$err" | head -1 | awk '{print $4 "_for_" $7}' || true)" 1 pid
+    fi
+    return 0
+}
+
+# Wrong PIDs under concurrent forking: --noise-forkers N processes fork (fork + exit + reap,
+# no chosen PID) inside the namespace all through the restore; the race tree is restored
+# race_runs times per method and N, alternating the methods.
+row_wrong_pid_rate() {
+    local nf k m rate
+    for nf in 0 1 2; do
+        local -A wrong=() eexist=() clean=() other=() forks=()
+        for m in clone3 dance; do wrong[$m]=0; eexist[$m]=0; clean[$m]=0; other[$m]=0; forks[$m]=0; done
+        say "wrong-PID row: flat $race_n, $nf noise forkers, $race_runs restores per method"
+        for k in $(seq "$race_runs"); do
+            for m in clone3 dance; do
+                race_once "$m" "$nf" "$k"
+                emit "race_$m" flat "$race_n" "$k" "noise${nf}_$A_CLASS" "$A_FORKS" forks
+                case $A_CLASS in
+                    clean) clean[$m]=$((clean[$m] + 1)) ;;
+                    wrong) wrong[$m]=$((wrong[$m] + 1)) ;;
+                    eexist) eexist[$m]=$((eexist[$m] + 1)) ;;
+                    *) other[$m]=$((other[$m] + 1)) ;;
+                esac
+                forks[$m]=$((forks[$m] + A_FORKS))
+            done
+        done
+        for m in clone3 dance; do
+            rate=$(awk -v w="${wrong[$m]}" -v f="${forks[$m]}" 'BEGIN{ if (f == 0) print "?"; else printf "%.3g %%", 100*w/f}')
+            emit race_summary "$m" "$nf" 0 wrong_per_fork_pct "$(awk -v w="${wrong[$m]}" -v f="${forks[$m]}" 'BEGIN{ if (f) printf "%.4f", 100*w/f}')" pct
+            local extra=""; ((other[$m])) && extra=", ${other[$m]} other"
+            table_row "wrong PIDs/fork, $m, $nf noise forker$( ((nf == 1)) || echo s)" "$rate" "" "" \
+                "$race_runs runs of $race_n: ${wrong[$m]} wrong PID, ${eexist[$m]} EEXIST, ${clean[$m]} clean$extra; ${wrong[$m]} wrong of ${forks[$m]} forks"
+        done
+    done
+}
+
+# The fork supervisor's cost per fork: fork_floor exit N as the payload of a one-process tree,
+# unsupervised and supervised (a payload-spawned child in the tree), and on the host directly.
+row_fork_supervisor() {
+    local r=5 rep t out per host=() plain=() sup=()
+    ((quick)) && r=3
+    for rep in $(seq "$r"); do
+        say "fork supervisor, repetition $rep of $r: host, plain tree, supervised tree ($supervisor_forks forks each)"
+        floor_once exit "$supervisor_forks"
+        if [[ -n "$F_PER" ]]; then host+=("$F_PER"); emit payload_forks host "$supervisor_forks" "$rep" per_fork_us "$F_PER" us; fi
+        for t in plain supervised; do
+            if ! out=$(cd "$work" && timeout --signal=KILL "$timeout_s" "${prefix[@]}" "$work/rootless-restore" run --quiet \
+                       "$work/forks-$t.json" 2>&1); then
+                notes+=("forks-$t rep $rep failed: $(echo "$out" | tr '\n' ' ' | cut -c1-200)")
+                continue
+            fi
+            per=$(awk '$1 == "exit" {print $3}' <<<"$out" | tail -1)
+            if [[ -z "$per" ]]; then notes+=("forks-$t rep $rep: no figure in the payload's output: $out"); continue; fi
+            emit payload_forks "$t" "$supervisor_forks" "$rep" per_fork_us "$per" us
+            if [[ $t == plain ]]; then plain+=("$per"); else sup+=("$per"); fi
+        done
+    done
+    # One more supervised run with --pin-log, to check what the supervisor did (not timed).
+    local log="$work/pin.log" check
+    rm -f "$log"
+    ( cd "$work" && timeout --signal=KILL "$timeout_s" "${prefix[@]}" "$work/rootless-restore" run --quiet \
+        --pin-log "$log" "$work/forks-supervised.json" ) >/dev/null 2>&1 || true
+    check=$(python3 -c '
+import json, sys
+try:
+    lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+except OSError:
+    print("UNEXPECTED: no pin log"); sys.exit()
+pinned = [l for l in lines if l.get("pinned")]
+ok = len(lines) == int(sys.argv[2]) and len(pinned) == 1 and lines[0].get("got") == 5000
+first = lines[0].get("got") if lines else "?"
+print(("checked" if ok else "UNEXPECTED") + f" with --pin-log: {len(lines)} forks, {len(pinned)} pinned, the first got {first}")
+' "$log" "$supervisor_forks")
+    [[ $(leftovers) -eq 0 ]] || pkill -KILL -u "$bench_user" 2>/dev/null || true
+    local h p s
+    h=$(median "${host[@]}"); p=$(median "${plain[@]}"); s=$(median "${sup[@]}")
+    if [[ -n "$p" && -n "$s" ]]; then emit ratio payload_forks "$supervisor_forks" 0 supervised_over_plain "$(ratio_of "$s" "$p" | tr -d '×')" x; fi
+    table_row "payload fork+exit+reap, unsupervised (µs/fork)" "${p:-?}" "${h:-?}" "$(ratio_of "$p" "$h")" \
+        "floor column: fork_floor exit $supervisor_forks on the host, no runtime; medians of $r"
+    table_row "payload fork+exit+reap, supervised (µs/fork)" "${s:-?}" "${p:-?}" "$(ratio_of "$s" "$p")" \
+        "floor column: the same payload unsupervised; $check"
 }
 
 # --- the table ------------------------------------------------------------------------------
@@ -280,15 +444,23 @@ table=()
 # Pads by characters, not bytes (labels contain µ and ×).
 pad() { local s=$1 w=$2 side=$3 n; n=$(( w - ${#s} )); ((n < 0)) && n=0
     if [[ $side == left ]]; then printf '%s%*s' "$s" "$n" ""; else printf '%*s%s' "$n" "" "$s"; fi; }
-table_row() { table+=("$(pad "$1" 42 left) $(pad "$2" 10 right) $(pad "$3" 10 right) $(pad "$4" 8 right)  $5"); }
+table_row() { table+=("$(pad "$1" 50 left) $(pad "$2" 10 right) $(pad "$3" 10 right) $(pad "$4" 8 right)  $5"); }
 
 say "work directory $work; CSV $csv"
 info=$(machine_info)
 while IFS= read -r l; do say "$l"; done <<<"$info"
 start_all=$(date +%s)
+# /proc/loadavg every 2 s, to show how busy the machine was (the benchmark's own teardowns,
+# when hundreds or thousands of processes die at once, raise it most).
+( while :; do echo "$(date +%s) $(</proc/loadavg)"; sleep 2; done ) >"$work/loadavg.log" 2>/dev/null &
+sampler=$!
 
 table_row "row" "ours" "floor" "ratio" "notes"
 table_row "----" "----" "-----" "-----" "-----"
+
+# A warm-up, not recorded: the first forks of a run were twice as slow as the rest (348 against
+# 171 µs per fork+exit+reap in one run), which the first row would otherwise show.
+floor_once exit 1000
 
 # 1. fork + _exit + reap (the bare floor), per size.
 for n in $(echo "$flat_sizes $deep_sizes" | tr ' ' '\n' | sort -nu); do
@@ -455,9 +627,10 @@ criu_row() {
 }
 criu_row
 
-# 6. Rows the lead will add.
-hook_clone3_vs_dance
-hook_dance_wrong_pid_rate
+# 6. How PIDs are chosen: clone3 against the dance, wrong PIDs under noise, the fork supervisor.
+row_clone3_vs_dance
+row_wrong_pid_rate
+row_fork_supervisor
 
 # --- the end --------------------------------------------------------------------------------
 left=$(leftovers)
@@ -466,11 +639,14 @@ if ((left > 0)); then
 fi
 [[ $(id -u) -eq 0 ]] && pkill -KILL -u "$bench_user" 2>/dev/null || true
 total_s=$(( $(date +%s) - start_all ))
+kill "$sampler" 2>/dev/null || true; sampler=""
+load_peak=$(awk -v s="$start_all" '$2 > m {m = $2; t = $1 - s} END {printf "%s at %d s", m, t}' "$work/loadavg.log" 2>/dev/null || true)
+while read -r t l1 _; do emit loadavg - 0 "$((t - start_all))" load1 "$l1" load; done <"$work/loadavg.log"
 
 {
     echo "rootless-restore benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $total_s s"
     echo "$info"
-    echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-minute peak during the run ${load_peak:-?} (sampled every 2 s)"
     echo
     printf '%s\n' "${table[@]}"
     if ((${#notes[@]})); then echo; printf 'note: %s\n' "${notes[@]}"; fi

@@ -458,8 +458,11 @@ final class RestoreRun {
     }
 
     /// `run --report <dir>/report.json EXTRA TREE`.
+    /// `run --report <dir>/report.json EXTRA TREE`; with RR_PID_METHOD=dance (or clone3) the
+    /// suite's restore cases run with that PID method (scripts/test.sh runs them with both).
     func startRun(treeFile: String, extra: [String] = []) throws {
-        try start(["run", "--report", reportPath] + extra + [treeFile])
+        let method = ProcessInfo.processInfo.environment["RR_PID_METHOD"].map { ["--pid-method", $0] } ?? []
+        try start(["run", "--report", reportPath] + method + extra + [treeFile])
     }
 
     var stdout: String { readText(stdoutPath) }

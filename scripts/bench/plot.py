@@ -4,7 +4,8 @@
     python3 scripts/bench/plot.py [bench-out/latest.csv] [docs/performance-cost.svg]
 
 Both axes are logarithmic. One line per series (the median over repetitions at each size):
-rootless-restore's build phase per process for flat and deep trees, the fork floor keeping
+rootless-restore's build phase per process for flat and deep trees (flat also with
+--pid-method dance), the fork floor keeping
 a tree of the same shape, and plain fork+exit+reap. Partial rows (timed out) are drawn hollow.
 No third-party modules.
 """
@@ -17,6 +18,7 @@ from collections import defaultdict
 SERIES = [
     # (row, shape, label, colour, dashed)
     ("restore", "flat", "rootless-restore, flat tree", "#c0392b", False),
+    ("restore_dance", "flat", "rootless-restore, flat, dance", "#e67e22", False),
     ("restore", "deep", "rootless-restore, deep chain", "#8e44ad", False),
     ("floor_keep", "flat", "fork floor, flat tree kept alive", "#2471a3", True),
     ("floor_sync", "flat", "fork floor, flat tree in lockstep", "#5dade2", True),
