@@ -458,6 +458,34 @@ sampler=$!
 table_row "row" "ours" "floor" "ratio" "notes"
 table_row "----" "----" "-----" "-----" "-----"
 
+# CPU used outside the benchmark, per section: all busy CPU time (/proc/stat) minus what the
+# benchmark's own processes used (the shell's `times`: itself and every reaped descendant; the
+# restored processes are reaped inside the namespace and roll up to the runtime). What is left
+# is other users' work plus kernel threads (kdamond, kworkers), some of them working for us.
+clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_last=""; cpu_summary=()
+cpu_mark() {
+    local busy mine wall tot me el share
+    busy=$(awk -v hz="$clk_tck" '/^cpu / {printf "%.2f", ($2+$3+$4+$7+$8+$9)/hz}' /proc/stat)
+    times >"$work/times"   # in this shell: a subshell's times would start at zero
+    mine=$(awk '{for (i = 1; i <= 2; i++) {split($i, a, "m"); s += a[1]*60 + a[2]}} END {printf "%.2f", s}' "$work/times")
+    wall=$EPOCHREALTIME
+    if [[ -n "$cpu_last" ]]; then
+        local line
+        line=$(awk -v b="$busy" -v m="$mine" -v w="$wall" -v last="$cpu_last" 'BEGIN{split(last, l, " ");
+            tot = b - l[1]; me = m - l[2]; el = w - l[3]; o = tot - me; if (o < 0) o = 0;
+            printf "%.1f %.1f %.1f %.2f", tot, me, el, o / el}')
+        read -r tot me el share <<<"$line"
+        emit cpu "$1" 0 0 busy_cpu_s "$tot" s
+        emit cpu "$1" 0 0 bench_cpu_s "$me" s
+        emit cpu "$1" 0 0 wall_s "$el" s
+        emit cpu "$1" 0 0 other_cpus "$share" cpus
+        cpu_summary+=("$1 $share")
+    fi
+    cpu_last="$busy $mine $wall"
+}
+cpu_mark start
+
 # A warm-up, not recorded: the first forks of a run were twice as slow as the rest (348 against
 # 171 µs per fork+exit+reap in one run), which the first row would otherwise show.
 floor_once exit 1000
@@ -468,6 +496,8 @@ for n in $(echo "$flat_sizes $deep_sizes" | tr ' ' '\n' | sort -nu); do
     [[ -n "$F_PER" ]] && emit floor_exit - "$n" 1 per_process_us "$F_PER" us
     table_row "fork+exit+reap, N=$n (µs/process)" "" "${F_PER:-?}" "" "plain fork, no namespace"
 done
+
+cpu_mark "fork+exit floors"
 
 # 2. restores of flat and deep trees against fork-and-keep trees of the same shape.
 for shape in flat deep; do
@@ -544,7 +574,7 @@ for shape in flat deep; do
         table_row "$shape tree, N=$n (build µs/process)" "${o:-?}" "${f:-?}" "$ratio" "${note:-$extra}"
         if ((${#syncs[@]})); then
             e=$(median "${syncs[@]}")
-            table_row "  floor: flat tree in lockstep" "" "$e" "$(awk -v a="$o" -v b="$e" 'BEGIN{ if (a == "" || b == 0) print ""; else printf "%.2f×", a/b}')" "each fork waits until the previous child runs, as run does"
+            table_row "  floor: flat tree in lockstep" "" "$e" "$(awk -v a="$o" -v b="$e" 'BEGIN{ if (a == "" || b == 0) print ""; else printf "%.2f×", a/b}')" "each fork waits until the previous child has said it runs (run batches siblings instead)"
         fi
         if ((${#execs[@]})); then
             e=$(median "${execs[@]}")
@@ -557,6 +587,7 @@ for shape in flat deep; do
             mem_fl_avail=${fl_avail:-}; mem_fl_stack=${fl_stack:-}; mem_fl_pt=${fl_pt:-}; mem_fl_dirty=${fl_dirty:-}
         fi
     done
+    cpu_mark "$shape trees"
 done
 
 # Deep chains of 10 000 are not in the default run: see docs/performance.md ("deep chains").
@@ -586,6 +617,7 @@ for i in "${!ours_w[@]}"; do emit run_one - 1 $((i + 1)) wall_ms "${ours_w[$i]}"
 o=$(median "${ours_w[@]}"); u=$(median "${uns_w[@]}")
 table_row "run of a 1-process tree, wall (ms)" "$o" "$u" "$(awk -v a="$o" -v b="$u" 'BEGIN{printf "%.2f×", a/b}')" "median of 20; floor column: unshare -Urpf --mount-proc true"
 [[ $(leftovers) -eq 0 ]] || pkill -KILL -u "$bench_user" 2>/dev/null || true
+cpu_mark "one process"
 
 # 5. CRIU.
 criu_row() {
@@ -629,8 +661,11 @@ criu_row
 
 # 6. How PIDs are chosen: clone3 against the dance, wrong PIDs under noise, the fork supervisor.
 row_clone3_vs_dance
+cpu_mark "clone3 vs dance"
 row_wrong_pid_rate
+cpu_mark "wrong PIDs"
 row_fork_supervisor
+cpu_mark "fork supervisor"
 
 # --- the end --------------------------------------------------------------------------------
 left=$(leftovers)
@@ -649,6 +684,9 @@ while read -r t l1 _; do emit loadavg - 0 "$((t - start_all))" load1 "$l1" load;
     echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-minute peak during the run ${load_peak:-?} (sampled every 2 s)"
     echo
     printf '%s\n' "${table[@]}"
+    echo
+    echo "CPUs busy outside the benchmark's processes (other work + kernel threads), by section:"
+    for l in "${cpu_summary[@]}"; do echo "${l##* } (${l% *})"; done | paste -sd';' | sed 's/;/; /g; s/^/  /'
     if ((${#notes[@]})); then echo; printf 'note: %s\n' "${notes[@]}"; fi
     echo
     echo "ours: build phase of run --report / N; floor: scripts/bench/fork_floor.c (cc -O2), same user, same shape"
