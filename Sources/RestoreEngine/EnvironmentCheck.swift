@@ -371,22 +371,8 @@ public enum EnvironmentCheck {
     // MARK: - newuidmap / newgidmap
 
     static func locateHelper(_ name: String) -> IDHelperFacts {
-        var h = IDHelperFacts(name: name)
-        var dirs = (getenv("PATH").map { String(cString: $0) } ?? "").split(separator: ":").map(String.init)
-        dirs += ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
-        for dir in dirs where dir.hasPrefix("/") {
-            let path = dir + "/" + name
-            var st = stat()
-            guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            h.path = path
-            h.mode = UInt32(st.st_mode)
-            h.ownerUID = UInt32(st.st_uid)
-            var buf = [UInt8](repeating: 0, count: 64)
-            let n = rr_getxattr(path, "security.capability", &buf, buf.count)
-            if n > 0 { h.fileCapability = Array(buf[0..<n]) }
-            break
-        }
-        return h
+        let path = getenv("PATH").map { String(cString: $0) } ?? ""
+        return IDMapWriter.locate(name, in: path + ":/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin")
     }
 
     /// Really maps a range into a throwaway user namespace with each helper: own id -> 0 and
