@@ -88,25 +88,6 @@ public enum TreeEncoder {
 
     static func ints(_ a: [Int32]) -> String { "[" + a.map(String.init).joined(separator: ", ") + "]" }
 
-    /// A JSON string literal; bytes that are not valid UTF-8 were already replaced on decoding.
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (the parser's own quoting, without its length limit for messages).
+    public static func quote(_ s: String) -> String { JSONValue.quoted(s, limit: Int.max) }
 }
