@@ -45,6 +45,16 @@ public enum TreeEncoder {
             spec += confinement(p)
             if !spec.isEmpty { fields.append(("process", .object(spec))) }
         }
+        if let r = e.recorded {
+            var members: [(String, JSONOutput)] = []
+            if let exe = r.exe { members.append(("exe", .string(exe))) }
+            if let c = r.cmdline { members.append(("cmdline", .strings(c))) }
+            if r.titleRewritten { members.append(("titleRewritten", .bool(true))) }
+            if r.forkedNotExeced { members.append(("forkedNotExeced", .bool(true))) }
+            if let t = r.startTime { members.append(("startTime", .int(t))) }
+            if let n = r.forkOrder { members.append(("forkOrder", .int(n))) }
+            fields.append(("recorded", .object(members)))
+        }
         return .object(fields)
     }
 
