@@ -20,7 +20,16 @@ public enum RestorePlanner {
     /// How many alternative choices (see `Choice`) the planner tries before giving up.
     static let maxAttempts = 64
 
+    /// Refusals name the process that cannot be placed, the rule, and a fix (`PlacementDiagnosis`).
     public static func plan(_ tree: ProcessTree) throws -> RestorePlan {
+        do {
+            return try planOrFail(tree)
+        } catch let error as RestoreError where error.kind == .invalidTree {
+            throw PlacementDiagnosis.explain(tree, error, plan: planOrFail)
+        }
+    }
+
+    static func planOrFail(_ tree: ProcessTree) throws -> RestorePlan {
         // The first attempt follows the heuristics. If it fails, the choices it made at reapers
         // are flipped, fewest flips first (breadth-first over the decisions), within a budget;
         // the error reported is the first attempt's.

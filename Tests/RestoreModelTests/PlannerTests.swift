@@ -490,3 +490,65 @@ struct SimulatorTests {
         #expect(!k.groupExists(11) && k.isFree(11, inNamespace: 0))
     }
 }
+
+@Suite("Planner refusals name the process no rule can place")
+struct PlacementDiagnosisTests {
+    @Test("a sibling in its brother's session blames itself, not the ancestor, and names the subreaper fix")
+    func siblingInBrothersSession() {
+        rejects(tree(proc(100, 0, 100, 100), proc(101, 100, 101, 101), proc(102, 100, 101, 101)),
+                "process #2 (pid 102)", "is in session 101 without leading it", "PR_SET_CHILD_SUBREAPER",
+                "\"childSubreaper\": true on process #0 (pid 100)")
+        // With the flag, it restores.
+        plans(tree(proc(100, 0, 100, 100, subreaper: true), proc(101, 100, 101, 101), proc(102, 100, 101, 101)))
+    }
+
+    @Test("orphans of dead intermediates under an unflagged subreaper root: the message names the root and the flag")
+    func randomSubreaperTrees() {
+        // tini -s shape: 10 is the subreaper; 11 forked 12 (setsid) which forked 13 in 12's
+        // session and then 11 and 12 died: 13 sits under 10 in session 12.
+        rejects(tree(proc(10, 0, 10, 10), proc(14, 10, 14, 14), proc(20, 10, 14, 14)),
+                "process #2 (pid 20)", "\"childSubreaper\": true on process #0 (pid 10)")
+        var seedsRefused = 0, seedsFixed = 0
+        for seed in 1...45 {
+            var rng = SplitMix(seed: UInt64(seed))
+            var entries = [proc(10, 0, 10, 10)]
+            var pid: Int32 = 10
+            // Random sessions made by dead intermediates, with members adopted by the root.
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                pid += 1 + Int32.random(in: 0...3, using: &rng)
+                let leaderAlive = Bool.random(using: &rng)
+                let s = pid
+                if leaderAlive { entries.append(proc(s, 10, s, s)) }
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    pid += 1
+                    entries.append(proc(pid, 10, s, s))
+                }
+            }
+            let t = tree(entries)
+            if (try? RestorePlanner.plan(t)) == nil {
+                seedsRefused += 1
+                do { _ = try RestorePlanner.plan(t) } catch let error as RestoreError {
+                    #expect(error.description.contains("\"childSubreaper\": true on process #0 (pid 10)"), "seed \(seed): \(error)")
+                    if error.description.contains("\"childSubreaper\": true on process #0 (pid 10)") { seedsFixed += 1 }
+                } catch { Issue.record("\(error)") }
+            }
+            var flagged = t
+            flagged.processes[0].childSubreaper = true
+            plans(flagged)
+        }
+        #expect(seedsRefused > 0)
+        #expect(seedsFixed == seedsRefused)
+    }
+}
+
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
