@@ -552,3 +552,44 @@ private struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Planner: containers' and nested namespaces' shapes")
+struct ContainerShapeTests {
+    @Test("a job of a container's PID 1 shell: pgid 1, sid 1, PID 1 not in the tree; the runtime's init leads them")
+    func pidOneSession() throws {
+        // podman run IMG bash -c 'mpirun ...': mpirun 7 and its children in session 1, group 1.
+        let t = tree(proc(7, 1, 1, 1, args: ["mpirun"]), proc(8, 7, 1, 1), proc(9, 7, 1, 1), proc(12, 7, 12, 1))
+        let plan = try #require(plans(t))
+        #expect(plan.helperCount == 0, "\(plan.describe(tree: t, source: "test"))")
+        #expect(plan.steps.contains(.setsid(0)))
+        // Mixed with the runtime's own session: those are forked before the init's setsid().
+        plans(tree(proc(7, 1, 1, 1), proc(8, 0, 0, 0), proc(9, 8, 0, 0)))
+        // Group 1 without session 1: the init only makes its own group.
+        let g = try #require(plans(tree(proc(7, 1, 1, 0), proc(8, 7, 8, 0))))
+        #expect(g.steps.contains(.setpgid(node: 0, leader: 0)))
+    }
+
+    @Test("a child that inherited its group across a PID-namespace boundary is planned as inherited")
+    func inheritedAcrossNamespace() throws {
+        // shell 10 runs `unshare --pid --fork prog` as job 20; prog is PID 1 of a new namespace
+        // in group 20 (NSpgid 0 inside), and its child 22 stayed in that group too.
+        var t = tree(proc(10, 0, 10, 10), proc(20, 10, 20, 10), proc(21, 20, 20, 10), proc(22, 21, 20, 10),
+                     proc(23, 21, 23, 10))
+        t.processes[2].nspid = [21, 1]
+        t.processes[2].newPidNamespace = true
+        t.processes[3].nspid = [22, 2]
+        t.processes[4].nspid = [23, 3]
+        plans(t)
+        // Recorded from unshare itself: the shell's session has no leader in the tree.
+        var u = tree(proc(20, 0, 20, 10), proc(21, 20, 20, 10), proc(22, 21, 20, 10))
+        u.processes[1].nspid = [21, 1]
+        u.processes[1].newPidNamespace = true
+        u.processes[2].nspid = [22, 2]
+        plans(u)
+        // The leader is a sibling forked after the namespace's parent: the fork waits for it.
+        var w = tree(proc(10, 0, 10, 10), proc(11, 10, 30, 10), proc(12, 11, 30, 10), proc(30, 10, 30, 10))
+        w.processes[2].nspid = [12, 1]
+        w.processes[2].newPidNamespace = true
+        plans(w)
+    }
+}
