@@ -47,6 +47,16 @@ public enum TreeEncoder {
             spec += confinement(p)
             if !spec.isEmpty { fields.append("\"process\": {" + spec.joined(separator: ", ") + "}") }
         }
+        if let r = e.recorded {
+            var members: [String] = []
+            if let exe = r.exe { members.append("\"exe\": \(quote(exe))") }
+            if let c = r.cmdline { members.append("\"cmdline\": [" + c.map(quote).joined(separator: ", ") + "]") }
+            if r.titleRewritten { members.append("\"titleRewritten\": true") }
+            if r.forkedNotExeced { members.append("\"forkedNotExeced\": true") }
+            if let t = r.startTime { members.append("\"startTime\": \(t)") }
+            if let n = r.forkOrder { members.append("\"forkOrder\": \(n)") }
+            fields.append("\"recorded\": {" + members.joined(separator: ", ") + "}")
+        }
         return "{" + fields.joined(separator: ", ") + "}"
     }
 
