@@ -61,14 +61,6 @@ public struct RestoreSession {
             clock.end("report")
             report.phases = clock.phases
             return (ns, report)
-        } catch var error as RestoreError {
-            namespace?.tearDown()
-            // A namespace step the kernel refused: say why in the user's terms, by trying the
-            // cheap part of `check` (single-threaded still, and the namespace is gone).
-            if error.kind == .environment || error.operation.hasPrefix("mount") {
-                error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
-            }
-            throw error
         } catch {
             namespace?.tearDown()
             throw error

@@ -50,11 +50,6 @@ public enum PidMethod: String, Sendable, CaseIterable {
 
     /// Whether this kernel has clone3's set_tid (Linux 5.5+).
     public static func kernelHasSetTid() -> Bool {
-        var u = utsname()
-        guard uname(&u) == 0 else { return true }
-        let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard parts.count == 2 else { return true }
-        return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 5)
+        KernelRelease(SystemCalls.kernelRelease())?.atLeast(5, 5) ?? true
     }
 }
