@@ -56,6 +56,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: .hidden)
     var noiseForkers: Int = 0
 
+    @Option(name: .long, help: .hidden)
+    var testingFault: TestingFault = .none
+
     @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck.", valueName: "SECONDS"))
     var stepTimeout: Double = 30
 
@@ -77,6 +80,7 @@ struct Run: ParsableCommand {
         }
         options.occupyPid = occupyPid
         options.noiseForkers = noiseForkers
+        options.testingFault = testingFault
         options.stepTimeout = stepTimeout
         options.pidMethod = pidMethod
         options.pinned = loaded.pinned
@@ -112,6 +116,7 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+extension TestingFault: ExpressibleByArgument {}
 
 /// `--map-users` / `--map-groups` values: inner:outer:count or auto.
 func parseMapRequest(_ text: String) throws -> IDMapRequest {
