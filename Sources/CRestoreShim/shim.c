@@ -210,6 +210,11 @@ long rr_recv_record(int fd, int interrupt_fd, void *buf, size_t len, pid_t *send
 int rr_block_signals(const sigset_t *set, sigset_t *old) {
     return sigprocmask(SIG_BLOCK, set, old) < 0 ? -errno : 0;
 }
+void rr_forwarded_signals(sigset_t *set) {
+    sigfillset(set);
+    static const int kept[] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS, SIGTTIN, SIGTTOU };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) sigdelset(set, kept[i]);
+}
 int rr_set_signal_mask(const sigset_t *set) {
     return sigprocmask(SIG_SETMASK, set, NULL) < 0 ? -errno : 0;
 }

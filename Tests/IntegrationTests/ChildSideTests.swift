@@ -33,7 +33,7 @@ let childSideTree = """
 {"version": 1, "comment": "child-side code paths", "processes": [
   {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "threads": [100, 150, 151]},
   {"pid": 101, "ppid": 100, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
-  {"pid": 102, "ppid": 100, "pgid": 100, "sid": 100, "state": "zombie", "exitStatus": {"code": 3}},
+  {"pid": 102, "ppid": 100, "pgid": 100, "sid": 100, "state": "zombie", "exitStatus": 3},
   {"pid": 103, "ppid": 100, "pgid": 100, "sid": 100, "state": "zombie", "exitStatus": {"signal": 9}},
   {"pid": 104, "ppid": 100, "pgid": 100, "sid": 100, "state": "stopped"},
   {"pid": 105, "ppid": 100, "pgid": 100, "sid": 100, "process": {"user": {"uid": 0, "gid": 0, "umask": 18},

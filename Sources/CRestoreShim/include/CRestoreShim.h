@@ -116,6 +116,9 @@ int rr_enable_passcred(int fd);
 /// sigprocmask for the whole set; errno-free results.
 int rr_block_signals(const sigset_t *set, sigset_t *old);
 int rr_set_signal_mask(const sigset_t *set);
+/// tini's set: every signal but SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS,
+/// SIGTTIN and SIGTTOU (glibc's sigfillset already leaves out its own two).
+void rr_forwarded_signals(sigset_t *set);
 int rr_reset_signal_dispositions(void);
 int rr_ignore_signal(int sig);
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);

@@ -252,7 +252,7 @@ enum Puppet {
             if !startThreads(world, me) { _exit(1) }
             if !applyIdentity(world, me) { _exit(126) }
             if !node.stopped { close(world.answerFD) }
-            if node.isNamespaceInit { InitLoop.holdingInit() }
+            if node.isNamespaceInit { InitLoop.holdingInit(world) }
             _ = rr_set_signal_mask(&empty)
             while true { pause() }
         }

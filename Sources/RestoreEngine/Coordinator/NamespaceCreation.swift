@@ -19,7 +19,7 @@ final class LiveNamespace {
     /// Blocks the signals the runtime handles, then clones the namespace init, which starts
     /// as puppet 0. Nothing to undo when it throws.
     static func start(_ world: PreparedWorld) throws -> LiveNamespace {
-        var set = InitLoop.signalSet(withChild: true)
+        var set = world.puppets.initSignals
         var old = sigset_t()
         _ = rr_block_signals(&set, &old)
         let puppets = world.puppets

@@ -5,22 +5,22 @@ import Glibc
 /// may allocate (it is a single-threaded copy of a single-threaded process). It keeps the
 /// default action for fault signals, so a crash does not start a backtracer in the namespace.
 enum InitLoop {
-    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
-
-    static func signalSet(withChild: Bool) -> sigset_t {
+    /// The signals the runtime and its init take over, tini's rule: every signal but the
+    /// synchronous fault signals and SIGTTIN/SIGTTOU (SIGCHLD included, for reaping). Made
+    /// in C, so that the child side does not iterate a Swift array.
+    static func signalSet() -> sigset_t {
         var set = sigset_t()
-        sigemptyset(&set)
-        for s in forwarded { sigaddset(&set, s) }
-        if withChild { sigaddset(&set, SIGCHLD) }
+        rr_forwarded_signals(&set)
         return set
     }
 
     /// The runtime's own init: forward signals, reap everything, and when nothing is left exit
     /// with the first top-level process's status. Like a container's init, terminating signals
     /// (INT, TERM, HUP, QUIT) go to every process of the namespace, so nothing outlives `run`
-    /// by having been orphaned; USR1 and USR2 go to the top-level processes only.
+    /// by having been orphaned; SIGWINCH goes to the terminal's foreground group when it is in
+    /// the namespace; every other signal to the top-level processes.
     static func runtimeInit(_ world: PuppetWorld) -> Never {
-        var set = signalSet(withChild: true)
+        var set = world.initSignals
         var old = sigset_t()
         _ = rr_block_signals(&set, &old)
         let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
@@ -50,12 +50,20 @@ enum InitLoop {
         }
     }
 
-    /// USR1/USR2 go to the top-level processes, terminating signals to the whole namespace.
+    /// Terminating signals to the whole namespace, then SIGCONT, so that stopped processes
+    /// end too (a signal stays pending on a stopped process); SIGWINCH to the foreground
+    /// group; the rest to the top-level processes.
     static func forward(_ world: PuppetWorld, _ sig: Int32) {
-        if sig == SIGUSR1 || sig == SIGUSR2 {
-            for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
-        } else if sig != SIGCHLD {
+        switch sig {
+        case SIGCHLD:
+            return
+        case SIGINT, SIGTERM, SIGHUP, SIGQUIT:
             _ = rr_kill(-1, sig)
+            _ = rr_kill(-1, SIGCONT)
+        case SIGWINCH where tcgetpgrp(0) > 0:
+            _ = rr_kill(-tcgetpgrp(0), sig)
+        default:
+            for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
         }
     }
 
@@ -91,19 +99,24 @@ enum InitLoop {
         }
     }
 
-    /// A recorded PID 1 that holds: it reaps what it adopts and ends on a terminating signal.
-    static func holdingInit() -> Never {
-        var set = signalSet(withChild: true)
+    /// A recorded PID 1 that holds: it reaps what it adopts and ends on a signal whose
+    /// default action terminates (the ignored and stopping ones leave a PID 1 alone). Child
+    /// side: no allocation.
+    static func holdingInit(_ world: PuppetWorld) -> Never {
+        var set = world.initSignals
         var old = sigset_t()
         _ = rr_block_signals(&set, &old)
         var info = siginfo_t()
         while true {
             let sig = rr_sigwait_timeout(&set, &info, -1)
-            if sig == SIGCHLD {
+            switch sig {
+            case SIGCHLD:
                 var status: Int32 = 0
                 while waitpid(-1, &status, WNOHANG) > 0 {}
-            } else if sig > 0 {
-                _exit(128 + sig)
+            case SIGCONT, SIGURG, SIGWINCH, SIGTSTP, SIGTTIN, SIGTTOU:
+                continue
+            default:
+                if sig > 0 { _exit(128 + sig) }
             }
         }
     }
