@@ -64,10 +64,10 @@ public enum TreeRecorder {
     }
 
     static func waitUntilStopped(_ pids: [Int32]) {
-        let deadline = SystemCalls.monotonicNanoseconds() + 2_000_000_000
+        let deadline = MonotonicClock.nanoseconds() + 2_000_000_000
         for pid in pids {
             while let s = StatLine.read(pid), s.state != "T", s.state != "t", s.state != "Z",
-                  SystemCalls.monotonicNanoseconds() < deadline {
+                  MonotonicClock.nanoseconds() < deadline {
                 var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
                 nanosleep(&ts, nil)
             }
