@@ -26,9 +26,13 @@ say() { printf '[setup] %s\n' "$*"; }
 # Debian packages: C libraries the package links (libcap, libseccomp, found by pkg-config),
 # newuidmap/newgidmap (uidmap), pgrep/pkill (procps), setpriv/unshare (util-linux), and
 # python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
-# examples/mpi and its end-to-end test.
+# examples/mpi and its end-to-end test; for the simulated nodes of the multi-node tests
+# (scripts/testhosts.sh, examples/multinode): MPICH, Slurm, munge, ssh, iproute2, tini, bc;
+# for the container tests: podman, runc, busybox-static.
 packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev
+          mpich libmpich-dev slurm-wlm munge openssh-server openssh-client iproute2 tini bc
+          podman runc busybox-static)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -83,7 +87,7 @@ if ((deps_only)); then
     exit 0
 fi
 
-# --static-swift-stdlib links the Swift runtime and Foundation-free standard library into the
+# --static-swift-stdlib links the Swift runtime and standard library (Foundation too) into the
 # binary: one file that runs in any container or on any node without the Swift runtime
 # installed (only glibc, libcap and libseccomp, which every Debian-like image has or can get).
 say "swift build -c release --static-swift-stdlib --product rootless-restore (this takes a few minutes on 2 cores)"

@@ -64,10 +64,10 @@ public enum TreeRecorder {
     }
 
     static func waitUntilStopped(_ pids: [Int32]) {
-        let deadline = SystemCalls.monotonicNanoseconds() + 2_000_000_000
+        let deadline = MonotonicClock.nanoseconds() + 2_000_000_000
         for pid in pids {
             while let s = StatLine.read(pid), s.state != "T", s.state != "t", s.state != "Z",
-                  SystemCalls.monotonicNanoseconds() < deadline {
+                  MonotonicClock.nanoseconds() < deadline {
                 var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
                 nanosleep(&ts, nil)
             }
@@ -214,13 +214,13 @@ extension TreeRecorder {
     /// /proc/PID/limits. A seccomp filter cannot be read back: it is reported, not recorded.
     static func recordConfinement(of pid: Int32, into spec: inout ProcessSpec, who: String, warnings: inout [String]) {
         if let status = SystemCalls.readText("/proc/\(pid)/status") {
-            if let word = EnvironmentFacts.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
+            if let word = LinuxFormats.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
                 spec.user?.umask = mask
             }
             var caps = CapabilitySpec()
             var unknown: Set<Int> = []
             func set(_ key: String) -> [String]? {
-                guard let mask = EnvironmentFacts.parseCapabilityMask(status, key) else { return nil }
+                guard let mask = LinuxFormats.parseCapabilityMask(status, key) else { return nil }
                 let (names, extra) = Capabilities.names(of: mask)
                 unknown.formUnion(extra)
                 return names
@@ -234,8 +234,8 @@ extension TreeRecorder {
             if !unknown.isEmpty {
                 warnings.append("\(who): capabilities \(unknown.sorted().map(String.init).joined(separator: ", ")) have no name this runtime knows; they are not recorded")
             }
-            if EnvironmentFacts.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
-            if let mode = EnvironmentFacts.statusField(status, "Seccomp")?.first, mode != "0" {
+            if LinuxFormats.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
+            if let mode = LinuxFormats.statusField(status, "Seccomp")?.first, mode != "0" {
                 warnings.append("\(who): runs under seccomp (Seccomp: \(mode)), whose filter /proc does not show; it is not recorded (add process.seccomp by hand)")
             }
         }

@@ -77,6 +77,9 @@ public struct ProcessEntry: Sendable, Equatable {
     /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
     /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
     public var spawnedByPayload: Bool = false
+    /// What `record` saw the process be (`"recorded"`): the runtime compares a pinned fork
+    /// with it; nil when the tree was not recorded or nothing was worth keeping.
+    public var recorded: RecordedIdentity?
 
     public var pid: Int32 { nspid[0] }
 
@@ -99,6 +102,36 @@ public struct ProcessEntry: Sendable, Equatable {
         self.newPidNamespace = newPidNamespace
         self.childSubreaper = childSubreaper
         self.process = process
+    }
+}
+
+/// `"recorded"`: what the process was when `record` read it, kept so that a restore can tell
+/// whether a pinned fork became the same thing (docs/tree-format.md, "Recorded identity").
+public struct RecordedIdentity: Sendable, Equatable {
+    /// /proc/PID/exe: the program the process runs.
+    public var exe: String?
+    /// /proc/PID/cmdline as read, NUL-separated strings; for a rewritten title, the title.
+    public var cmdline: [String]?
+    /// The process overwrote its argv/environ area with a process title (nginx, PostgreSQL,
+    /// sshd): `cmdline` is not the argv it was started with.
+    public var titleRewritten: Bool = false
+    /// The process was forked by its parent and has not exec'd since (same program and memory
+    /// layout as the parent): it is a copy of its parent, not a program of its own.
+    public var forkedNotExeced: Bool = false
+    /// Start time in clock ticks after boot (/proc/PID/stat field 22), on the recording host.
+    public var startTime: UInt64?
+    /// 0-based position among the siblings with the same parent, by start time: the order in
+    /// which the parent created them (of those still alive or unreaped when recorded).
+    public var forkOrder: Int?
+
+    public init(exe: String? = nil, cmdline: [String]? = nil, titleRewritten: Bool = false,
+                forkedNotExeced: Bool = false, startTime: UInt64? = nil, forkOrder: Int? = nil) {
+        self.exe = exe
+        self.cmdline = cmdline
+        self.titleRewritten = titleRewritten
+        self.forkedNotExeced = forkedNotExeced
+        self.startTime = startTime
+        self.forkOrder = forkOrder
     }
 }
 

@@ -20,7 +20,8 @@ public enum TreeParser {
     public static let knownKeys: [String: [String]] = [
         "tree": ["version", "comment", "processes", "uidMappings", "gidMappings"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
-                         "newPidNamespace", "childSubreaper", "spawn", "process"],
+                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded"],
+        "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
         "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
         "userSpec": ["uid", "gid", "additionalGids", "umask"],
         "idMapping": ["containerID", "hostID", "size"],
@@ -224,7 +225,29 @@ public enum TreeParser {
                             childSubreaper: childSubreaper, process: process)
         entry.spawnedByPayload = spawnedByPayload
         entry.threadLevels = threadLevels
+        entry.recorded = try o["recorded"].map { try decodeRecorded($0.value, at) }
         return entry
+    }
+
+    private static func decodeRecorded(_ value: JSONValue, _ at: Place) throws -> RecordedIdentity {
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "recorded must be an object such as {\"exe\": \"/usr/bin/sleep\"}, "
+                           + "found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "recordedIdentity", at, path: "recorded")
+        var r = RecordedIdentity()
+        r.exe = try o["exe"].map { try string($0.value, "recorded.exe", at) }
+        r.cmdline = try o["cmdline"].map { m in
+            try array(m.value, "recorded.cmdline", at).enumerated().map { try string($1, "recorded.cmdline[\($0)]", at) }
+        }
+        r.titleRewritten = try o["titleRewritten"].map { try bool($0.value, "recorded.titleRewritten", at) } ?? false
+        r.forkedNotExeced = try o["forkedNotExeced"].map { try bool($0.value, "recorded.forkedNotExeced", at) } ?? false
+        r.startTime = try o["startTime"].map { try uint64($0.value, "recorded.startTime", at) }
+        r.forkOrder = try o["forkOrder"].map { Int(try integer($0.value, "recorded.forkOrder", at, as: Int32.self)) }
+        if let n = r.forkOrder, n < 0, let m = o["forkOrder"] {
+            throw at.error(m.value.position, "recorded.forkOrder must be 0 or more, found \(n)")
+        }
+        return r
     }
 
     private static func decodeExitStatus(_ value: JSONValue, _ at: Place) throws -> ExitStatus {
