@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import RestoreCheck
 import RestoreEngine
 import RestoreModel
 
@@ -95,6 +96,11 @@ struct Run: ParsableCommand {
         let status: Int32
         do {
             status = try RestoreSession(tree: loaded.tree, plan: loaded.plan, options: options).run(phases: loaded.phases)
+        } catch var error as RestoreError where error.kind == .environment || error.operation.hasPrefix("mount") {
+            // A namespace step the kernel refused: say why in the user's terms, by trying the
+            // cheap part of `check` (single-threaded still, and the namespace is torn down).
+            error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
+            throw fail(error)
         } catch {
             throw fail(error)
         }

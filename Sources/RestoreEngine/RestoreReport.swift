@@ -29,16 +29,18 @@ public struct RestoreReport: Sendable {
     public init() {}
 
     public func json() -> String {
-        func arr(_ a: [Int32]) -> String { "[" + a.map(String.init).joined(separator: ", ") + "]" }
-        var out = "{\n  \"version\": 1,\n  \"treeHasInit\": \(treeHasInit),\n  \"processes\": ["
-        out += processes.map { p in
-            "\n    {\"index\": \(p.index), \"pid\": \(p.nspid.first ?? 0), \"nspid\": \(arr(p.nspid)), \"hostPid\": \(p.hostPid), \"ppid\": \(p.ppid), \"pgid\": \(p.pgid), \"sid\": \(p.sid), \"nspgid\": \(arr(p.nspgid)), \"nssid\": \(arr(p.nssid)), \"state\": \"\(p.state)\", \"threads\": \(p.threads)}"
-        }.joined(separator: ",")
-        out += "\n  ],\n  \"helpers\": ["
-        out += helpers.map { h in "\n    {\"nspid\": \(arr(h.nspid)), \"purpose\": \"\(h.purpose)\"}" }.joined(separator: ",")
-        out += "\n  ],\n  \"phases\": {"
-        out += phases.map { name, ms in "\"\(name)\": \(Double(Int(ms * 1000)) / 1000)" }.joined(separator: ", ")
-        out += "}\n}\n"
-        return out
+        JSONOutput.object([
+            ("version", .int(1)),
+            ("treeHasInit", .bool(treeHasInit)),
+            ("processes", .array(processes.map { p in
+                .object([("index", .int(p.index)), ("pid", .int(p.nspid.first ?? 0)), ("nspid", .ints(p.nspid)),
+                         ("hostPid", .int(p.hostPid)), ("ppid", .int(p.ppid)), ("pgid", .int(p.pgid)), ("sid", .int(p.sid)),
+                         ("nspgid", .ints(p.nspgid)), ("nssid", .ints(p.nssid)), ("state", .string(p.state)),
+                         ("threads", .int(p.threads))])
+            }, layout: .lines)),
+            ("helpers", .array(helpers.map { h in .object([("nspid", .ints(h.nspid)), ("purpose", .string(h.purpose))]) },
+                               layout: .lines)),
+            ("phases", .object(phases.map { name, ms in (name, .double((ms * 1000).rounded() / 1000)) })),
+        ], layout: .lines).document()
     }
 }

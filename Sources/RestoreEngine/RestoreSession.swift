@@ -43,12 +43,7 @@ public enum PidMethod: String, Sendable, CaseIterable {
 
     /// Whether this kernel has clone3's set_tid (Linux 5.5+).
     public static func kernelHasSetTid() -> Bool {
-        var u = utsname()
-        guard uname(&u) == 0 else { return true }
-        let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard parts.count == 2 else { return true }
-        return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 5)
+        KernelRelease(SystemCalls.kernelRelease())?.atLeast(5, 5) ?? true
     }
 }
 
@@ -112,15 +107,6 @@ public final class RestoreSession {
             endPhase("verify")
             try releaseAll()
             endPhase("release")
-        } catch var error as RestoreError {
-            tearDown()
-            finishProgress()
-            // A namespace step the kernel refused: say why in the user's terms, by trying the
-            // cheap part of `check` (single-threaded still, and the namespace is gone).
-            if error.kind == .environment || error.operation.hasPrefix("mount") {
-                error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
-            }
-            throw error
         } catch {
             tearDown()
             finishProgress()

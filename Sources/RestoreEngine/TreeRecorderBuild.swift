@@ -311,13 +311,13 @@ extension TreeRecorder {
     /// /proc/PID/limits. A seccomp filter cannot be read back: `build` reports it.
     static func recordConfinement(of pid: Int32, into spec: inout ProcessSpec, who: String, warnings: inout [String]) {
         if let status = SystemCalls.readText("/proc/\(pid)/status") {
-            if let word = EnvironmentFacts.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
+            if let word = LinuxFormats.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
                 spec.user?.umask = mask
             }
             var caps = CapabilitySpec()
             var unknown: Set<Int> = []
             func set(_ key: String) -> [String]? {
-                guard let mask = EnvironmentFacts.parseCapabilityMask(status, key) else { return nil }
+                guard let mask = LinuxFormats.parseCapabilityMask(status, key) else { return nil }
                 let (names, extra) = Capabilities.names(of: mask)
                 unknown.formUnion(extra)
                 return names
@@ -331,7 +331,7 @@ extension TreeRecorder {
             if !unknown.isEmpty {
                 warnings.append("\(who): capabilities \(unknown.sorted().map(String.init).joined(separator: ", ")) have no name this runtime knows; they are not recorded")
             }
-            if EnvironmentFacts.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
+            if LinuxFormats.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
         }
         if let limits = SystemCalls.readText("/proc/\(pid)/limits") {
             let parsed = ResourceLimits.parseProcLimits(limits)
@@ -347,8 +347,8 @@ struct SeccompState {
 
     static func read(_ pid: String) -> SeccompState? {
         guard let status = SystemCalls.readText("/proc/\(pid)/status") else { return nil }
-        let mode = EnvironmentFacts.statusField(status, "Seccomp")?.first.flatMap { Int($0) } ?? 0
-        let filters = EnvironmentFacts.statusField(status, "Seccomp_filters")?.first.flatMap { Int($0) } ?? (mode == 2 ? 1 : 0)
+        let mode = LinuxFormats.statusField(status, "Seccomp")?.first.flatMap { Int($0) } ?? 0
+        let filters = LinuxFormats.statusField(status, "Seccomp_filters")?.first.flatMap { Int($0) } ?? (mode == 2 ? 1 : 0)
         return SeccompState(mode: mode, filters: filters)
     }
 }

@@ -20,7 +20,16 @@ public enum RestorePlanner {
     /// How many alternative choices (see `Choice`) the planner tries before giving up.
     static let maxAttempts = 64
 
+    /// Refusals name the process that cannot be placed, the rule, and a fix (`PlacementDiagnosis`).
     public static func plan(_ tree: ProcessTree) throws -> RestorePlan {
+        do {
+            return try planOrFail(tree)
+        } catch let error as RestoreError where error.kind == .invalidTree {
+            throw PlacementDiagnosis.explain(tree, error, plan: planOrFail)
+        }
+    }
+
+    static func planOrFail(_ tree: ProcessTree) throws -> RestorePlan {
         // The first attempt follows the heuristics. If it fails, the choices it made at reapers
         // are flipped, fewest flips first (breadth-first over the decisions), within a budget;
         // the error reported is the first attempt's.
@@ -124,6 +133,19 @@ private struct PlanBuilder {
         }
         isReaper[0] = true
         born[0] = 0 // the init inherits the runtime's own session (invisible: 0)
+        if !treeHasInit {
+            // A container's shape: processes in PID 1's session or group without PID 1 in the
+            // tree (a job of a container's init shell). The runtime's init stands for the
+            // container's: it calls setsid() (or setpgid(0, 0)) after forking the processes
+            // of the runtime's own session, so it leads session 1 and group 1.
+            if tree.processes.contains(where: { $0.sid == 1 }) {
+                finalSid[0] = 1
+                finalPgid[0] = 1
+                doesSetsid[0] = true
+            } else if tree.processes.contains(where: { $0.pgid == 1 }) {
+                finalPgid[0] = 1
+            }
+        }
 
         // Entries in parents-first order so that namespaces can be inherited.
         var children: [Int: [Int]] = [:] // parent entry (or -1 for init) -> entries
@@ -474,7 +496,26 @@ private struct PlanBuilder {
         // Subreaper flags come later, with the helpers' retirements.
         enum Work { case enter(Int), fork(Int, Int), setsid(Int) }
         var stack: [Work] = [.enter(0)]
-        while let w = stack.popLast() {
+        var forked = Set([0])
+        var deferred: [Work] = []
+        while true {
+            guard let w = stack.popLast() else {
+                // Forks that wait for a group leader forked elsewhere in the DFS.
+                if deferred.isEmpty { break }
+                stack = deferred.reversed()
+                deferred = []
+                continue
+            }
+            if case .fork(let p, let c) = w {
+                switch inheritGroup(forker: p, child: c, forked: forked) {
+                case .ready: break
+                case .waitForLeader where !stack.isEmpty || !deferred.isEmpty:
+                    deferred.append(w)
+                    continue
+                case .waitForLeader: break // cannot happen: the leader is outside c's subtree
+                }
+                forked.insert(c)
+            }
             switch w {
             case .enter(let x):
                 let before = kids[x].filter { doesSetsid[x] && born[x] != nil && requiredBirth($0) == born[x] && born[x] != finalSid[x] }
@@ -494,9 +535,39 @@ private struct PlanBuilder {
         }
     }
 
+    enum Inheritance { case ready, waitForLeader }
+
+    /// A child whose group leader is outside its PID namespace cannot setpgid() into the group
+    /// (the leader's PID is not visible there: its NSpgid reads 0): it must inherit the group
+    /// at fork, as children of `unshare --pid --fork` started from a shell do. So the group is
+    /// made and its forker joins it just before the fork (the forker goes back to its own group
+    /// with the other joins). Waits when the leader is not forked yet.
+    mutating func inheritGroup(forker p: Int, child c: Int, forked: Set<Int>) -> Inheritance {
+        let g = finalPgid[c]
+        guard g != 0, g != nodes[c].pid, pgidNow[p] != g, !nodes[c].isHelper,
+              let l = (0..<nodes.count).first(where: { nodes[$0].pid == g && ($0 != 0 || treeHasInit) && !nodes[$0].isHelper }),
+              !(nodes[l].namespaces.count >= nodes[c].namespaces.count
+                  && Array(nodes[l].namespaces.prefix(nodes[c].namespaces.count)) == nodes[c].namespaces),
+              finalSid[l] == finalSid[c], finalSid[p] == finalSid[c], p != 0 || treeHasInit
+        else { return .ready }
+        guard forked.contains(l) else { return .waitForLeader }
+        // The leader must have made its setsid() already (a session leader's group is its own).
+        if pgidNow[l] != g {
+            if doesSetsid[l] { return .ready }
+            steps.append(.setpgid(node: l, leader: l))
+            pgidNow[l] = g
+        }
+        if p != l {
+            if doesSetsid[p] { return .ready } // a session leader never joins another group
+            steps.append(.setpgid(node: p, leader: l))
+            pgidNow[p] = g
+        }
+        return .ready
+    }
+
     mutating func emitGroups() throws {
         var nodeOfPid: [Int32: Int] = [:]
-        for (i, n) in nodes.enumerated() where i != 0 || treeHasInit { nodeOfPid[n.pid] = i }
+        for (i, n) in nodes.enumerated() where i != 0 || treeHasInit || finalPgid[0] == 1 { nodeOfPid[n.pid] = i }
         var creations: [RestorePlan.Step] = []
         var joins: [RestorePlan.Step] = []
         var leaderOf: [Int32: Int] = [:]

@@ -1,5 +1,6 @@
 import Foundation
 import RestoreModel
+import RestoreTestSupport
 import Testing
 
 // The planner on sessions, groups, zombies, stopped processes and subreapers: every plan it
@@ -488,5 +489,108 @@ struct SimulatorTests {
         #expect(k.groupExists(11))
         try k.reap(c, by: 0)
         #expect(!k.groupExists(11) && k.isFree(11, inNamespace: 0))
+    }
+}
+
+@Suite("Planner refusals name the process no rule can place")
+struct PlacementDiagnosisTests {
+    @Test("a sibling in its brother's session blames itself, not the ancestor, and names the subreaper fix")
+    func siblingInBrothersSession() {
+        rejects(tree(proc(100, 0, 100, 100), proc(101, 100, 101, 101), proc(102, 100, 101, 101)),
+                "process #2 (pid 102)", "is in session 101 without leading it", "PR_SET_CHILD_SUBREAPER",
+                "\"childSubreaper\": true on process #0 (pid 100)")
+        // With the flag, it restores.
+        plans(tree(proc(100, 0, 100, 100, subreaper: true), proc(101, 100, 101, 101), proc(102, 100, 101, 101)))
+    }
+
+    @Test("orphans of dead intermediates under an unflagged subreaper root: the message names the root and the flag")
+    func randomSubreaperTrees() {
+        // tini -s shape: 10 is the subreaper; 11 forked 12 (setsid) which forked 13 in 12's
+        // session and then 11 and 12 died: 13 sits under 10 in session 12.
+        rejects(tree(proc(10, 0, 10, 10), proc(14, 10, 14, 14), proc(20, 10, 14, 14)),
+                "process #2 (pid 20)", "\"childSubreaper\": true on process #0 (pid 10)")
+        var seedsRefused = 0, seedsFixed = 0
+        for seed in 1...45 {
+            var rng = SplitMix(seed: UInt64(seed))
+            var entries = [proc(10, 0, 10, 10)]
+            var pid: Int32 = 10
+            // Random sessions made by dead intermediates, with members adopted by the root.
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                pid += 1 + Int32.random(in: 0...3, using: &rng)
+                let leaderAlive = Bool.random(using: &rng)
+                let s = pid
+                if leaderAlive { entries.append(proc(s, 10, s, s)) }
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    pid += 1
+                    entries.append(proc(pid, 10, s, s))
+                }
+            }
+            let t = tree(entries)
+            if (try? RestorePlanner.plan(t)) == nil {
+                seedsRefused += 1
+                do { _ = try RestorePlanner.plan(t) } catch let error as RestoreError {
+                    #expect(error.description.contains("\"childSubreaper\": true on process #0 (pid 10)"), "seed \(seed): \(error)")
+                    if error.description.contains("\"childSubreaper\": true on process #0 (pid 10)") { seedsFixed += 1 }
+                } catch { Issue.record("\(error)") }
+            }
+            var flagged = t
+            flagged.processes[0].childSubreaper = true
+            plans(flagged)
+        }
+        #expect(seedsRefused > 0)
+        #expect(seedsFixed == seedsRefused)
+    }
+}
+
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite("Planner: containers' and nested namespaces' shapes")
+struct ContainerShapeTests {
+    @Test("a job of a container's PID 1 shell: pgid 1, sid 1, PID 1 not in the tree; the runtime's init leads them")
+    func pidOneSession() throws {
+        // podman run IMG bash -c 'mpirun ...': mpirun 7 and its children in session 1, group 1.
+        let t = tree(proc(7, 1, 1, 1, args: ["mpirun"]), proc(8, 7, 1, 1), proc(9, 7, 1, 1), proc(12, 7, 12, 1))
+        let plan = try #require(plans(t))
+        #expect(plan.helperCount == 0, "\(plan.describe(tree: t, source: "test"))")
+        #expect(plan.steps.contains(.setsid(0)))
+        // Mixed with the runtime's own session: those are forked before the init's setsid().
+        plans(tree(proc(7, 1, 1, 1), proc(8, 0, 0, 0), proc(9, 8, 0, 0)))
+        // Group 1 without session 1: the init only makes its own group.
+        let g = try #require(plans(tree(proc(7, 1, 1, 0), proc(8, 7, 8, 0))))
+        #expect(g.steps.contains(.setpgid(node: 0, leader: 0)))
+    }
+
+    @Test("a child that inherited its group across a PID-namespace boundary is planned as inherited")
+    func inheritedAcrossNamespace() throws {
+        // shell 10 runs `unshare --pid --fork prog` as job 20; prog is PID 1 of a new namespace
+        // in group 20 (NSpgid 0 inside), and its child 22 stayed in that group too.
+        var t = tree(proc(10, 0, 10, 10), proc(20, 10, 20, 10), proc(21, 20, 20, 10), proc(22, 21, 20, 10),
+                     proc(23, 21, 23, 10))
+        t.processes[2].nspid = [21, 1]
+        t.processes[2].newPidNamespace = true
+        t.processes[3].nspid = [22, 2]
+        t.processes[4].nspid = [23, 3]
+        plans(t)
+        // Recorded from unshare itself: the shell's session has no leader in the tree.
+        var u = tree(proc(20, 0, 20, 10), proc(21, 20, 20, 10), proc(22, 21, 20, 10))
+        u.processes[1].nspid = [21, 1]
+        u.processes[1].newPidNamespace = true
+        u.processes[2].nspid = [22, 2]
+        plans(u)
+        // The leader is a sibling forked after the namespace's parent: the fork waits for it.
+        var w = tree(proc(10, 0, 10, 10), proc(11, 10, 30, 10), proc(12, 11, 30, 10), proc(30, 10, 30, 10))
+        w.processes[2].nspid = [12, 1]
+        w.processes[2].newPidNamespace = true
+        plans(w)
     }
 }
