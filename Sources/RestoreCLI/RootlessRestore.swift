@@ -49,9 +49,9 @@ struct LoadedTree {
     var phases: [(String, Double)]
 
     init(path: String, criuCores: String? = nil) throws {
-        var start = SystemClock.now
+        var start = MonotonicClock.nanoseconds()
         var phases: [(String, Double)] = []
-        func lap(_ name: String) { let now = SystemClock.now; phases.append((name, Double(now - start) / 1e6)); start = now }
+        func lap(_ name: String) { let now = MonotonicClock.nanoseconds(); phases.append((name, Double(now - start) / 1e6)); start = now }
         let bytes = try Self.readTree(path)
         tree = try Self.decode(bytes, path: path, criuCores: criuCores)
         lap("parse")
@@ -92,14 +92,6 @@ struct LoadedTree {
             }
         }
         return out
-    }
-}
-
-enum SystemClock {
-    static var now: UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
 

@@ -71,7 +71,10 @@ struct Run: ParsableCommand {
         var options = RunOptions()
         options.quiet = quiet
         options.verbose = verbose
-        options.progress = !quiet && isatty(2) == 1
+        if !quiet && isatty(2) == 1 {
+            let line = ProgressLine()
+            options.onProgress = { line.update($0) }
+        }
         options.occupyPid = occupyPid
         options.noiseForkers = noiseForkers
         options.stepTimeout = stepTimeout

@@ -230,10 +230,10 @@ public enum EnvironmentCheck {
     }
 
     static func readProbeRecords(_ fd: Int32, into r: inout NamespaceProbeResult) {
-        let deadline = SystemCalls.monotonicNanoseconds() + UInt64(probeTimeoutMs) * 1_000_000
+        let deadline = MonotonicClock.nanoseconds() + UInt64(probeTimeoutMs) * 1_000_000
         var done = false
         while true {
-            let now = SystemCalls.monotonicNanoseconds()
+            let now = MonotonicClock.nanoseconds()
             if now >= deadline {
                 r.problem = "the probe did not finish within \(probeTimeoutMs / 1000) s"
                 return

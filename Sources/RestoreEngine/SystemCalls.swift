@@ -57,11 +57,6 @@ public enum SystemCalls {
         return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
     }
 
-    public static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
@@ -72,15 +67,11 @@ public enum SystemCalls {
     }
 }
 
-/// A NUL-terminated copy of a Swift string in malloc'd memory, for use after fork.
-func makeCString(_ s: String) -> UnsafeMutablePointer<CChar> {
-    strdup(s)!
-}
-
-/// A NULL-terminated argv/envp array of malloc'd C strings.
-func makeCStringArray(_ items: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
-    let array = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: items.count + 1)
-    for (i, item) in items.enumerated() { array[i] = strdup(item) }
-    array[items.count] = nil
-    return array
+/// The one clock of rootless-restore: CLOCK_MONOTONIC, for phases, deadlines and progress.
+public enum MonotonicClock {
+    public static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
 }

@@ -61,7 +61,7 @@ final class TaskFreezer {
             }
         }
         frozen[pid] = entry
-        let deadline = SystemCalls.monotonicNanoseconds() + stopTimeoutNanoseconds
+        let deadline = MonotonicClock.nanoseconds() + stopTimeoutNanoseconds
         while !pendingStop.isEmpty {
             for tid in pendingStop {
                 var status: Int32 = 0
@@ -75,7 +75,7 @@ final class TaskFreezer {
                 }
             }
             if pendingStop.isEmpty { break }
-            if SystemCalls.monotonicNanoseconds() > deadline {
+            if MonotonicClock.nanoseconds() > deadline {
                 let late = pendingStop.sorted()[0]
                 thaw(pid)
                 return .timedOut(late)

@@ -90,8 +90,8 @@ public enum TreeRecorder {
         try readSubreaperFlags(snaps, freezer: freezer, findings: &findings, check: checkSignals)
         let result = try build(snaps, root: root, options: options, findings: findings)
         if options.freeze && options.holdFrozenSeconds > 0 {
-            let end = SystemCalls.monotonicNanoseconds() + UInt64(options.holdFrozenSeconds * 1e9)
-            while SystemCalls.monotonicNanoseconds() < end {
+            let end = MonotonicClock.nanoseconds() + UInt64(options.holdFrozenSeconds * 1e9)
+            while MonotonicClock.nanoseconds() < end {
                 try checkSignals()
                 var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
                 nanosleep(&ts, nil)
@@ -198,23 +198,14 @@ public enum TreeRecorder {
     static func snapshot(root: Int32) throws -> [Snapshot] {
         var out: [Snapshot] = []
         for pid in descendants(of: root) {
-            guard let stat = StatLine.read(pid), let status = ProcStatus.read(pid),
-                  let text = SystemCalls.readText("/proc/\(pid)/status") else { continue }
-            var uid: UInt32 = 0, gid: UInt32 = 0, groups: [UInt32] = []
-            for line in text.split(separator: "\n") {
-                let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-                guard let key = fields.first else { continue }
-                if key == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) ?? 0 }
-                if key == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) ?? 0 }
-                if key == "Groups:" { groups = fields.dropFirst().compactMap { UInt32($0) } }
-            }
+            guard let stat = StatLine.read(pid), let status = ProcStatus.read(pid) else { continue }
             var tasks: [[Int32]] = []
             for t in TaskFreezer.threads(of: pid) {
                 if let ts = ProcStatus.read(t, procRoot: "/proc/\(pid)/task") { tasks.append(ts.nspid) }
             }
             out.append(Snapshot(hostPid: pid, startTime: stat.startTime, hostPPid: stat.ppid, nspid: status.nspid,
                                 nspgid: status.nspgid, nssid: status.nssid, state: stat.state, exitCode: stat.exitCode,
-                                taskNSpids: tasks, uid: uid, gid: gid, groups: groups))
+                                taskNSpids: tasks, uid: status.uid, gid: status.gid, groups: status.groups))
         }
         guard out.first?.hostPid == root else {
             throw RestoreError(.input, operation: "record", entry: "process \(root)", message: "the process ended while it was read")

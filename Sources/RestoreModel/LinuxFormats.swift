@@ -126,14 +126,10 @@ public enum LinuxFormats {
         return t.isEmpty ? nil : Int(t)
     }
 
-    /// A field of /proc/PID/status as its whitespace-separated words ("NSpid" -> ["7", "1"]).
+    /// A field of /proc/PID/status as its whitespace-separated words ("NSpid" -> ["7", "1"]);
+    /// ProcStatus holds the one parser of that format.
     public static func statusField(_ status: String, _ key: String) -> [String]? {
-        for line in status.split(separator: "\n") {
-            guard let colon = line.firstIndex(of: ":"), line[..<colon] == key else { continue }
-            return line[line.index(after: colon)...]
-                .split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        }
-        return nil
+        ProcStatus.field(key, in: status)
     }
 
     /// `NSpid:` of a status text as numbers, outermost first.

@@ -1,8 +1,7 @@
-import RestoreModel
-
-/// What `--report` writes: the restored tree as read back from /proc, and where the time went.
+/// What `--report` writes: the restored tree as read back from /proc (the verification's
+/// pass), the helpers used, and where the time went.
 public struct RestoreReport: Sendable {
-    public struct Process: Sendable {
+    public struct Process: Sendable, Equatable {
         public var index: Int
         public var hostPid: Int32
         public var nspid: [Int32]
@@ -13,11 +12,30 @@ public struct RestoreReport: Sendable {
         public var nssid: [Int32]
         public var state: String
         public var threads: Int
+
+        public init(index: Int, hostPid: Int32, nspid: [Int32], ppid: Int32, pgid: Int32, sid: Int32,
+                    nspgid: [Int32], nssid: [Int32], state: String, threads: Int) {
+            self.index = index
+            self.hostPid = hostPid
+            self.nspid = nspid
+            self.ppid = ppid
+            self.pgid = pgid
+            self.sid = sid
+            self.nspgid = nspgid
+            self.nssid = nssid
+            self.state = state
+            self.threads = threads
+        }
     }
 
-    public struct Helper: Sendable {
+    public struct Helper: Sendable, Equatable {
         public var nspid: [Int32]
         public var purpose: String
+
+        public init(nspid: [Int32], purpose: String) {
+            self.nspid = nspid
+            self.purpose = purpose
+        }
     }
 
     public var processes: [Process] = []
@@ -27,6 +45,14 @@ public struct RestoreReport: Sendable {
     public var treeHasInit = false
 
     public init() {}
+
+    /// The helpers of a plan, as the report lists them.
+    public static func helpers(of plan: RestorePlan) -> [Helper] {
+        plan.nodes.compactMap { n in
+            if case .helper(let purpose) = n.role { return Helper(nspid: n.nspid, purpose: purpose.description) }
+            return nil
+        }
+    }
 
     public func json() -> String {
         JSONOutput.object([
