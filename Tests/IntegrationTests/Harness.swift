@@ -449,10 +449,10 @@ final class RestoreRun {
     }
 
     /// Starts `rootless-restore ARGS` as the test user, in the scratch directory.
-    func start(_ arguments: [String], environment: [String] = []) throws {
+    func start(_ arguments: [String], extraEnvironment: [String] = []) throws {
         precondition(pid == 0, "one launch per RestoreRun")
         let argv = try Identity.prefix(for: user) + [binary] + arguments
-        pid = try spawn(argv, env: Identity.cleanEnvironment + environment, cwd: directory,
+        pid = try spawn(argv, env: Identity.cleanEnvironment + extraEnvironment, cwd: directory,
                         stdout: stdoutPath, stderr: stderrPath)
         startTime = ProcFS.startTime(pid) ?? 0
     }
@@ -462,7 +462,7 @@ final class RestoreRun {
     /// suite's restore cases run with that PID method (scripts/test.sh runs them with both).
     func startRun(treeFile: String, extra: [String] = [], environment: [String] = []) throws {
         let method = ProcessInfo.processInfo.environment["RR_PID_METHOD"].map { ["--pid-method", $0] } ?? []
-        try start(["run", "--report", reportPath] + method + extra + [treeFile], environment: environment)
+        try start(["run", "--report", reportPath] + method + extra + [treeFile], extraEnvironment: environment)
     }
 
     var stdout: String { readText(stdoutPath) }

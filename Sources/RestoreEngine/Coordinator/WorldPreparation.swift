@@ -147,10 +147,10 @@ final class PreparedWorld {
         if !options.pinned.isEmpty {
             var logFD: Int32 = -1
             if let path = options.pinLogPath {
-                logFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                guard logFD >= 0 else {
-                    throw RestoreError(.input, operation: "open", errno: SystemCalls.currentErrno, entry: path, message: "cannot write the pin log")
-                }
+                // A new file renamed over the target at once: nothing planted there is followed.
+                let log = try OutputFile.create(path, what: "the pin log")
+                try log.commit(keepOpen: true)
+                logFD = log.fd
             }
             do {
                 supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD)
