@@ -26,7 +26,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # newuidmap/newgidmap (uidmap), pgrep/pkill (procps), setpriv/unshare (util-linux), and
 # python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
 # examples/mpi and its end-to-end test.
-packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
+packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time
           openmpi-bin libopenmpi-dev)
 
 missing=()
