@@ -25,9 +25,10 @@ say() { printf '[setup] %s\n' "$*"; }
 # Debian packages: C libraries the package links (libcap, libseccomp, found by pkg-config),
 # newuidmap/newgidmap (uidmap), pgrep/pkill (procps), setpriv/unshare (util-linux), and
 # python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
-# examples/mpi and its end-to-end test.
+# examples/mpi and its end-to-end test; for record's real-program tests: nginx-light,
+# postgresql (15 on Debian 12: initdb, pg_ctl, psql), tini, and script (bsdutils).
 packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev nginx-light postgresql tini bsdutils)
 
 missing=()
 for pkg in "${packages[@]}"; do
