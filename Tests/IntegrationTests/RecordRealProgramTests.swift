@@ -250,7 +250,11 @@ struct RecordRealProgramTests {
 
         try run.startRun(treeFile: dir + "/nginx.json")
         try run.waitUntilReady()
-        let problems = compare(before, root: master, with: run.namespace())
+        // The workers are forked by the restored master itself, after the runtime is ready.
+        let seen = (try? run.waitForNamespace(timeout: 15, "the 2 workers forked by the master") { now in
+            before.keys.allSatisfy { pid in now.contains { $0.pid == pid } }
+        }) ?? run.namespace()
+        let problems = compare(before, root: master, with: seen)
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
         var answer: String?
         try? poll(10, "HTTP") { answer = httpGet(port: port); return answer != nil }
