@@ -185,4 +185,9 @@ int rr_pidfd_send_signal(int pidfd, int sig);
 int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
                       long *result, uint64_t *scratch);
 
+/* argc/argv as the C runtime passed them to main, captured by an ELF constructor. Swift's
+ * CommandLine reads /proc/self/cmdline on Linux, which is missing without /proc. */
+int rr_saved_argc(void);
+char **rr_saved_argv(void);
+
 #endif
