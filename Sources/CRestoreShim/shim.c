@@ -475,3 +475,5 @@ __attribute__((constructor)) static void rr_capture_argv(int argc, char **argv, 
 
 int rr_saved_argc(void) { return saved_argc; }
 char **rr_saved_argv(void) { return saved_argv; }
+
+int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }

@@ -94,6 +94,8 @@ long rr_getpid(void);
 long rr_gettid(void);
 long rr_getppid(void);
 int rr_kill(pid_t pid, int sig);
+/// unshare(2) (not in Swift's Glibc module); 0 or -errno.
+int rr_unshare(int flags);
 int rr_exit_thread(int status) __attribute__((noreturn));
 
 /// send(2) of one record; recvmsg(2) of one record with the sender's PID as translated by
