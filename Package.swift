@@ -19,7 +19,9 @@ let package = Package(
         .systemLibrary(name: "CLibseccomp", pkgConfig: "libseccomp",
                        providers: [.apt(["libseccomp-dev"])]),
         // Pure Swift: tree format, validation, planning. Unit-testable without a kernel.
-        .target(name: "RestoreModel"),
+        .target(name: "RestoreModel", dependencies: ["CErrnoNames"]),
+        // errno names from the C library (strerrorname_np): a lookup the model's messages use.
+        .target(name: "CErrnoNames"),
         // Kernel-facing: namespaces, id maps, the fork engine, the init loop, /proc.
         .target(name: "RestoreEngine",
                 dependencies: ["RestoreModel", "CRestoreShim", "CLibcap", "CLibseccomp"]),

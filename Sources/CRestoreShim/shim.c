@@ -119,6 +119,32 @@ int rr_peer_closed(int fd) {
     return r > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
+static void close_range_or_loop(unsigned first, unsigned last, int cloexec) {
+    if (first > last) return;
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, first, last, cloexec ? 4u /* CLOSE_RANGE_CLOEXEC */ : 0u) == 0) return;
+#endif
+    // Before Linux 5.9 (5.11 for CLOEXEC), or refused: one call per possible descriptor.
+    struct rlimit lim;
+    unsigned end = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 1048576 ? (unsigned)lim.rlim_cur : 1048576;
+    if (last < end) end = last + 1;
+    for (unsigned fd = first; fd < end; fd++) {
+        if (cloexec) fcntl((int)fd, F_SETFD, FD_CLOEXEC); else close((int)fd);
+    }
+}
+
+void rr_cloexec_from(int first) { close_range_or_loop((unsigned)first, ~0u, 1); }
+
+void rr_close_all_but(int keep) { rr_close_all_but2(keep, -1); }
+
+void rr_close_all_but2(int a, int b) {
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    unsigned next = 3;
+    if (lo >= 3) { close_range_or_loop(next, (unsigned)lo - 1, 0); next = (unsigned)lo + 1; }
+    if (hi >= 3 && hi != lo) { close_range_or_loop(next, (unsigned)hi - 1, 0); next = (unsigned)hi + 1; }
+    close_range_or_loop(next, ~0u, 0);
+}
+
 void rr_child_side_leave(void) {
     if (&rr_alloc_guard) rr_alloc_guard = 0;
 }

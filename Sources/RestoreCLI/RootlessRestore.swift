@@ -106,10 +106,9 @@ struct LoadedTree {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw RestoreError(.input, operation: "read", errno: errno, entry: path, message: "cannot read the tree file")
+            let (n, e) = SystemCalls.retrying { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            if e != 0 {
+                throw RestoreError(.input, operation: "read", errno: e, entry: path, message: "cannot read the tree file")
             }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
@@ -138,8 +137,8 @@ func writeAll(_ fd: Int32, _ s: String) {
     var bytes = Array(s.utf8)
     var offset = 0
     while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
+        let (n, _) = SystemCalls.retrying { bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) } }
+        if n <= 0 { return }
         offset += n
     }
 }

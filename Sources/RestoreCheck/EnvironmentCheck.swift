@@ -233,7 +233,7 @@ public enum EnvironmentCheck {
         if pid == 0 { _exit(min(-rr_unshare(Int32(RR_CLONE_NEWUSER)), 255)) }
         if pid < 0 { return .failed(Glibc.errno) }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && Glibc.errno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(pid, &status, 0) }
         let code = rr_wifexited(status) != 0 ? rr_wexitstatus(status) : EIO
         return code == 0 ? .ok : .failed(code)
     }
@@ -242,7 +242,7 @@ public enum EnvironmentCheck {
     static func reap(_ pid: pid_t, kill: Bool) {
         if kill { _ = rr_kill(pid, SIGKILL) }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && Glibc.errno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(pid, &status, 0) }
     }
 
     static func readProbeRecords(_ fd: Int32, into r: inout NamespaceProbeResult) {
@@ -255,12 +255,10 @@ public enum EnvironmentCheck {
                 return
             }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1)
-            if ready < 0 && Glibc.errno == EINTR { continue }
+            let ready = SystemCalls.retrying { poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) }.value
             if ready <= 0 { continue }
             var rec = ProbeRecord(key: 0, value: 0)
-            let n = withUnsafeMutableBytes(of: &rec) { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && Glibc.errno == EINTR { continue }
+            let n = SystemCalls.retrying { withUnsafeMutableBytes(of: &rec) { read(fd, $0.baseAddress, $0.count) } }.value
             if n <= 0 { break }
             guard n == MemoryLayout<ProbeRecord>.size, let key = ProbeKey(rawValue: rec.key) else { continue }
             let v = rec.value
@@ -302,7 +300,7 @@ public enum EnvironmentCheck {
     static func probeInit(goFD: Int32, out: Int32, deep: Bool) -> Never {
         var byte: UInt8 = 0
         var n: Int
-        repeat { n = read(goFD, &byte, 1) } while n < 0 && Glibc.errno == EINTR
+        n = SystemCalls.retrying { read(goFD, &byte, 1) }.value
         if n != 1 { _exit(1) }
         close(goFD)
         send(out, .pid, Int64(rr_getpid()))
@@ -415,7 +413,7 @@ public enum EnvironmentCheck {
             _ = rr_prctl_set_pdeathsig(SIGKILL)
             close(hold[1])
             var b: UInt8 = 0
-            while read(hold[0], &b, 1) < 0 && Glibc.errno == EINTR {}
+            _ = SystemCalls.retrying { read(hold[0], &b, 1) }
             _exit(0)
         }
         close(hold[0])
@@ -449,13 +447,12 @@ public enum EnvironmentCheck {
         var said: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1024)
         while said.count < 8192 {
-            let n = chunk.withUnsafeMutableBytes { read(output[0], $0.baseAddress, $0.count) }
-            if n < 0 && Glibc.errno == EINTR { continue }
+            let n = SystemCalls.retrying { chunk.withUnsafeMutableBytes { read(output[0], $0.baseAddress, $0.count) } }.value
             if n <= 0 { break }
             said.append(contentsOf: chunk[0..<n])
         }
         var status: Int32 = 0
-        while waitpid(spawned, &status, 0) < 0 && Glibc.errno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(spawned, &status, 0) }
         let code = rr_wifexited(status) != 0 ? rr_wexitstatus(status) : 128 + rr_wtermsig(status)
         let map = SystemCalls.readText("/proc/\(child)/\(mapFile)") ?? ""
         return (code, String(decoding: said, as: UTF8.self), map)

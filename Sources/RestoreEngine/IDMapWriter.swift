@@ -115,7 +115,7 @@ public struct IDMapWriter {
                                message: "cannot run \(command)")
         }
         var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && Glibc.errno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(child, &status, 0) }
         guard rr_wifexited(status) == 0 || rr_wexitstatus(status) != 0 else { return }
         let size = Int(lseek(out, 0, SEEK_END))
         var said = [UInt8](repeating: 0, count: max(0, min(size, 4096)))

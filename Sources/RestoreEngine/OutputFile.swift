@@ -130,11 +130,8 @@ public struct OutputFile {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                return Glibc.errno
-            }
+            let (n, e) = SystemCalls.retrying { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) } }
+            if e != 0 { return e }
             if n == 0 { return EIO }
             offset += n
         }

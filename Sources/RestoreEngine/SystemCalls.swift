@@ -7,6 +7,19 @@ import RestoreModel
 public enum SystemCalls {
     static var currentErrno: Int32 { Glibc.errno }
 
+    /// The one EINTR loop: calls `call` again while it fails with EINTR. Returns its result
+    /// and the errno read right after the failing call (0 when it succeeded), so no later
+    /// code can clobber errno first. Failure means a negative result (-1 from libc).
+    @inline(__always)
+    public static func retrying<T: SignedInteger>(_ call: () -> T) -> (value: T, errno: Int32) {
+        while true {
+            let r = call()
+            if r >= 0 { return (r, 0) }
+            let e = Glibc.errno
+            if e != EINTR { return (r, e) }
+        }
+    }
+
     /// Reads a whole (small) file such as /proc/PID/status. nil if it cannot be opened.
     public static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -15,8 +28,8 @@ public enum SystemCalls {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while out.count < limit {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if Glibc.errno == EINTR { continue }; return nil }
+            let (n, e) = retrying { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if e != 0 { return nil }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
         }

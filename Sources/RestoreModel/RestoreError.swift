@@ -1,3 +1,5 @@
+import CErrnoNames
+
 /// The one error type of rootless-restore. It carries what was being done, the errno if the
 /// kernel said no, and the entry of the tree it concerns; `description` is what the user reads.
 public struct RestoreError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -75,27 +77,16 @@ public struct RestoreError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 }
 
-/// errno values by name, so messages say `EEXIST` rather than 17.
+/// errno values by name, so messages say `EEXIST` rather than 17: the C library's names
+/// (strerrorname_np, glibc 2.32+), every errno it knows.
 public enum ErrnoName {
-    static let names: [Int32: (String, String)] = [
-        1: ("EPERM", "Operation not permitted"), 2: ("ENOENT", "No such file or directory"),
-        3: ("ESRCH", "No such process"), 4: ("EINTR", "Interrupted system call"),
-        5: ("EIO", "Input/output error"), 7: ("E2BIG", "Argument list too long"),
-        8: ("ENOEXEC", "Exec format error"), 9: ("EBADF", "Bad file descriptor"),
-        10: ("ECHILD", "No child processes"), 11: ("EAGAIN", "Resource temporarily unavailable"),
-        12: ("ENOMEM", "Cannot allocate memory"), 13: ("EACCES", "Permission denied"),
-        14: ("EFAULT", "Bad address"), 16: ("EBUSY", "Device or resource busy"),
-        17: ("EEXIST", "File exists"), 20: ("ENOTDIR", "Not a directory"),
-        21: ("EISDIR", "Is a directory"), 22: ("EINVAL", "Invalid argument"),
-        24: ("EMFILE", "Too many open files"), 26: ("ETXTBSY", "Text file busy"),
-        28: ("ENOSPC", "No space left on device"), 30: ("EROFS", "Read-only file system"),
-        36: ("ENAMETOOLONG", "File name too long"), 38: ("ENOSYS", "Function not implemented"),
-        40: ("ELOOP", "Too many levels of symbolic links"), 62: ("ETIME", "Timer expired"),
-        95: ("EOPNOTSUPP", "Operation not supported"), 110: ("ETIMEDOUT", "Connection timed out"),
-    ]
+    public static func name(_ errno: Int32) -> String? {
+        rr_errno_name(errno).map { String(cString: $0) }
+    }
 
     public static func describe(_ errno: Int32) -> String {
-        if let (name, text) = names[errno] { return "\(name), \(text)" }
-        return "errno \(errno)"
+        guard let name = name(errno) else { return "errno \(errno)" }
+        let text = rr_errno_description(errno).map { String(cString: $0) } ?? ""
+        return text.isEmpty ? name : "\(name), \(text)"
     }
 }

@@ -77,4 +77,31 @@ struct EngineHardeningTests {
         let t = try run.waitForExit(timeout: 20)
         #expect(t == .exited(7), "\(t): \(run.stdout) \(run.stderr)")
     }
+
+    @Test("restored processes inherit no descriptor but 0, 1, 2: not the caller's, not the runtime's sockets or pin log",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func noInheritedDescriptors() throws {
+        let tree = """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["sh", "-c", "sleep 1000 & wait"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"},
+          {"pid": 101, "ppid": 100, "pgid": 100, "sid": 100},
+          {"pid": 102, "ppid": 100, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 103, "ppid": 100, "pgid": 100, "sid": 100, "state": "stopped"}
+        ]}
+        """
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // The caller leaves descriptor 7 open (not close-on-exec), as a careless shell would.
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)), extra: ["--pin-log", run.directory + "/pins.log"],
+                         launcher: ["/bin/sh", "-c", "exec 7</etc/hostname; exec \"$0\" \"$@\""])
+        try run.waitUntilReady()
+        let seen = try run.waitForNamespace(timeout: 20, "the payload's pinned child 5000") { $0.contains { $0.pid == 5000 } }
+        for p in seen where p.pid != 1 {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.host.hostPid)/fd")) ?? ["?"]
+            let extra = fds.filter { !["0", "1", "2"].contains($0) }.sorted()
+            let targets = extra.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.host.hostPid)/fd/\($0)")) ?? "?" }
+            #expect(extra.isEmpty, "pid \(p.pid) (\(p.host.commandLine)) holds descriptors \(zip(extra, targets).map { "\($0)->\($1)" })")
+        }
+    }
 }

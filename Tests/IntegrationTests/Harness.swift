@@ -449,9 +449,9 @@ final class RestoreRun {
     }
 
     /// Starts `rootless-restore ARGS` as the test user, in the scratch directory.
-    func start(_ arguments: [String], extraEnvironment: [String] = []) throws {
+    func start(_ arguments: [String], extraEnvironment: [String] = [], launcher: [String] = []) throws {
         precondition(pid == 0, "one launch per RestoreRun")
-        let argv = try Identity.prefix(for: user) + [binary] + arguments
+        let argv = try Identity.prefix(for: user) + launcher + [binary] + arguments
         pid = try spawn(argv, env: Identity.cleanEnvironment + extraEnvironment, cwd: directory,
                         stdout: stdoutPath, stderr: stderrPath)
         startTime = ProcFS.startTime(pid) ?? 0
@@ -460,9 +460,9 @@ final class RestoreRun {
     /// `run --report <dir>/report.json EXTRA TREE`.
     /// `run --report <dir>/report.json EXTRA TREE`; with RR_PID_METHOD=dance (or clone3) the
     /// suite's restore cases run with that PID method (scripts/test.sh runs them with both).
-    func startRun(treeFile: String, extra: [String] = [], environment: [String] = []) throws {
+    func startRun(treeFile: String, extra: [String] = [], environment: [String] = [], launcher: [String] = []) throws {
         let method = ProcessInfo.processInfo.environment["RR_PID_METHOD"].map { ["--pid-method", $0] } ?? []
-        try start(["run", "--report", reportPath] + method + extra + [treeFile], extraEnvironment: environment)
+        try start(["run", "--report", reportPath] + method + extra + [treeFile], extraEnvironment: environment, launcher: launcher)
     }
 
     var stdout: String { readText(stdoutPath) }

@@ -156,3 +156,14 @@ struct ProcStatusParserTests {
         #expect(ProcStatus.parse(Array("no colon here\n:\n".utf8), pid: 1).nspid.isEmpty)
     }
 }
+
+@Suite("errno names from the C library")
+struct ErrnoNameTests {
+    @Test func namesBeyondTheOldTable() {
+        #expect(ErrnoName.describe(109) == "ETOOMANYREFS, Too many references: cannot splice")
+        #expect(ErrnoName.describe(33) == "EDOM, Numerical argument out of domain")
+        #expect(ErrnoName.describe(17) == "EEXIST, File exists")
+        #expect(ErrnoName.describe(11) == "EAGAIN, Resource temporarily unavailable")
+        #expect(ErrnoName.describe(4095) == "errno 4095")
+    }
+}

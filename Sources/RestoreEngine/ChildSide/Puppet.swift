@@ -67,9 +67,8 @@ enum Puppet {
                 die(a)
             case .reap:
                 var status: Int32 = 0
-                var r: pid_t
-                repeat { r = waitpid(a, &status, 0) } while r < 0 && Glibc.errno == EINTR
-                if r < 0 { fail(world, me, .reap) } else { answer(world, me, .done) }
+                let (_, e) = SystemCalls.retrying { waitpid(a, &status, 0) }
+                if e != 0 { answer(world, me, .failed, stage: .reap, value: e) } else { answer(world, me, .done) }
             case .awaitZombie:
                 let r = rr_wait_exited_nowait(a)
                 if r < 0 { answer(world, me, .failed, stage: .awaitZombie, value: -r) } else { answer(world, me, .done) }
@@ -243,13 +242,18 @@ enum Puppet {
         var empty = sigset_t()
         sigemptyset(&empty)
         if node.stopped {
-            // The exec result can no longer be reported once we sleep: give up the socket.
+            // The exec result can no longer be reported once we sleep: give up the socket, and
+            // every other descriptor but the supervisor's, which the exec path still needs.
             close(world.answerFD)
+            rr_close_all_but(node.path != nil ? (world.supervisor?.sendFD ?? -1) : -1)
             _ = rr_set_signal_mask(&empty)
             _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
         }
         guard let path = node.path else {
             if !startThreads(world, me) { _exit(1) }
+            // Nothing of the caller's or the runtime's stays open in a holder but 0, 1, 2
+            // (and the answer socket until the identity is applied).
+            rr_close_all_but(node.stopped ? -1 : world.answerFD)
             if !applyIdentity(world, me) { _exit(126) }
             if !node.stopped { close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit(world) }
@@ -266,6 +270,9 @@ enum Puppet {
             if !node.stopped { answer(world, me, .failed, stage: stage, value: e) }
             _exit(126)
         }
+        // The payload inherits 0, 1, 2 only: before the identity (its seccomp filter may refuse
+        // close_range); the answer socket still reports a failing exec.
+        rr_cloexec_from(3)
         if !applyIdentity(world, me) { _exit(126) }
         if !node.stopped { _ = rr_set_signal_mask(&empty) }
         execve(path, node.argv!, node.envp!)

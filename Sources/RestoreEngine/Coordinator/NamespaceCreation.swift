@@ -70,7 +70,7 @@ final class LiveNamespace {
         guard initHostPid > 0 else { return }
         _ = rr_kill(initHostPid, SIGKILL)
         var status: Int32 = 0
-        while waitpid(initHostPid, &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(initHostPid, &status, 0) }
         initHostPid = 0
     }
 
