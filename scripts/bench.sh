@@ -8,6 +8,8 @@
 #                                    concurrent forking; the fork supervisor's cost per fork
 #                                    validate (parse, check, plan) of 10^4, 10^5, 10^6 processes
 #   scripts/bench.sh --quick         trees of 100 and 1 000 only, fewer repetitions
+#   scripts/bench.sh --targets       only issue 13's table: each case against its floor, same run
+#                                    (with --quick: chains up to 1 000, fewer repetitions)
 #
 # Options:
 #   --binary PATH        the rootless-restore to measure (default: a release build made with
@@ -34,6 +36,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 
 quick=0
+targets_only=0
 binary=""
 bench_user="${RR_BENCH_USER:-rrbench}"
 flat_sizes="100 1000 10000"
@@ -49,6 +52,7 @@ sizes_given=0
 while (($#)); do
     case "$1" in
         --quick) quick=1; shift ;;
+        --targets) targets_only=1; shift ;;
         --binary) binary="$2"; shift 2 ;;
         --user) bench_user="$2"; shift 2 ;;
         --flat-sizes) flat_sizes="$2"; sizes_given=1; shift 2 ;;
@@ -447,6 +451,100 @@ pad() { local s=$1 w=$2 side=$3 n; n=$(( w - ${#s} )); ((n < 0)) && n=0
     if [[ $side == left ]]; then printf '%s%*s' "$s" "$n" ""; else printf '%*s%s' "$n" "" "$s"; fi; }
 table_row() { table+=("$(pad "$1" 50 left) $(pad "$2" 10 right) $(pad "$3" 10 right) $(pad "$4" 8 right)  $5"); }
 
+# --- issue 13's targets: each case as figure + ratio to a floor measured in this run ------------
+# A run of 2 001 processes exec'ing /bin/true vs fork+exec+reap; flat 10 000 holding until the
+# report is written vs the kept-alive flat floor; chains vs the chain that execs before forking;
+# a one-process run vs unshare -Urpf --mount-proc true; memory at 10 000.
+wall_of_run() {   # TREE [options]: wall ms of a whole `run` (it must exit by itself)
+    local tree=$1 t0 t1; shift
+    t0=$(now)
+    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet "$@" "$tree" ) >/dev/null 2>"$work/wall.err" || true
+    t1=$(now)
+    elapsed_ms "$t0" "$t1"
+}
+until_report() {   # TREE: wall ms from start to the report file; leaves R_* from restore_once too
+    local tree=$1 report="$work/ur-report.json" t0 t1 pid
+    rm -f "$report"
+    t0=$(now)
+    ( cd "$work" && exec "${prefix[@]}" "$work/rootless-restore" run --quiet --report "$report" "$tree" ) >/dev/null 2>"$work/ur.err" &
+    pid=$!
+    local deadline=$(( $(date +%s) + timeout_s ))
+    while [[ ! -s "$report" ]] && kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.01; done
+    t1=$(now)
+    U_MS=""; [[ -s "$report" ]] && U_MS=$(elapsed_ms "$t0" "$t1")
+    U_HWM=$(field_kb "/proc/$pid/status" VmHWM)
+    U_PT=$(( $(meminfo PageTables) - U_PT0 ))
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    [[ $(leftovers) -eq 0 ]] || pkill -KILL -u "$bench_user" 2>/dev/null || true
+}
+target_rows() {
+    local r=3; ((quick)) && r=2
+    local chains="250 500 1000 2000"; ((quick)) && chains="250 500 1000"
+    python3 - "$work" "$chains" <<'PYEOF'
+import json, sys
+work, chains = sys.argv[1], sys.argv[2].split()
+def write(name, procs):
+    with open(f"{work}/{name}.json", "w") as f:
+        json.dump({"version": 1, "processes": procs}, f)
+true = {"args": ["/bin/true"], "env": ["PATH=/usr/bin:/bin"], "cwd": "/"}
+write("t-true-2001", [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": true}]
+      + [{"pid": 100 + i, "ppid": 100, "pgid": 100, "sid": 100, "process": true} for i in range(1, 2001)])
+write("t-flat-10000", [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100}]
+      + [{"pid": 100 + i, "ppid": 100, "pgid": 100, "sid": 100} for i in range(1, 10000)])
+for n in map(int, chains):
+    write(f"t-chain-{n}", [{"pid": 100 + i, "ppid": 99 + i if i else 0, "pgid": 100, "sid": 100} for i in range(n)])
+write("t-one", [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": true}])
+PYEOF
+    chmod 0644 "$work"/t-*.json
+    local ours=() floor=() i o f
+    # 1. 2 001 processes exec'ing /bin/true, end to end (paired runs, medians).
+    for i in $(seq "$r"); do
+        say "targets: run of 2 001 /bin/true, pair $i of $r"
+        floor_once exec-true 2001; floor+=("$F_TOTAL")
+        ours+=("$(wall_of_run "$work/t-true-2001.json")")
+    done
+    o=$(median "${ours[@]}"); f=$(median "${floor[@]}")
+    emit target true2001 2001 0 ours_ms "$o" ms; emit target true2001 2001 0 floor_ms "$f" ms
+    table_row "run of 2 001 × /bin/true, end to end (ms)" "$o" "$f" "$(ratio_of "$o" "$f")" "target ≤ 1.2×; floor: fork+exec+reap of 2 001 in C; medians of $r"
+    # 2. Flat 10 000 holding, until the report is written; memory.
+    ours=(); floor=()
+    local hwm="" pt="" fpt=""
+    for i in $(seq 2); do
+        say "targets: flat 10 000 until the report, pair $i of 2"
+        local pt0; pt0=$(meminfo PageTables)
+        floor_once flat 10000; floor+=("$F_TOTAL"); fpt=$F_PT
+        U_PT0=$(meminfo PageTables)
+        until_report "$work/t-flat-10000.json"
+        [[ -n "$U_MS" ]] && ours+=("$U_MS"); hwm=$U_HWM; pt=$U_PT
+    done
+    o=$(median "${ours[@]}"); f=$(median "${floor[@]}")
+    emit target flat10000 10000 0 ours_ms "$o" ms; emit target flat10000 10000 0 floor_ms "$f" ms
+    table_row "flat 10 000 holding, to report written (ms)" "$o" "$f" "$(ratio_of "$o" "$f")" "target ≤ 1.3×; floor: fork_floor flat (kept alive, one byte each)"
+    table_row "  memory at 10 000: runtime VmHWM (kB)" "$hwm" "" "" "peak RSS of the coordinator"
+    table_row "  memory at 10 000: page tables (kB)" "$pt" "$fpt" "$(ratio_of "$pt" "$fpt")" "PageTables growth in /proc/meminfo while the tree exists"
+    # 3. Chains.
+    local n per=()
+    for n in $chains; do
+        say "targets: chain $n"
+        floor_once deep-exec "$n"; f=$F_TOTAL
+        U_PT0=$(meminfo PageTables)
+        until_report "$work/t-chain-$n.json"; o=$U_MS
+        emit target chain "$n" 0 ours_ms "$o" ms; emit target chain "$n" 0 floor_ms "$f" ms
+        table_row "chain $n deep, to report written (ms)" "${o:-?}" "$f" "$(ratio_of "$o" "$f")" "target ≤ 1.5×, linear; $(awk -v a="$o" -v n="$n" 'BEGIN{ if (a != "") printf "%.1f ms/process", a/n}'); floor: each link execs before forking"
+    done
+    # 4. One process.
+    ours=(); floor=()
+    for i in $(seq 20); do
+        ours+=("$(wall_of_run "$work/t-one.json")")
+        local t0 t1; t0=$(now); ( cd "$work" && "${prefix[@]}" unshare -Urpf --mount-proc true ) >/dev/null 2>&1 || true; t1=$(now)
+        floor+=("$(elapsed_ms "$t0" "$t1")")
+    done
+    o=$(median "${ours[@]}"); f=$(median "${floor[@]}")
+    emit target one 1 0 ours_ms "$o" ms; emit target one 1 0 floor_ms "$f" ms
+    table_row "one-process run of /bin/true, wall (ms)" "$o" "$f" "$(ratio_of "$o" "$f")" "target ≤ 1.5×; floor: unshare -Urpf --mount-proc true; medians of 20"
+}
+
 say "work directory $work; CSV $csv"
 info=$(machine_info)
 while IFS= read -r l; do say "$l"; done <<<"$info"
@@ -458,6 +556,19 @@ sampler=$!
 
 table_row "row" "ours" "floor" "ratio" "notes"
 table_row "----" "----" "-----" "-----" "-----"
+if ((targets_only)); then
+    target_rows
+    kill "$sampler" 2>/dev/null || true; sampler=""
+    {
+        echo "rootless-restore, issue 13 targets, $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "$info"
+        echo
+        printf '%s\n' "${table[@]}"
+        if ((${#notes[@]})); then echo; printf 'note: %s\n' "${notes[@]}"; fi
+        echo "CSV: $csv"
+    } | tee "bench-out/targets-$stamp.txt"
+    exit 0
+fi
 
 # CPU used outside the benchmark, per section: all busy CPU time (/proc/stat) minus what the
 # benchmark's own processes used (the shell's `times`: itself and every reaped descendant; the

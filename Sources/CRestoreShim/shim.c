@@ -37,6 +37,29 @@ long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set
     return r < 0 ? -errno : r;
 }
 
+long rr_fork_flags(uint64_t flags, int exit_signal) {
+    // The legacy clone(2) as a fork with namespace flags: no stack, no TLS, no tid pointers
+    // (the same zeros in every architecture's argument order).
+    long r = syscall(SYS_clone, (unsigned long)flags | (unsigned long)exit_signal, 0L, 0L, 0L, 0L);
+    return r < 0 ? -errno : r;
+}
+
+int rr_probe_clone3(void) {
+    // set_tid_size without set_tid: EINVAL where clone3 knows set_tid (5.5+), E2BIG where its
+    // arguments end before it (5.3, 5.4), ENOSYS without clone3 (or under a filter that
+    // says so, as Docker's default profile does).
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.set_tid_size = 1;
+    long r = syscall(SYS_clone3, &args, (size_t)80);
+    if (r == 0) _exit(0);
+    if (r > 0) { int st; waitpid((pid_t)r, &st, 0); return 2; }
+    if (errno == EINVAL) return 2;
+    if (errno == E2BIG) return 1;
+    if (errno == ENOSYS) return 0;
+    return -errno;
+}
+
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
                       void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
     struct rr_clone_args args;

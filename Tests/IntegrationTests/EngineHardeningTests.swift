@@ -104,4 +104,37 @@ struct EngineHardeningTests {
             #expect(extra.isEmpty, "pid \(p.pid) (\(p.host.commandLine)) holds descriptors \(zip(extra, targets).map { "\($0)->\($1)" })")
         }
     }
+
+    @Test("--pid-method dance and auto work without clone3 (a seccomp filter says ENOSYS, as Docker's default profile does)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func danceWithoutClone3() throws {
+        let tree = TestTree(comment: "sessions, a dead session leader, a payload", processes: [
+            TreeProcess(pid: 100, ppid: 0, pgid: 100, sid: 100),
+            TreeProcess(pid: 101, ppid: 100, pgid: 100, sid: 100, args: ["sleep", "1000"]),
+            TreeProcess(pid: 102, ppid: 100, pgid: 102, sid: 100),
+            TreeProcess(pid: 200, ppid: 100, pgid: 200, sid: 200),
+            TreeProcess(pid: 201, ppid: 200, pgid: 200, sid: 200),
+            TreeProcess(pid: 301, ppid: 100, pgid: 300, sid: 300),
+        ])
+        for method in ["clone3", "dance", "auto"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            guard let cc = Paths.tool("cc") ?? Paths.tool("gcc") else { throw HarnessError("no C compiler for Fixtures/no_clone3") }
+            let launcher = run.directory + "/no_clone3"
+            let pid = try spawn([cc, "-O1", "-o", launcher, Paths.packageRoot + "/Tests/IntegrationTests/Fixtures/no_clone3/no_clone3.c"],
+                                env: Identity.cleanEnvironment, cwd: nil, stdout: run.directory + "/cc.out", stderr: run.directory + "/cc.out")
+            #expect(try waitForExit(pid, timeout: 60) == .exited(0), "cc: \(readText(run.directory + "/cc.out"))")
+            chmod(launcher, 0o755)
+            try run.start(["run", "--report", run.reportPath, "--pid-method", method, try run.write("tree.json", tree.json())],
+                          launcher: [launcher])
+            if method == "clone3" {
+                // The control: the filter does hide clone3, and clone3 mode says so.
+                let t = try run.waitForExit(timeout: 30)
+                #expect(t == .exited(77) && run.stderr.contains("clone3 is not available"), "\(t): \(run.stderr)")
+                continue
+            }
+            try run.waitUntilReady()
+            verifyNamespace(run.namespace(), matches: tree, user: run.user)
+        }
+    }
 }

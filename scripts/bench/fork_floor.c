@@ -7,6 +7,8 @@
  *   fork_floor flat-sync N   the flat tree in lockstep: the parent forks the next child only
  *                        once the previous one has said it runs (as the runtime does)
  *   fork_floor deep N    a chain of N processes, each forked by the previous one
+ *   fork_floor exec-true N   fork N children that each exec /bin/true, then reap them all
+ *                        (the floor of a `run` of N processes exec'ing /bin/true)
  *   fork_floor deep-exec N   the same chain, but each new process first re-executes this
  *                        program (a fresh address space), as a runtime could do to keep the
  *                        kernel's anon_vma chains from growing with the depth
@@ -122,7 +124,7 @@ int main(int argc, char **argv) {
         link_main(strtol(argv[2], NULL, 10), (int)strtol(argv[3], NULL, 10));
     }
     if (argc != 3) {
-        fprintf(stderr, "usage: fork_floor exit|flat|flat-sync|deep|deep-exec N\n");
+        fprintf(stderr, "usage: fork_floor exit|exec-true|flat|flat-sync|deep|deep-exec N\n");
         return 64;
     }
     const char *mode = argv[1];
@@ -140,6 +142,20 @@ int main(int argc, char **argv) {
         }
         double t = now_us() - t0;
         printf("exit %ld %.2f %.1f 0 0 0 0 0 0\n", n, t / n, t / 1000);
+        return 0;
+    }
+
+    if (strcmp(mode, "exec-true") == 0) {
+        double t0 = now_us();
+        for (long i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p < 0) die("fork");
+            if (p == 0) { execl("/bin/true", "true", (char *)NULL); _exit(127); }
+        }
+        int st;
+        while (wait(&st) > 0 || errno == EINTR) {}
+        double t = now_us() - t0;
+        printf("exec-true %ld %.2f %.1f 0 0 0 0 0 0\n", n, t / n, t / 1000);
         return 0;
     }
 

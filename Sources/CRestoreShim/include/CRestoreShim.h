@@ -63,6 +63,14 @@ static const uint64_t RR_CLONE_PARENT = CLONE_PARENT;
 /// the parent's namespace), or -errno. `set_tid` is innermost-first, as the kernel wants.
 long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size);
 
+/// The legacy clone(2) used like fork(), with namespace flags: for kernels (or seccomp
+/// profiles) without clone3. 0 in the child, the PID, or -errno.
+long rr_fork_flags(uint64_t flags, int exit_signal);
+
+/// What this kernel's clone3 offers, probed (no process is created): 2 = clone3 with
+/// set_tid (5.5+), 1 = clone3 without set_tid, 0 = no clone3, or -errno when unclear.
+int rr_probe_clone3(void);
+
 /// clone3() of a thread with a chosen TID that runs `fn(arg)` on `stack` and then exits the
 /// thread. Returns the new TID or -errno.
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,

@@ -76,7 +76,7 @@ enum Puppet {
                 // Competes for PIDs with the restore (benchmarks of the dance's race); stops
                 // as soon as a new command is posted, which the next wait then returns.
                 while world.control.sequence(me) == seen {
-                    let pid = rr_clone3(0, SIGCHLD, nil, 0)
+                    let pid = rr_fork_flags(0, SIGCHLD)
                     if pid == 0 { rr_child_side_enter(); _exit(0) }
                     if pid > 0 {
                         var status: Int32 = 0
@@ -102,7 +102,7 @@ enum Puppet {
                 fail(world, child, .nsLastPid)
                 return -Int(ECANCELED)
             }
-            pid = rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
+            pid = rr_fork_flags(node.cloneFlags, SIGCHLD)
         } else {
             pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
         }

@@ -24,7 +24,10 @@ final class LiveNamespace {
         _ = rr_block_signals(&set, &old)
         let puppets = world.puppets
         let seen = puppets.control.sequence(0)
-        let pid = rr_clone3(RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS, SIGCHLD, nil, 0)
+        let flags = RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS
+        // Without clone3 (older kernels, or a profile that hides it): the legacy clone.
+        var pid = puppets.useDance ? -Int(ENOSYS) : rr_clone3(flags, SIGCHLD, nil, 0)
+        if pid == -Int(ENOSYS) { pid = rr_fork_flags(flags, SIGCHLD) }
         if pid == 0 {
             // The namespace init. If the runtime dies, so does the namespace: the signal is
             // armed, then the runtime's end of the socket checked, so that a runtime killed

@@ -1,3 +1,4 @@
+import CRestoreShim
 import Glibc
 import RestoreModel
 
@@ -61,8 +62,9 @@ public enum PidMethod: String, Sendable, CaseIterable {
     /// Works inside our own user namespace; serialised; every PID is verified.
     case dance
 
-    /// Whether this kernel has clone3's set_tid (Linux 5.5+).
+    /// Whether clone3 with set_tid (Linux 5.5+) works here: probed, not judged from the
+    /// release (backports; seccomp profiles that hide clone3 behind ENOSYS).
     public static func kernelHasSetTid() -> Bool {
-        KernelRelease(SystemCalls.kernelRelease())?.atLeast(5, 5) ?? true
+        rr_probe_clone3() == 2
     }
 }

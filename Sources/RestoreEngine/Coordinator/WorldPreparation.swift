@@ -129,7 +129,13 @@ final class PreparedWorld {
         guard let control = ControlBlock(nodes: count, in: arena) else {
             throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, message: "cannot map the control block")
         }
-        let dance = options.pidMethod == .dance || (options.pidMethod == .auto && !PidMethod.kernelHasSetTid())
+        let probe = options.pidMethod == .dance ? 0 : rr_probe_clone3()
+        if options.pidMethod == .clone3 && probe != 2 {
+            throw RestoreError(.environment, operation: "clone3", errno: probe == 0 ? ENOSYS : (probe == 1 ? E2BIG : -probe),
+                               message: probe == 0 ? "clone3 is not available here (Linux 5.3+; a seccomp profile such as Docker's default can hide it behind ENOSYS); --pid-method dance works without it"
+                                   : "clone3 here has no set_tid (Linux 5.5+); --pid-method dance works without it")
+        }
+        let dance = options.pidMethod == .dance || (options.pidMethod == .auto && probe != 2)
         if dance, let deep = plan.nodes.firstIndex(where: { $0.depth > 2 || ($0.depth == 2 && !$0.newPidNamespace) }) {
             throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: plan.nodes[deep].label(in: tree),
                                message: "lives \(plan.nodes[deep].depth) PID-namespace levels deep; the PID dance can choose a PID in one namespace only (the forker's), so nested trees need clone3's set_tid (Linux 5.5+)")
