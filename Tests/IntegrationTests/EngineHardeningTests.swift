@@ -137,4 +137,33 @@ struct EngineHardeningTests {
             verifyNamespace(run.namespace(), matches: tree, user: run.user)
         }
     }
+
+    @Test("ulimit -u exhaustion says which limit, not a bare EAGAIN", .enabled(if: Prerequisites.userNamespacesWork))
+    func processLimitIsNamed() throws {
+        guard let prlimit = Paths.tool("prlimit") else { throw HarnessError("prlimit (util-linux) is missing") }
+        let tree = TestTree.flat(top: 100, children: Array(101..<180), comment: "80 holders")
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        try run.startRun(treeFile: try run.write("tree.json", tree.json()), launcher: [prlimit, "--nproc=40"])
+        let t = try run.waitForExit(timeout: 60)
+        #expect(t == .exited(125), "\(t): \(run.stderr)")
+        #expect(run.stderr.contains("ulimit -u, RLIMIT_NPROC = 40"), "\(run.stderr)")
+    }
+
+    @Test("a killed namespace init is named, not the tree process asked last", .enabled(if: Prerequisites.userNamespacesWork))
+    func killedInitIsBlamed() throws {
+        let children = TestTree.scatteredPids(count: 5999, maxPid: 60_000, excluding: [1, 100])
+        let tree = TestTree.flat(top: 100, children: children, comment: "6000 holders")
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
+        let seen = try run.waitForNamespace(timeout: 60, "10 processes") { $0.count >= 10 }
+        let initHost = try #require(seen.first { $0.pid == 1 }?.host.hostPid)
+        kill(initHost, SIGKILL)
+        let t = try run.waitForExit(timeout: 60)
+        #expect(access(run.reportPath, F_OK) != 0, "the restore had finished before the init was killed")
+        #expect(t == .exited(125), "\(t): \(run.stderr)")
+        #expect(run.stderr.contains("the namespace init: died during the restore (killed by signal 9)"), "\(run.stderr)")
+        #expect(!run.stderr.contains("every restored process is gone"), "\(run.stderr)")
+    }
 }

@@ -68,6 +68,16 @@ final class LiveNamespace {
         return status
     }
 
+    /// Whether the init has begun to exit (PF_EXITING in /proc/PID/stat): a killed init
+    /// first takes every process of the namespace down, which can take a while.
+    var initIsExiting: Bool {
+        guard initHostPid > 0, let text = SystemCalls.readText("/proc/\(initHostPid)/stat"),
+              let close = text.lastIndex(of: ")") else { return false }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 6, let flags = UInt64(fields[6]) else { return false }
+        return flags & 0x4 != 0 || fields[0] == "Z" || fields[0] == "X"
+    }
+
     /// Kill the namespace's init: the kernel kills everything else in the namespace.
     func tearDown() {
         guard initHostPid > 0 else { return }

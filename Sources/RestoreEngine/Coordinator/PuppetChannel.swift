@@ -68,6 +68,9 @@ final class PuppetChannel {
                                        message: "did not answer within \(Int(stepTimeout)) s")
                 }
             case .endOfFile:
+                // Every puppet is gone at once: the namespace's init died, which takes everything
+                // with it. Blame the init, not the process that was asked last.
+                if let why = initDeath(waitingMs: 1000) { throw why }
                 throw RestoreError(.restoreFailed, operation: "wait", entry: label(blame),
                                    message: "every restored process is gone: the namespace died")
             case .answer(let answer, let sender):
@@ -99,6 +102,7 @@ final class PuppetChannel {
             if e == EPERM { message += ": no CAP_SYS_ADMIN over the PID namespace" }
             if e == EINVAL { message += ": the PID is out of range for the namespace (pid_max) or the namespace has no init" }
             if e == ENOMEM { message += ": the namespace's init is gone" }
+            if e == EAGAIN { message += ": \(Self.processLimitText())" }
         case .exec:
             message = "cannot execute its payload \(tree.processes[plan.nodes[node].entryIndex ?? 0].process?.args?.first ?? "")"
             kind = e == ENOENT ? .notFound : .cannotExecute
@@ -116,10 +120,7 @@ final class PuppetChannel {
         while read(namespace.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             let sig = Int32(info.ssi_signo)
             if sig == SIGCHLD {
-                if let status = namespace.reapIfExited() {
-                    throw RestoreError(.restoreFailed, operation: "waitpid", entry: label(0),
-                                       message: "the namespace init died during the restore (\(InitLoop.exitCode(status)))")
-                }
+                if let why = initDeath(waitingMs: 0) { throw why }
             } else if sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT {
                 throw RestoreError(.interrupted(signal: sig), operation: "restore", entry: nil,
                                    message: "interrupted by signal \(sig) after \(created) of \(plan.nodes.count - 1) processes; the namespace was torn down")
@@ -127,12 +128,44 @@ final class PuppetChannel {
         }
     }
 
-    func checkAlive(node: Int) throws {
-        if namespace.reapIfExited() != nil {
-            throw RestoreError(.restoreFailed, operation: "waitpid", entry: label(0), message: "the namespace init died during the restore")
+    /// The error naming the namespace init when it has died (waiting up to `ms` for it to be
+    /// reapable: it may still be taking the namespace down).
+    func initDeath(waitingMs ms: Int) -> RestoreError? {
+        // An init that is exiting will be reapable once the namespace is empty: wait for it.
+        let wait = namespace.initIsExiting ? max(ms, Int(stepTimeout * 1000)) : ms
+        let deadline = MonotonicClock.nanoseconds() + UInt64(wait) * 1_000_000
+        while true {
+            if let status = namespace.reapIfExited() {
+                return RestoreError(.restoreFailed, operation: "waitpid", entry: label(0) + ", the namespace init",
+                                    message: "died during the restore (\(Self.describe(status))), and every process of the namespace with it")
+            }
+            if MonotonicClock.nanoseconds() >= deadline { return nil }
+            var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
+            nanosleep(&ts, nil)
         }
+    }
+
+    static func describe(_ status: Int32) -> String {
+        if rr_wifsignaled(status) != 0 { return "killed by signal \(rr_wtermsig(status))" }
+        if rr_wifexited(status) != 0 { return "exit code \(rr_wexitstatus(status))" }
+        return "status \(status)"
+    }
+
+    /// EAGAIN from a fork: which limit is the likely one, with its value.
+    static func processLimitText() -> String {
+        var nproc = rlimit()
+        let limit = getrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &nproc) == 0 && nproc.rlim_cur != rlim_t.max
+            ? String(nproc.rlim_cur) : "unlimited"
+        let threads = SystemCalls.readText("/proc/sys/kernel/threads-max")?.trimmingSuffixNewline ?? "?"
+        return "a process limit is reached: the user's (ulimit -u, RLIMIT_NPROC = \(limit), counted over all of the user's processes) or the system's (kernel.threads-max = \(threads)); raise `ulimit -u` or restore fewer processes"
+    }
+
+    func checkAlive(node: Int) throws {
+        if let why = initDeath(waitingMs: 0) { throw why }
         let pid = hostPid[node]
         if pid > 0, ProcStatus.read(pid).map({ $0.isDead }) ?? true {
+            // A dying init takes every process with it before it can be reaped: give it time.
+            if let why = initDeath(waitingMs: 1000) { throw why }
             throw RestoreError(.restoreFailed, operation: "wait", entry: label(node), message: "died during setup")
         }
     }

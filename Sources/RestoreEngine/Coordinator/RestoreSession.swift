@@ -49,7 +49,8 @@ public struct RestoreSession {
             clock.end("build")
             let observed = ProcObservation.observe(world, channel)
             let verified = RestoreVerification.verify(tree: tree, plan: world.plan, observed: observed)
-            if let first = verified.problems.first { throw first }
+            // A dead init explains every problem at once: name it rather than the first entry.
+            if let first = verified.problems.first { throw channel.initDeath(waitingMs: 1000) ?? first }
             clock.end("verify")
             let released = try Release.run(world, channel, tree: tree)
             clock.end("release")
