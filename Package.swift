@@ -23,14 +23,22 @@ let package = Package(
         // Kernel-facing: namespaces, id maps, the fork engine, the init loop, /proc.
         .target(name: "RestoreEngine",
                 dependencies: ["RestoreModel", "CRestoreShim", "CLibcap", "CLibseccomp"]),
+        // `check`: probes in throwaway children (EnvironmentCheck), and the judging and wording
+        // of what they found (EnvironmentFacts, CheckOutput), testable without a kernel.
+        .target(name: "RestoreCheck",
+                dependencies: ["RestoreModel", "RestoreEngine", "CRestoreShim", "CLibseccomp"]),
         // Commands, kept in a library so they can be tested; the executable is a stub.
         .target(name: "RestoreCLI",
-                dependencies: ["RestoreModel", "RestoreEngine",
+                dependencies: ["RestoreModel", "RestoreEngine", "RestoreCheck",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rootless-restore", dependencies: ["RestoreCLI"]),
-        .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel"],
+        // Test code the binary does not link: the kernel model that checks plans step by step
+        // (PlanSimulator) and the random-history tree generator (TreeGenerator).
+        .target(name: "RestoreTestSupport", dependencies: ["RestoreModel"]),
+        .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel", "RestoreTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel"],
+        .testTarget(name: "RestoreCheckTests", dependencies: ["RestoreModel", "RestoreCheck"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel", "RestoreTestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

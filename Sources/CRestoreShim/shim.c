@@ -321,3 +321,144 @@ int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
     struct rlimit limit = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
     return setrlimit((__rlimit_resource_t)resource, &limit) < 0 ? -errno : 0;
 }
+
+/* ptrace and syscall injection (TreeRecorder: freezing without job control, reading flags
+ * /proc does not show). */
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/uio.h>
+#include <elf.h>
+
+const long rr_sys_prctl = SYS_prctl;
+
+long rr_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data, uint64_t *peeked) {
+    errno = 0;
+    long r = ptrace((enum __ptrace_request)request, tid, (void *)(uintptr_t)addr, (void *)(uintptr_t)data);
+    if (request == PTRACE_PEEKTEXT || request == PTRACE_PEEKDATA) {
+        if (r == -1 && errno != 0) return -errno;
+        if (peeked) *peeked = (uint64_t)r;
+        return 0;
+    }
+    return r < 0 ? -errno : r;
+}
+
+long rr_wait_traced(pid_t tid, int *status, int nohang) {
+    pid_t r = waitpid(tid, status, __WALL | (nohang ? WNOHANG : 0));
+    return r < 0 ? -errno : r;
+}
+
+int rr_ptrace_event(int status) { return (status >> 16) & 0xff; }
+
+int rr_pidfd_open(pid_t pid) {
+    long r = syscall(SYS_pidfd_open, pid, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+int rr_pidfd_send_signal(int pidfd, int sig) {
+    long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+    return r < 0 ? -errno : 0;
+}
+
+#if defined(__x86_64__)
+static int rr_regs_get(pid_t tid, struct user_regs_struct *regs) {
+    struct iovec iov = { .iov_base = regs, .iov_len = sizeof(*regs) };
+    if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0) return -errno;
+    return iov.iov_len == sizeof(*regs) ? 0 : -EXDEV;
+}
+
+static int rr_regs_set(pid_t tid, const struct user_regs_struct *regs) {
+    struct iovec iov = { .iov_base = (void *)regs, .iov_len = sizeof(*regs) };
+    return ptrace(PTRACE_SETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+}
+
+/* Waits for the next stop of tid: its signal (or 0x80|event<<8 style: we return the stop
+ * signal and the event separately), -ESRCH when it ended. */
+static int rr_next_stop(pid_t tid, int *event) {
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(tid, &status, __WALL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -errno;
+        if (WIFEXITED(status) || WIFSIGNALED(status)) return -ESRCH;
+        if (WIFSTOPPED(status)) { *event = (status >> 16) & 0xff; return WSTOPSIG(status); }
+    }
+}
+
+int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
+                      long *result, uint64_t *scratch) {
+    struct user_regs_struct saved, regs;
+    int err = rr_regs_get(tid, &saved);
+    if (err) return err;
+    uint64_t oldmask = 0, allmask = ~(uint64_t)0;
+    if (ptrace(PTRACE_GETSIGMASK, tid, (void *)sizeof(oldmask), &oldmask) < 0) return -errno;
+    if (ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(allmask), &allmask) < 0) return -errno;
+    errno = 0;
+    long oldcode = ptrace(PTRACE_PEEKTEXT, tid, (void *)(uintptr_t)code, NULL);
+    if (oldcode == -1 && errno) { err = -errno; goto mask; }
+    /* syscall (0f 05); int3 (cc) */
+    long newcode = (long)(((uint64_t)oldcode & ~(uint64_t)0xffffff) | 0xcc050fULL);
+    uint64_t where = ((saved.rsp - 128 - 1024) & ~(uint64_t)15);
+    errno = 0;
+    long oldscratch = 0;
+    if (scratch_arg >= 0) {
+        oldscratch = ptrace(PTRACE_PEEKDATA, tid, (void *)(uintptr_t)where, NULL);
+        if (oldscratch == -1 && errno) { err = -errno; goto mask; }
+    }
+    if (ptrace(PTRACE_POKETEXT, tid, (void *)(uintptr_t)code, (void *)newcode) < 0) { err = -errno; goto mask; }
+    regs = saved;
+    uint64_t a[6];
+    for (int i = 0; i < 6; i++) a[i] = (i == scratch_arg) ? where : args[i];
+    regs.rax = (uint64_t)nr;
+    regs.orig_rax = (uint64_t)-1; /* no syscall restart on the way out of this stop */
+    regs.rdi = a[0]; regs.rsi = a[1]; regs.rdx = a[2]; regs.r10 = a[3]; regs.r8 = a[4]; regs.r9 = a[5];
+    regs.rip = code;
+    if ((err = rr_regs_set(tid, &regs))) goto text;
+    if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) { err = -errno; goto regs; }
+    int event = 0;
+    int sig = rr_next_stop(tid, &event);
+    if (sig < 0) return sig; /* gone: nothing to put back */
+    struct user_regs_struct after;
+    if ((err = rr_regs_get(tid, &after))) goto regs;
+    if (sig != SIGTRAP || event != 0 || after.rip != code + 3) {
+        err = -EINTR;
+    } else {
+        *result = (long)after.rax;
+        if (scratch_arg >= 0) {
+            errno = 0;
+            long v = ptrace(PTRACE_PEEKDATA, tid, (void *)(uintptr_t)where, NULL);
+            if (v == -1 && errno) err = -errno; else *scratch = (uint64_t)v;
+        }
+    }
+    if (scratch_arg >= 0) ptrace(PTRACE_POKEDATA, tid, (void *)(uintptr_t)where, (void *)oldscratch);
+regs:
+    {
+        int e = rr_regs_set(tid, &saved);
+        if (!err) err = e;
+    }
+text:
+    ptrace(PTRACE_POKETEXT, tid, (void *)(uintptr_t)code, (void *)oldcode);
+mask:
+    ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(oldmask), &oldmask);
+    if (err == 0 || err == -EINTR) {
+        /* Leave the trap's signal-delivery stop (its SIGTRAP discarded) for an interrupt stop,
+         * so that a tracer that dies now detaches a task with nothing pending. */
+        ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+        if (ptrace(PTRACE_CONT, tid, NULL, NULL) == 0) {
+            int ev = 0;
+            for (int i = 0; i < 4; i++) {
+                int sg = rr_next_stop(tid, &ev);
+                if (sg < 0) return sg;
+                if (ev == PTRACE_EVENT_STOP) break;
+                ptrace(PTRACE_CONT, tid, NULL, NULL); /* another trap: discard it */
+            }
+        }
+    }
+    return err;
+}
+#else
+int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
+                      long *result, uint64_t *scratch) {
+    (void)tid; (void)code; (void)nr; (void)args; (void)scratch_arg; (void)result; (void)scratch;
+    return -ENOSYS;
+}
+#endif

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import RestoreCheck
 import RestoreEngine
 import RestoreModel
 

@@ -34,7 +34,9 @@ public struct RootlessRestore: ParsableCommand {
           65     the tree is invalid (the message names the entry)
           66     the tree file cannot be read
           77     this machine or user cannot create the namespaces (see the message)
-          125    the restore failed; the whole namespace was torn down
+          125    the restore failed, or its --report or --pin-log could not be written
+                 (full filesystem, a name that may not be replaced); the whole
+                 namespace was torn down and no partial report was left
           126    a payload could not be executed
           127    a payload's executable was not found
           128+N  the restore was interrupted by signal N; the namespace was torn down
@@ -49,9 +51,9 @@ struct LoadedTree {
     var phases: [(String, Double)]
 
     init(path: String, criuCores: String? = nil) throws {
-        var start = SystemClock.now
+        var start = MonotonicClock.nanoseconds()
         var phases: [(String, Double)] = []
-        func lap(_ name: String) { let now = SystemClock.now; phases.append((name, Double(now - start) / 1e6)); start = now }
+        func lap(_ name: String) { let now = MonotonicClock.nanoseconds(); phases.append((name, Double(now - start) / 1e6)); start = now }
         let bytes = try Self.readTree(path)
         tree = try Self.decode(bytes, path: path, criuCores: criuCores)
         lap("parse")
@@ -95,14 +97,6 @@ struct LoadedTree {
     }
 }
 
-enum SystemClock {
-    static var now: UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-}
-
 /// Prints a RestoreError the way users read it and exits with its documented code.
 func fail(_ error: Error) -> ExitCode {
     if let e = error as? RestoreError {
@@ -122,20 +116,5 @@ func writeAll(_ fd: Int32, _ s: String) {
         let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
         if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
         offset += n
-    }
-}
-
-/// Writes `text` to `path` atomically (temporary file + rename), or to stdout for "-".
-func writeAtomically(_ path: String, _ text: String) throws {
-    if path == "-" { writeAll(1, text); return }
-    let tmp = path + ".tmp-\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else {
-        throw RestoreError(.input, operation: "open", errno: errno, entry: path, message: "cannot write the report")
-    }
-    writeAll(fd, text)
-    close(fd)
-    guard rename(tmp, path) == 0 else {
-        throw RestoreError(.input, operation: "rename", errno: errno, entry: path, message: "cannot write the report")
     }
 }

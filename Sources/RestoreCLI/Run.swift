@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import RestoreCheck
 import RestoreEngine
 import RestoreModel
 
@@ -55,11 +56,28 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: .hidden)
     var noiseForkers: Int = 0
 
-    @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck.", valueName: "SECONDS"))
+    @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck (above 0, at most 86400).", valueName: "SECONDS"))
     var stepTimeout: Double = 30
+    static let maxStepTimeout: Double = 86_400
 
+    /// Every value is checked here, before anything is created.
     func validate() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        guard stepTimeout.isFinite, stepTimeout > 0, stepTimeout <= Self.maxStepTimeout else {
+            throw ValidationError("--step-timeout \(stepTimeout): give a number of seconds above 0 and at most \(Int(Self.maxStepTimeout)) (one day)")
+        }
+        if let occupyPid, occupyPid < 2 || occupyPid > LinuxNumbers.pidMaxLimit {
+            throw ValidationError("--occupy-pid \(occupyPid): a PID from 2 to \(LinuxNumbers.pidMaxLimit)")
+        }
+        guard (0...1000).contains(noiseForkers) else { throw ValidationError("--noise-forkers \(noiseForkers): 0 to 1000") }
+        for (option, path) in [("--report", report), ("--pin-log", pinLog)] {
+            guard let path else { continue }
+            do { try OutputFile.checkWritable(path, what: option == "--report" ? "the report" : "the pin log") } catch let e as RestoreError {
+                throw ValidationError("\(option) \(path): \(e.message)\(e.errno.map { " (\(ErrnoName.describe($0)))" } ?? "")")
+            }
+        }
+        if pinLog == "-" { throw ValidationError("--pin-log needs a file name; standard output carries the tree's own output") }
+        if let criuCores, !isDirectory(criuCores) { throw ValidationError("--criu-cores \(criuCores): not a directory") }
         let problems = IDMapRequest.problems(mapUsers, option: "--map-users") + IDMapRequest.problems(mapGroups, option: "--map-groups")
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
     }
@@ -70,7 +88,10 @@ struct Run: ParsableCommand {
         var options = RunOptions()
         options.quiet = quiet
         options.verbose = verbose
-        options.progress = !quiet && isatty(2) == 1
+        if !quiet && isatty(2) == 1 {
+            let line = ProgressLine()
+            options.onProgress = { line.update($0) }
+        }
         options.occupyPid = occupyPid
         options.noiseForkers = noiseForkers
         options.stepTimeout = stepTimeout
@@ -83,7 +104,9 @@ struct Run: ParsableCommand {
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in
-            if let reportPath { try writeAtomically(reportPath, report.json()) }
+            // A report that cannot be written completely fails the restore (torn down, 125):
+            // its appearance is the readiness signal, so a partial one must never appear.
+            if let reportPath { try OutputFile.write(report.json(), to: reportPath, what: "the report") }
             if verbose {
                 let phases = report.phases.map { "\($0.0) \(Double(Int($0.1 * 10)) / 10) ms" }.joined(separator: ", ")
                 writeStderr("rootless-restore: restored \(report.processes.count) processes with \(report.helpers.count) helpers (\(phases))\n")
@@ -95,6 +118,11 @@ struct Run: ParsableCommand {
         let status: Int32
         do {
             status = try RestoreSession(tree: loaded.tree, plan: loaded.plan, options: options).run(phases: loaded.phases)
+        } catch var error as RestoreError where error.kind == .environment || error.operation.hasPrefix("mount") {
+            // A namespace step the kernel refused: say why in the user's terms, by trying the
+            // cheap part of `check` (single-threaded still, and the namespace is torn down).
+            error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
+            throw fail(error)
         } catch {
             throw fail(error)
         }
@@ -103,6 +131,11 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+
+func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
 
 /// `--map-users` / `--map-groups` values: inner:outer:count or auto.
 func parseMapRequest(_ text: String) throws -> IDMapRequest {

@@ -86,10 +86,9 @@ struct ControlBlock {
     let words: UnsafeMutablePointer<UInt32>
     let count: Int
 
-    init?(nodes: Int) {
+    init?(nodes: Int, in arena: Arena) {
         let bytes = max(nodes, 1) * 16
-        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        guard let p, p != MAP_FAILED else { return nil }
+        guard let p = arena.map(bytes, shared: true) else { return nil }
         words = p.bindMemory(to: UInt32.self, capacity: max(nodes, 1) * 4)
         count = nodes
     }

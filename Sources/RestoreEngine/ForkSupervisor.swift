@@ -92,6 +92,15 @@ public final class ForkSupervisor {
         response = resp
     }
 
+    /// In the coordinator once the tree is released (the init keeps its own copy forever).
+    deinit {
+        close(sendFD)
+        close(receiveFD)
+        if logFD >= 0 { close(logFD) }
+        instructions.deallocate()
+        seccomp_notify_free(request, response)
+    }
+
     // MARK: puppet side
 
     /// In an exec'ing puppet, before its identity changes (installing needs CAP_SYS_ADMIN in
@@ -214,9 +223,9 @@ public final class ForkSupervisor {
     /// Polls ns_last_pid until it moves past `written`; nil if nothing was allocated in 1 s
     /// (the clone failed before allocating).
     func waitForAllocation(after written: Int32) -> Int32? {
-        let deadline = SystemCalls.monotonicNanoseconds() + 1_000_000_000
+        let deadline = MonotonicClock.nanoseconds() + 1_000_000_000
         var pause = timespec(tv_sec: 0, tv_nsec: 10_000)
-        while SystemCalls.monotonicNanoseconds() < deadline {
+        while MonotonicClock.nanoseconds() < deadline {
             let now = readLastPid()
             if now != written { return now }
             nanosleep(&pause, nil)

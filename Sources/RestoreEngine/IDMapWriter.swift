@@ -35,7 +35,7 @@ public struct IDMapWriter {
 
     /// The first regular file `name` in the directories of `path`, with its mode, owner and
     /// security.capability attribute.
-    static func locate(_ name: String, in path: String) -> IDHelperFacts {
+    public static func locate(_ name: String, in path: String) -> IDHelperFacts {
         var facts = IDHelperFacts(name: name)
         for dir in path.split(separator: ":") where dir.hasPrefix("/") {
             let candidate = dir + "/" + name

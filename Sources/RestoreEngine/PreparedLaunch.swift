@@ -61,12 +61,21 @@ struct PuppetWorld {
 
 /// C strings the children use, made once.
 struct FixedStrings {
-    let root = makeCString("/")
-    let proc = makeCString("proc")
-    let procDir = makeCString("/proc")
-    let pidMax = makeCString("/proc/sys/kernel/pid_max")
-    let nsLastPid = makeCString("/proc/sys/kernel/ns_last_pid")
-    let execFailedStopped = makeCString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
+    let root: UnsafeMutablePointer<CChar>
+    let proc: UnsafeMutablePointer<CChar>
+    let procDir: UnsafeMutablePointer<CChar>
+    let pidMax: UnsafeMutablePointer<CChar>
+    let nsLastPid: UnsafeMutablePointer<CChar>
+    let execFailedStopped: UnsafeMutablePointer<CChar>
+
+    init(_ arena: Arena) {
+        root = arena.cString("/")
+        proc = arena.cString("proc")
+        procDir = arena.cString("/proc")
+        pidMax = arena.cString("/proc/sys/kernel/pid_max")
+        nsLastPid = arena.cString("/proc/sys/kernel/ns_last_pid")
+        execFailedStopped = arena.cString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
+    }
 }
 
 /// Where an executable lives, resolved in the coordinator as execvp would, so a missing

@@ -52,16 +52,22 @@ enum ProcessIdentity {
     /// with equal seccomp profiles share one compiled filter (compiling takes milliseconds).
     final class Preparer {
         let maps: IDMapPlan
+        let arena: Arena
         private var profiles: [(spec: SeccompSpec, instructions: UnsafeMutableRawPointer, count: UInt16)] = []
 
-        init(maps: IDMapPlan) {
+        init(maps: IDMapPlan, arena: Arena) {
             self.maps = maps
+            self.arena = arena
+        }
+
+        deinit {
+            for p in profiles { p.instructions.deallocate() }
         }
 
         /// nil when the entry asks for nothing beyond what the process already is. Throws
         /// RestoreError for what would only fail in the child.
         func prepare(_ entry: ProcessEntry) throws -> UnsafeMutablePointer<PreparedIdentity>? {
-            try ProcessIdentity.prepare(entry, maps: maps, compile: compiled)
+            try ProcessIdentity.prepare(entry, maps: maps, arena: arena, compile: compiled)
         }
 
         func compiled(_ spec: SeccompSpec, _ entry: String) throws -> (UnsafeMutableRawPointer, UInt16) {
@@ -72,7 +78,7 @@ enum ProcessIdentity {
         }
     }
 
-    static func prepare(_ entry: ProcessEntry, maps: IDMapPlan,
+    static func prepare(_ entry: ProcessEntry, maps: IDMapPlan, arena: Arena,
                         compile: (SeccompSpec, String) throws -> (UnsafeMutableRawPointer, UInt16)) throws
         -> UnsafeMutablePointer<PreparedIdentity>? {
         guard entry.state != .zombie else { return nil }
@@ -88,7 +94,7 @@ enum ProcessIdentity {
             if maps.setgroupsAllowed {
                 id.setGroups = true
                 id.groupCount = user.additionalGids.count
-                let groups = UnsafeMutablePointer<gid_t>.allocate(capacity: max(1, user.additionalGids.count))
+                let groups = arena.allocate(gid_t.self, count: user.additionalGids.count)
                 for (k, g) in user.additionalGids.enumerated() { groups[k] = g }
                 id.groups = groups
             }
@@ -109,7 +115,7 @@ enum ProcessIdentity {
         let dropsCaps = id.changeIDs && maps.runtimeUID == 0 && id.uid != 0
 
         if let limits = spec?.rlimits, !limits.isEmpty {
-            let prepared = UnsafeMutablePointer<PreparedRlimit>.allocate(capacity: limits.count)
+            let prepared = arena.allocate(PreparedRlimit.self, count: limits.count)
             for (k, l) in limits.enumerated() {
                 guard let resource = ResourceLimits.number(named: l.type) else {
                     throw RestoreError.invalid(where_, "process.rlimits[\(k)]: unknown type \(l.type)")
@@ -159,15 +165,15 @@ enum ProcessIdentity {
             id.bounding = CapabilitySpec.mask(caps.bounding)
             id.ambient = CapabilitySpec.mask(caps.ambient)
             let inheritable = CapabilitySpec.mask(caps.inheritable)
-            id.raiseCaps = try makeCaps(effective: known, permitted: known, inheritable: inheritable, entry: where_)
-            id.finalCaps = try makeCaps(effective: CapabilitySpec.mask(caps.effective),
+            id.raiseCaps = try makeCaps(arena: arena, effective: known, permitted: known, inheritable: inheritable, entry: where_)
+            id.finalCaps = try makeCaps(arena: arena, effective: CapabilitySpec.mask(caps.effective),
                                         permitted: CapabilitySpec.mask(caps.permitted),
                                         inheritable: inheritable, entry: where_)
             needed = true
         }
 
         guard needed else { return nil }
-        let p = UnsafeMutablePointer<PreparedIdentity>.allocate(capacity: 1)
+        let p = arena.allocate(PreparedIdentity.self, count: 1)
         p.initialize(to: id)
         return p
     }
@@ -175,10 +181,11 @@ enum ProcessIdentity {
     static func limitText(_ v: UInt64) -> String { v == RlimitSpec.unlimited ? "unlimited" : String(v) }
 
     /// A libcap set with the given masks (bit N = capability N).
-    static func makeCaps(effective: UInt64, permitted: UInt64, inheritable: UInt64, entry: String) throws -> cap_t {
-        guard let caps = cap_init() else {
+    static func makeCaps(arena: Arena, effective: UInt64, permitted: UInt64, inheritable: UInt64, entry: String) throws -> cap_t {
+        guard let made = cap_init() else {
             throw RestoreError(.restoreFailed, operation: "cap_init", errno: Glibc.errno, entry: entry, message: "cannot allocate a capability set")
         }
+        let caps = arena.adopt(made)
         for (flag, mask) in [(CAP_EFFECTIVE, effective), (CAP_PERMITTED, permitted), (CAP_INHERITABLE, inheritable)] {
             var values: [cap_value_t] = []
             for bit in 0..<64 where mask & (UInt64(1) << UInt64(bit)) != 0 { values.append(cap_value_t(bit)) }

@@ -4,11 +4,11 @@ import RestoreModel
 
 /// Small wrappers over libc for the coordinator (the forking parent). Child-side code does not
 /// use these: it calls the raw functions on buffers prepared in advance.
-enum SystemCalls {
+public enum SystemCalls {
     static var currentErrno: Int32 { Glibc.errno }
 
     /// Reads a whole (small) file such as /proc/PID/status. nil if it cannot be opened.
-    static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    public static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -23,12 +23,12 @@ enum SystemCalls {
         return out
     }
 
-    static func readText(_ path: String) -> String? {
+    public static func readText(_ path: String) -> String? {
         readFile(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Writes `text` with one write(2), as /proc files such as uid_map require. 0 or errno.
-    static func writeFile(_ path: String, _ text: String) -> Int32 {
+    public static func writeFile(_ path: String, _ text: String) -> Int32 {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return Glibc.errno }
         defer { close(fd) }
@@ -39,7 +39,7 @@ enum SystemCalls {
     }
 
     /// Threads of this process as the kernel counts them.
-    static func threadCount() -> Int {
+    public static func threadCount() -> Int {
         guard let dir = opendir("/proc/self/task") else { return -1 }
         defer { closedir(dir) }
         var n = 0
@@ -50,11 +50,13 @@ enum SystemCalls {
         return n
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    /// `uname -r`: the one reader of the kernel release ("unknown" if uname fails).
+    public static func kernelRelease() -> String {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "unknown" }
+        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
     }
+
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
@@ -65,15 +67,11 @@ enum SystemCalls {
     }
 }
 
-/// A NUL-terminated copy of a Swift string in malloc'd memory, for use after fork.
-func makeCString(_ s: String) -> UnsafeMutablePointer<CChar> {
-    strdup(s)!
-}
-
-/// A NULL-terminated argv/envp array of malloc'd C strings.
-func makeCStringArray(_ items: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
-    let array = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: items.count + 1)
-    for (i, item) in items.enumerated() { array[i] = strdup(item) }
-    array[items.count] = nil
-    return array
+/// The one clock of rootless-restore: CLOCK_MONOTONIC, for phases, deadlines and progress.
+public enum MonotonicClock {
+    public static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
 }

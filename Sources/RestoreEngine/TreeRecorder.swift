@@ -1,10 +1,11 @@
+import CRestoreShim
 import Glibc
 import RestoreModel
 
 /// Options of `record`.
 public struct RecordOptions: Sendable {
     public var includeEnv = true
-    /// Stop the tree with SIGSTOP while reading it, resume it after.
+    /// Hold the tree still (ptrace stops, not SIGSTOP) while reading it, resume it after.
     public var freeze = false
     /// Record what can be read and warn about the rest instead of refusing.
     public var partial = false
@@ -12,13 +13,20 @@ public struct RecordOptions: Sendable {
     public var spawnByPayload = false
     /// How many times the tree is read at most until two consecutive reads agree.
     public var maxPasses = 6
+    /// argv given by the user for processes whose own was overwritten (host PID -> argv).
+    public var argvOverrides: [Int32: [String]] = [:]
+    /// Testing aid: with `freeze`, keep the tree frozen this long after reading it, so that a
+    /// test can signal `record` while it holds the tree.
+    public var holdFrozenSeconds: Double = 0
 
     public init() {}
 }
 
 /// Reads a live process tree from /proc into tree.json form: PIDs at every level from the
 /// root's own PID namespace down, ppid/pgid/sid, state and zombie status, threads, argv, env,
-/// cwd and credentials. The tree is read until two passes agree (start times detect PID reuse).
+/// cwd, credentials, the child-subreaper flag (read inside each process by ptrace), and what
+/// each process is (`recorded`). The tree is read until two passes agree (start times detect
+/// PID reuse), and what is written is checked to be a tree `run` accepts.
 public enum TreeRecorder {
     struct Snapshot: Equatable {
         var hostPid: Int32
@@ -35,55 +43,142 @@ public enum TreeRecorder {
         var groups: [UInt32]
     }
 
+    /// What a recording found out beyond the snapshot.
+    struct Findings {
+        var preFreezeStates: [Int32: Character] = [:]
+        /// host PID -> the flag, for every process whose flag was read.
+        var subreaper: [Int32: Bool] = [:]
+        /// host PID -> why its flag could not be read.
+        var subreaperUnknown: [Int32: String] = [:]
+    }
+
     public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String]) {
         guard StatLine.read(root) != nil else {
             throw RestoreError(.input, operation: "open /proc/\(root)/stat", errno: ESRCH, entry: "process \(root)", message: "no such process")
         }
-        var stopped: [Int32] = []
-        var preFreezeStates: [Int32: Character] = [:]
-        if options.freeze {
-            for pid in descendants(of: root) {
-                guard let s = StatLine.read(pid) else { continue }
-                preFreezeStates[pid] = s.state
-                if s.state != "T" && s.state != "t" && s.state != "Z" && kill(pid, SIGSTOP) == 0 { stopped.append(pid) }
-            }
-            waitUntilStopped(stopped)
+        guard root != getpid() else {
+            throw RestoreError(.input, operation: "record", entry: "process \(root)", message: "is rootless-restore itself")
         }
-        defer { for pid in stopped { kill(pid, SIGCONT) } }
-
-        var previous: [Snapshot]?
-        for _ in 0..<options.maxPasses {
-            let now = try snapshot(root: root)
-            if let previous, previous == now {
-                return try build(now, root: root, options: options, preFreezeStates: preFreezeStates)
+        // Declared first, so it is released last: after the freezer has thawed everything.
+        let signals = SignalGuard()
+        defer { signals.release() }
+        let freezer = TaskFreezer()
+        defer { freezer.thawAll() }
+        func checkSignals() throws {
+            if let sig = signals.pending() {
+                throw RestoreError(.interrupted(signal: sig), operation: "record", entry: "process \(root)",
+                                   message: "interrupted by SIG\(TreeParser.signalNames[sig] ?? String(sig)); nothing was written, every process was left as it was")
             }
+        }
+
+        var findings = Findings()
+        if options.freeze {
+            try freezeTree(root: root, freezer: freezer, findings: &findings, check: checkSignals)
+        }
+        var previous: [Snapshot]?
+        var agreed: [Snapshot]?
+        for _ in 0..<options.maxPasses {
+            try checkSignals()
+            let now = try snapshot(root: root)
+            if let previous, previous == now { agreed = now; break }
             previous = now
         }
-        throw RestoreError(.input, operation: "record", entry: "process \(root)",
-                           message: "the tree kept changing while it was read (\(options.maxPasses) passes never agreed: processes started, ended or changed groups); try --freeze")
-    }
-
-    static func waitUntilStopped(_ pids: [Int32]) {
-        let deadline = SystemCalls.monotonicNanoseconds() + 2_000_000_000
-        for pid in pids {
-            while let s = StatLine.read(pid), s.state != "T", s.state != "t", s.state != "Z",
-                  SystemCalls.monotonicNanoseconds() < deadline {
-                var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+        guard let snaps = agreed else {
+            throw RestoreError(.input, operation: "record", entry: "process \(root)",
+                               message: "the tree kept changing while it was read (\(options.maxPasses) passes never agreed: processes started, ended or changed groups); try --freeze")
+        }
+        try readSubreaperFlags(snaps, freezer: freezer, findings: &findings, check: checkSignals)
+        let result = try build(snaps, root: root, options: options, findings: findings)
+        if options.freeze && options.holdFrozenSeconds > 0 {
+            let end = MonotonicClock.nanoseconds() + UInt64(options.holdFrozenSeconds * 1e9)
+            while MonotonicClock.nanoseconds() < end {
+                try checkSignals()
+                var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
                 nanosleep(&ts, nil)
             }
         }
+        freezer.thawAll()
+        return result
     }
 
-    /// The root and all its descendants, parents before children.
+    /// Freezes the root and every descendant, again and again until no new process appears
+    /// (one that forked while the others were being frozen). Zombies cannot be traced and
+    /// need not be: they change nothing.
+    static func freezeTree(root: Int32, freezer: TaskFreezer, findings: inout Findings, check: () throws -> Void) throws {
+        for _ in 0..<16 {
+            var fresh = false
+            for pid in descendants(of: root) where freezer.frozen[pid] == nil {
+                try check()
+                guard let s = StatLine.read(pid), s.state != "Z", s.state != "X" else { continue }
+                if findings.preFreezeStates[pid] == nil { findings.preFreezeStates[pid] = s.state }
+                switch freezer.freeze(pid, startTime: s.startTime) {
+                case .frozen: fresh = true
+                case .gone: continue
+                case .refused(let e):
+                    throw RestoreError(.input, operation: "ptrace(PTRACE_SEIZE)", errno: e, entry: "process \(pid)",
+                                       message: "cannot be frozen: --freeze holds processes with ptrace (no job-control stop), which is refused here "
+                                       + "(\(ptraceRefusalHint(e))); record without --freeze. Every process was left as it was, nothing was written")
+                case .timedOut(let tid):
+                    throw RestoreError(.input, operation: "ptrace(PTRACE_INTERRUPT)", entry: "process \(pid)",
+                                       message: "thread \(tid) did not stop within 2 s (uninterruptible sleep?); every process was left as it was, nothing was written")
+                }
+            }
+            if !fresh { return }
+        }
+    }
+
+    /// Reads PR_GET_CHILD_SUBREAPER inside every live process. A process that is not frozen yet
+    /// (no --freeze) is frozen just for the read and thawed right after.
+    static func readSubreaperFlags(_ snaps: [Snapshot], freezer: TaskFreezer, findings: inout Findings, check: () throws -> Void) throws {
+        let mine = SeccompState.of("self")
+        for s in snaps where s.state != "Z" && s.state != "X" {
+            try check()
+            let pid = s.hostPid
+            if let theirs = SeccompState.read(String(pid)), theirs.mode == 2,
+               !(mine.mode == 2 && theirs.filters <= mine.filters) {
+                // A filter of its own may kill the process for a prctl it did not expect.
+                findings.subreaperUnknown[pid] = "it runs under a seccomp filter of its own, which could kill it for an injected system call"
+                continue
+            }
+            let wasFrozen = freezer.frozen[pid] != nil
+            if !wasFrozen {
+                switch freezer.freeze(pid, startTime: s.startTime) {
+                case .frozen: break
+                case .gone: findings.subreaperUnknown[pid] = "it ended while it was read"; continue
+                case .refused(let e): findings.subreaperUnknown[pid] = "ptrace refused: \(ptraceRefusalHint(e))"; continue
+                case .timedOut(let tid): findings.subreaperUnknown[pid] = "thread \(tid) did not stop within 2 s"; continue
+                }
+            }
+            let (flag, reason) = freezer.childSubreaper(of: pid)
+            if !wasFrozen { freezer.thaw(pid) }
+            if let flag { findings.subreaper[pid] = flag } else { findings.subreaperUnknown[pid] = reason ?? "unknown" }
+        }
+    }
+
+    static func ptraceRefusalHint(_ e: Int32) -> String {
+        var why = ErrnoName.describe(e)
+        if e == EPERM {
+            if let scope = SystemCalls.readText("/proc/sys/kernel/yama/ptrace_scope")?.split(separator: "\n").first.map(String.init), scope != "0" {
+                why += ": kernel.yama.ptrace_scope = \(scope) lets ordinary users trace only their own descendants"
+            } else {
+                why += ": a process that is not dumpable (prctl PR_SET_DUMPABLE 0, set-id programs), another user's, or one already traced by a debugger"
+            }
+        }
+        return why
+    }
+
+    /// The root and all its descendants, parents before children, siblings in the order they
+    /// were created (start time, then PID). rootless-restore itself is left out.
     static func descendants(of root: Int32) -> [Int32] {
-        var children: [Int32: [Int32]] = [:]
-        for pid in allPids() {
-            if let s = StatLine.read(pid) { children[s.ppid, default: []].append(pid) }
+        var children: [Int32: [(UInt64, Int32)]] = [:]
+        let me = getpid()
+        for pid in allPids() where pid != me {
+            if let s = StatLine.read(pid) { children[s.ppid, default: []].append((s.startTime, pid)) }
         }
         var out = [root]
         var i = 0
         while i < out.count {
-            out += (children[out[i]] ?? []).sorted()
+            out += (children[out[i]] ?? []).sorted { $0 < $1 }.map(\.1)
             i += 1
         }
         return out
@@ -103,161 +198,18 @@ public enum TreeRecorder {
     static func snapshot(root: Int32) throws -> [Snapshot] {
         var out: [Snapshot] = []
         for pid in descendants(of: root) {
-            guard let stat = StatLine.read(pid), let status = ProcStatus.read(pid),
-                  let text = SystemCalls.readText("/proc/\(pid)/status") else { continue }
-            var uid: UInt32 = 0, gid: UInt32 = 0, groups: [UInt32] = []
-            for line in text.split(separator: "\n") {
-                let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-                guard let key = fields.first else { continue }
-                if key == "Uid:", fields.count > 1 { uid = UInt32(fields[1]) ?? 0 }
-                if key == "Gid:", fields.count > 1 { gid = UInt32(fields[1]) ?? 0 }
-                if key == "Groups:" { groups = fields.dropFirst().compactMap { UInt32($0) } }
-            }
+            guard let stat = StatLine.read(pid), let status = ProcStatus.read(pid) else { continue }
             var tasks: [[Int32]] = []
-            if let dir = opendir("/proc/\(pid)/task") {
-                var tids: [Int32] = []
-                while let e = readdir(dir) {
-                    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-                    if let t = Int32(name) { tids.append(t) }
-                }
-                closedir(dir)
-                for t in tids.sorted() {
-                    if let ts = ProcStatus.read(t, procRoot: "/proc/\(pid)/task") { tasks.append(ts.nspid) }
-                }
+            for t in TaskFreezer.threads(of: pid) {
+                if let ts = ProcStatus.read(t, procRoot: "/proc/\(pid)/task") { tasks.append(ts.nspid) }
             }
             out.append(Snapshot(hostPid: pid, startTime: stat.startTime, hostPPid: stat.ppid, nspid: status.nspid,
                                 nspgid: status.nspgid, nssid: status.nssid, state: stat.state, exitCode: stat.exitCode,
-                                taskNSpids: tasks, uid: uid, gid: gid, groups: groups))
+                                taskNSpids: tasks, uid: status.uid, gid: status.gid, groups: status.groups))
         }
         guard out.first?.hostPid == root else {
             throw RestoreError(.input, operation: "record", entry: "process \(root)", message: "the process ended while it was read")
         }
         return out
-    }
-
-    static func build(_ snaps: [Snapshot], root: Int32, options: RecordOptions,
-                      preFreezeStates: [Int32: Character]) throws -> (tree: ProcessTree, warnings: [String]) {
-        let level = max(0, snaps[0].nspid.count - 1)
-        var atLevel: [Int32: Int32] = [:] // host pid -> pid at the root's level
-        for s in snaps where s.nspid.count > level { atLevel[s.hostPid] = s.nspid[level] }
-        var warnings: [String] = []
-        var problems: [String] = []
-        var entries: [ProcessEntry] = []
-        let euid = UInt32(geteuid()), egid = UInt32(getegid())
-        for (i, s) in snaps.enumerated() {
-            let pid = atLevel[s.hostPid] ?? 0
-            var ppid: Int32 = atLevel[s.hostPPid] ?? 0
-            if ppid == 0, let p = ProcStatus.read(s.hostPPid), p.nspid.count > level { ppid = p.nspid[level] }
-            let stateLetter = preFreezeStates[s.hostPid] ?? s.state
-            let state: ProcessState = stateLetter == "Z" ? .zombie : (stateLetter == "T" || stateLetter == "t") ? .stopped : .running
-            var exitStatus: ExitStatus?
-            if state == .zombie {
-                let code = s.exitCode
-                exitStatus = (code & 0x7f) == 0 ? .code((code >> 8) & 0xff) : .signal(code & 0x7f)
-            }
-            var entry = ProcessEntry(index: i, pid: pid, ppid: ppid,
-                                     pgid: s.nspgid.count > level ? s.nspgid[level] : 0,
-                                     sid: s.nssid.count > level ? s.nssid[level] : 0,
-                                     nspid: Array(s.nspid.dropFirst(level)), state: state, exitStatus: exitStatus)
-            entry.threads = s.taskNSpids.count > 1 ? s.taskNSpids.compactMap { $0.count > level ? $0[level] : nil } : []
-            if entry.nspid.count > 1 && s.taskNSpids.count > 1 {
-                entry.threadLevels = s.taskNSpids.map { Array($0.dropFirst(level)) }
-            }
-            entry.spawnedByPayload = options.spawnByPayload && i > 0
-            if state != .zombie {
-                var spec = ProcessSpec()
-                let who = "process \(pid) (host pid \(s.hostPid))"
-                if let raw = SystemCalls.readFile("/proc/\(s.hostPid)/cmdline") {
-                    let args = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-                    let trimmed = args.last == "" ? Array(args.dropLast()) : args
-                    if !trimmed.isEmpty { spec.args = trimmed }
-                } else {
-                    problems.append("\(who): cannot read /proc/\(s.hostPid)/cmdline")
-                }
-                if options.includeEnv {
-                    if let raw = SystemCalls.readFile("/proc/\(s.hostPid)/environ") {
-                        spec.env = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                    } else {
-                        problems.append("\(who): cannot read /proc/\(s.hostPid)/environ (\(ErrnoName.describe(Glibc.errno))): not your process?")
-                    }
-                }
-                var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let n = readlink("/proc/\(s.hostPid)/cwd", &buf, buf.count - 1)
-                if n > 0 {
-                    spec.cwd = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                } else {
-                    problems.append("\(who): cannot read /proc/\(s.hostPid)/cwd (\(ErrnoName.describe(Glibc.errno)))")
-                }
-                spec.user = UserSpec(uid: s.uid, gid: s.gid, additionalGids: s.groups.filter { $0 != s.gid })
-                recordConfinement(of: s.hostPid, into: &spec, who: who, warnings: &warnings)
-                entry.process = spec
-            }
-            entries.append(entry)
-        }
-        if !problems.isEmpty {
-            if !options.partial {
-                throw RestoreError(.input, operation: "record", entry: "process \(root)",
-                                   message: "cannot read everything of the tree; nothing was written (use --partial to record what can be read):\n  " + problems.joined(separator: "\n  "))
-            }
-            warnings += problems
-        }
-        var tree = ProcessTree(processes: entries)
-        if snaps.allSatisfy({ $0.uid == euid }) { tree.uidMappings = [IDMapping(containerID: euid, hostID: euid, size: 1)] }
-        if snaps.allSatisfy({ $0.gid == egid }) { tree.gidMappings = [IDMapping(containerID: egid, hostID: egid, size: 1)] }
-        warnings.append("the child-subreaper flag is not visible in /proc; set \"childSubreaper\": true by hand where a process used PR_SET_CHILD_SUBREAPER")
-        return (tree, warnings)
-    }
-}
-
-extension TreeRecorder {
-    /// umask, capability sets and no_new_privs from /proc/PID/status, rlimits from
-    /// /proc/PID/limits. A seccomp filter cannot be read back: it is reported, not recorded.
-    static func recordConfinement(of pid: Int32, into spec: inout ProcessSpec, who: String, warnings: inout [String]) {
-        if let status = SystemCalls.readText("/proc/\(pid)/status") {
-            if let word = EnvironmentFacts.statusField(status, "Umask")?.first, let mask = UInt32(word, radix: 8) {
-                spec.user?.umask = mask
-            }
-            var caps = CapabilitySpec()
-            var unknown: Set<Int> = []
-            func set(_ key: String) -> [String]? {
-                guard let mask = EnvironmentFacts.parseCapabilityMask(status, key) else { return nil }
-                let (names, extra) = Capabilities.names(of: mask)
-                unknown.formUnion(extra)
-                return names
-            }
-            caps.bounding = set("CapBnd")
-            caps.effective = set("CapEff")
-            caps.permitted = set("CapPrm")
-            caps.inheritable = set("CapInh")
-            caps.ambient = set("CapAmb")
-            if caps.bounding != nil || caps.effective != nil { spec.capabilities = caps }
-            if !unknown.isEmpty {
-                warnings.append("\(who): capabilities \(unknown.sorted().map(String.init).joined(separator: ", ")) have no name this runtime knows; they are not recorded")
-            }
-            if EnvironmentFacts.statusField(status, "NoNewPrivs")?.first == "1" { spec.noNewPrivileges = true }
-            if let mode = EnvironmentFacts.statusField(status, "Seccomp")?.first, mode != "0" {
-                warnings.append("\(who): runs under seccomp (Seccomp: \(mode)), whose filter /proc does not show; it is not recorded (add process.seccomp by hand)")
-            }
-        }
-        if let limits = SystemCalls.readText("/proc/\(pid)/limits") {
-            let parsed = ResourceLimits.parseProcLimits(limits)
-            if !parsed.isEmpty { spec.rlimits = parsed }
-        }
-    }
-}
-
-/// The fields of /proc/PID/stat that `record` needs.
-struct StatLine {
-    var state: Character
-    var ppid: Int32
-    var startTime: UInt64
-    var exitCode: Int32
-
-    static func read(_ pid: Int32) -> StatLine? {
-        guard let text = SystemCalls.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let state = fields[0].first, let ppid = Int32(fields[1]) else { return nil }
-        let exit = fields.count > 49 ? Int32(fields[49].prefix(while: { $0.isNumber || $0 == "-" })) ?? 0 : 0
-        return StatLine(state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit)
     }
 }

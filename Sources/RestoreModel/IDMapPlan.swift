@@ -161,7 +161,7 @@ public struct IDMapPlan: Sendable, Equatable {
                      treeField: String, own: UInt32, subText: String?, helper: IDHelperFacts,
                      facts: IDMapFacts) throws -> Side {
         let subFile = "/etc/sub\(kind)"
-        let ranges = subText.map { EnvironmentFacts.subIDRanges(in: $0, user: facts.userName, uid: facts.uid) } ?? []
+        let ranges = subText.map { LinuxFormats.subIDRanges(in: $0, user: facts.userName, uid: facts.uid) } ?? []
         var lines: [IDMapping] = [], labels: [String] = []
         let source: String
         if !requests.isEmpty {
@@ -221,7 +221,7 @@ public struct IDMapPlan: Sendable, Equatable {
         }
         let capability = kind == "uid" ? LinuxNumbers.CAP_SETUID : LinuxNumbers.CAP_SETGID
         let setuidRoot = helper.mode & 0o4000 != 0 && helper.ownerUID == 0
-        let fileCap = helper.fileCapability.flatMap { EnvironmentFacts.parseFileCapability($0) }?.has(capability) ?? false
+        let fileCap = helper.fileCapability.flatMap { LinuxFormats.parseFileCapability($0) }?.has(capability) ?? false
         guard setuidRoot || fileCap else {
             let mode = String(helper.mode & 0o7777, radix: 8)
             throw RestoreError(.environment, operation: "new\(kind)map", entry: path,

@@ -206,30 +206,37 @@ struct RootlessRestoreTests {
     @Test("run exits with the tree's status", .enabled(if: Prerequisites.userNamespacesWork))
     func exitStatusPropagation() throws {
         func sh(_ script: String) -> [String] { ["/bin/sh", "-c", script] }
-        let cases: [(String, TestTree, Termination)] = [
-            ("top exits 7", TestTree(comment: "exit 7", processes: [
+        // Each case gets the scratch directory; `markers` are files the tree's last processes
+        // create just before they exit: run must not end before they exist (an init that
+        // stopped at the first top-level exit would kill them first).
+        let cases: [(String, (String) -> TestTree, Termination, [String])] = [
+            ("top exits 7", { _ in TestTree(comment: "exit 7", processes: [
                 TreeProcess(pid: 100, ppid: 0, pgid: 100, sid: 100, args: sh("exit 7")),
-            ]), .exited(7)),
-            ("top killed by SIGKILL", TestTree(comment: "kill -9", processes: [
+            ]) }, .exited(7), []),
+            ("top killed by SIGKILL", { _ in TestTree(comment: "kill -9", processes: [
                 TreeProcess(pid: 100, ppid: 0, pgid: 100, sid: 100, args: sh("kill -9 $$")),
-            ]), .exited(137)),
-            ("first top-level process in file order, after all have exited", TestTree(
+            ]) }, .exited(137), []),
+            ("first top-level process in file order, after all have exited", { dir in TestTree(
                 comment: "two sessions", processes: [
                     TreeProcess(pid: 100, ppid: 0, pgid: 100, sid: 100, args: sh("sleep 0.3; exit 5")),
-                    TreeProcess(pid: 101, ppid: 100, pgid: 100, sid: 100, args: sh("sleep 0.5")),
-                    TreeProcess(pid: 200, ppid: 0, pgid: 200, sid: 200, args: sh("exit 9")),
-                ]), .exited(5)),
-            ("the tree's PID 1", TestTree(comment: "pid 1 exits 3", processes: [
+                    TreeProcess(pid: 101, ppid: 100, pgid: 100, sid: 100, args: sh("sleep 0.8; : > \(dir)/done-101")),
+                    TreeProcess(pid: 200, ppid: 0, pgid: 200, sid: 200, args: sh("sleep 1.2; : > \(dir)/done-200; exit 9")),
+                ]) }, .exited(5), ["done-101", "done-200"]),
+            ("the tree's PID 1", { _ in TestTree(comment: "pid 1 exits 3", processes: [
                 TreeProcess(pid: 1, ppid: 0, pgid: 1, sid: 1, args: sh("exit 3")),
                 TreeProcess(pid: 2, ppid: 1, pgid: 1, sid: 1),
-            ]), .exited(3)),
+            ]) }, .exited(3), []),
         ]
-        for (name, tree, expected) in cases {
+        for (name, tree, expected, markers) in cases {
             let run = try RestoreRun()
             defer { run.tearDown() }
-            try run.startRun(treeFile: try run.write("tree.json", tree.json()))
+            try run.startRun(treeFile: try run.write("tree.json", tree(run.directory).json()))
             let end = try run.waitForExit(timeout: 60)
             #expect(end == expected, "\(name): stderr: \(run.stderr)")
+            for marker in markers {
+                #expect(access(run.directory + "/" + marker, F_OK) == 0,
+                        "\(name): run ended before the process that creates \(marker) had finished")
+            }
             run.tearDown()
         }
     }
@@ -244,12 +251,14 @@ struct RootlessRestoreTests {
         defer { run.tearDown() }
         try run.startRun(treeFile: try run.write("tree.json", tree.json()))
         let seen = try run.waitForNamespace(timeout: 120, "50 processes in the namespace") { $0.count >= 50 }
-        let alreadyDone = access(run.reportPath, F_OK) == 0
         run.signal(SIGINT)
         let end = try run.waitForExit(timeout: 120)
-        print("interruptDuringRestore: SIGINT sent with \(seen.count) processes in the namespace"
-              + (alreadyDone ? " (the restore had already finished)" : ""))
+        print("interruptDuringRestore: SIGINT sent with \(seen.count) processes in the namespace")
         #expect(end == .exited(130), "stderr: \(run.stderr)")
+        // The report is written once every process is restored: its absence proves the signal
+        // arrived during the restore, not after it (when the init would merely forward it).
+        #expect(access(run.reportPath, F_OK) != 0,
+                "the restore had already finished when SIGINT arrived: this test did not interrupt a restore")
         run.tearDown()
     }
 

@@ -15,6 +15,7 @@ import Foundation
 import Glibc
 #endif
 import RestoreModel
+import RestoreTestSupport
 import Testing
 
 // MARK: - Fixtures and expectations

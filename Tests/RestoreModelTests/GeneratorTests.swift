@@ -1,5 +1,6 @@
 import Foundation
 import RestoreModel
+import RestoreTestSupport
 import Testing
 
 // Random trees from simulated histories (TreeGenerator): every one must pass the validator,

@@ -1,5 +1,6 @@
 import Foundation
 import RestoreModel
+import RestoreTestSupport
 import Testing
 
 // The planner on sessions, groups, zombies, stopped processes and subreapers: every plan it

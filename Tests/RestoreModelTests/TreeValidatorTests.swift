@@ -103,7 +103,7 @@ private func map(_ c: UInt32, _ h: UInt32, _ s: UInt32) -> IDMapping { IDMapping
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let url = root.appendingPathComponent("examples/hello/tree.json")
-        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        #expect(FileManager.default.fileExists(atPath: url.path), "examples/hello/tree.json is missing")
         let t = try TreeParser.parse(Array(try Data(contentsOf: url)))
         try TreeValidator.validate(t)
     }

@@ -152,4 +152,37 @@ int rr_prctl_set_no_new_privs(void);
 int rr_prctl_cap_ambient_clear_all(void);
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);
 
+static const int RR_PTRACE_SEIZE = 0x4206;
+static const int RR_PTRACE_INTERRUPT = 0x4207;
+static const int RR_PTRACE_DETACH = 17;
+static const int RR_PR_GET_CHILD_SUBREAPER = 37;
+/// SYS_prctl of this architecture.
+extern const long rr_sys_prctl;
+
+/// ptrace(2) (variadic in glibc): the result, or -errno. For PEEK requests the word read goes
+/// to *peeked (the raw syscall's convention), and the result is 0.
+long rr_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data, uint64_t *peeked);
+/// waitpid(tid, &status, __WALL | (nohang ? WNOHANG : 0)): the tid, 0 (nothing yet) or -errno.
+long rr_wait_traced(pid_t tid, int *status, int nohang);
+/// The ptrace event of a stop status (status >> 16): PTRACE_EVENT_STOP (128) after
+/// PTRACE_INTERRUPT or a group stop.
+int rr_ptrace_event(int status);
+/// pidfd_open(pid, 0) (CLOEXEC): fd or -errno.
+int rr_pidfd_open(pid_t pid);
+/// pidfd_send_signal(fd, sig, NULL, 0): 0 or -errno.
+int rr_pidfd_send_signal(int pidfd, int sig);
+
+/// Runs one system call `nr` with `args` inside the ptrace-stopped task `tid` (this thread is
+/// its tracer), the way CRIU's compel does: all its signals blocked, `syscall; int3` written
+/// at `code` (the start of an executable mapping of the task), its registers set, continued
+/// until the int3 trap; then memory, registers and signal mask are put back and the task is
+/// returned to a PTRACE_EVENT_STOP. If `scratch_arg` is 0...5, that argument is replaced by
+/// the address of 8 bytes below the task's stack red zone (saved and restored), whose content
+/// afterwards goes to *scratch. The call's return value goes to *result.
+/// Returns 0, -errno of a ptrace step, -EXDEV for a task that is not x86_64 (a 32-bit one), or
+/// -ENOSYS on other architectures. -ESRCH: the task ended; -EINTR: the task stopped for
+/// something else (SIGSTOP/SIGKILL, which cannot be blocked) and was put back.
+int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
+                      long *result, uint64_t *scratch);
+
 #endif

@@ -1,11 +1,12 @@
 import CLibseccomp
 import CRestoreShim
 import Glibc
+import RestoreEngine
 import RestoreModel
 
 /// `rootless-restore check`: finds out, by trying each step in throwaway children, whether
 /// this machine lets the caller restore a tree, and gathers the facts that explain why not.
-/// The judging and wording live in RestoreModel (EnvironmentFacts.assess()).
+/// The judging and wording live beside it (EnvironmentFacts.assess(), CheckOutput).
 ///
 /// Rules for every probe: the checking process stays single-threaded (no Dispatch, no async);
 /// every child gets PR_SET_PDEATHSIG(SIGKILL) or dies with its namespace's init; every child is
@@ -32,15 +33,15 @@ public enum EnvironmentCheck {
         f.uid = UInt32(geteuid())
         f.gid = UInt32(getegid())
         if let pw = getpwuid(geteuid()) { f.userName = String(cString: pw.pointee.pw_name) }
-        f.inInitialUserNamespace = SystemCalls.readText("/proc/self/uid_map").map(EnvironmentFacts.isInitialUserNamespaceMap) ?? true
+        f.inInitialUserNamespace = SystemCalls.readText("/proc/self/uid_map").map(LinuxFormats.isInitialUserNamespaceMap) ?? true
         f.executablePath = readLink("/proc/self/exe") ?? "rootless-restore"
-        f.kernelRelease = kernelRelease()
+        f.kernelRelease = SystemCalls.kernelRelease()
         if let text = SystemCalls.readText("/etc/os-release") ?? SystemCalls.readText("/usr/lib/os-release") {
             (f.osID, f.osIDLike) = EnvironmentFacts.parseOSRelease(text)
         }
         let status = SystemCalls.readText("/proc/self/status") ?? ""
-        f.seccompMode = EnvironmentFacts.statusField(status, "Seccomp")?.first.flatMap { Int($0) }
-        f.callerNSpidColumns = max(1, EnvironmentFacts.parseNSpid(status).count)
+        f.seccompMode = LinuxFormats.statusField(status, "Seccomp")?.first.flatMap { Int($0) }
+        f.callerNSpidColumns = max(1, LinuxFormats.parseNSpid(status).count)
 
         f.unprivilegedUsernsClone = sysctl("kernel/unprivileged_userns_clone")
         f.maxUserNamespaces = sysctl("user/max_user_namespaces")
@@ -76,7 +77,7 @@ public enum EnvironmentCheck {
     // MARK: - Small readers
 
     static func sysctl(_ name: String) -> Int? {
-        SystemCalls.readText("/proc/sys/" + name).flatMap(EnvironmentFacts.parseSysctlInteger)
+        SystemCalls.readText("/proc/sys/" + name).flatMap(LinuxFormats.parseSysctlInteger)
     }
 
     static func readLink(_ path: String) -> String? {
@@ -84,14 +85,6 @@ public enum EnvironmentCheck {
         let n = readlink(path, &buf, buf.count - 1)
         guard n > 0 else { return nil }
         return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func kernelRelease() -> String {
-        var u = utsname()
-        guard uname(&u) == 0 else { return "unknown" }
-        return withUnsafeBytes(of: &u.release) { raw in
-            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
     }
 
     /// Processes whose real uid is `uid`, as /proc shows them.
@@ -105,7 +98,7 @@ public enum EnvironmentCheck {
             }
             guard let first = name.utf8.first, first >= 48, first <= 57 else { continue }
             guard let text = SystemCalls.readText("/proc/\(name)/status"),
-                  let real = EnvironmentFacts.statusField(text, "Uid")?.first, UInt32(real) == uid else { continue }
+                  let real = LinuxFormats.statusField(text, "Uid")?.first, UInt32(real) == uid else { continue }
             n += 1
         }
         return n
@@ -119,8 +112,8 @@ public enum EnvironmentCheck {
         f.cgroupPath = path
         while true {
             let dir = "/sys/fs/cgroup" + (path == "/" ? "" : path)
-            if let maxText = SystemCalls.readText(dir + "/pids.max"), let max = EnvironmentFacts.parseSysctlInteger(maxText),
-               let current = SystemCalls.readText(dir + "/pids.current").flatMap(EnvironmentFacts.parseSysctlInteger) {
+            if let maxText = SystemCalls.readText(dir + "/pids.max"), let max = LinuxFormats.parseSysctlInteger(maxText),
+               let current = SystemCalls.readText(dir + "/pids.current").flatMap(LinuxFormats.parseSysctlInteger) {
                 let left = max - current
                 if f.cgroupPidsLeft == nil || left < f.cgroupPidsLeft! {
                     f.cgroupPidsLeft = left
@@ -194,7 +187,7 @@ public enum EnvironmentCheck {
 
         // From outside, as the namespace's creator: what the kernel gave it, then the maps.
         if let status = SystemCalls.readText("/proc/\(child)/status") {
-            r.capEff = EnvironmentFacts.parseCapabilityMask(status)
+            r.capEff = LinuxFormats.parseCapabilityMask(status)
         }
         r.securityLabel = (SystemCalls.readText("/proc/\(child)/attr/apparmor/current")
             ?? SystemCalls.readText("/proc/\(child)/attr/current")).map { String($0.prefix(while: { $0 != "\n" && $0 != "\0" })) }
@@ -237,10 +230,10 @@ public enum EnvironmentCheck {
     }
 
     static func readProbeRecords(_ fd: Int32, into r: inout NamespaceProbeResult) {
-        let deadline = SystemCalls.monotonicNanoseconds() + UInt64(probeTimeoutMs) * 1_000_000
+        let deadline = MonotonicClock.nanoseconds() + UInt64(probeTimeoutMs) * 1_000_000
         var done = false
         while true {
-            let now = SystemCalls.monotonicNanoseconds()
+            let now = MonotonicClock.nanoseconds()
             if now >= deadline {
                 r.problem = "the probe did not finish within \(probeTimeoutMs / 1000) s"
                 return
@@ -303,7 +296,7 @@ public enum EnvironmentCheck {
         sendStep(out, .mountProc, procOK)
 
         let pidMaxPath = "/proc/sys/kernel/pid_max"
-        var pidMax = procOK ? SystemCalls.readText(pidMaxPath).flatMap(EnvironmentFacts.parseSysctlInteger) : nil
+        var pidMax = procOK ? SystemCalls.readText(pidMaxPath).flatMap(LinuxFormats.parseSysctlInteger) : nil
         if let pidMax { send(out, .pidMax, Int64(pidMax)) }
 
         let (low, lowErr) = cloneWithPid(NamespaceProbeResult.lowTarget)
@@ -314,7 +307,7 @@ public enum EnvironmentCheck {
         if procOK, let current = pidMax, current <= Int(high) {
             let e = SystemCalls.writeFile(pidMaxPath, "\(LinuxNumbers.pidMaxLimit)\n")
             send(out, .pidMaxRaise, Int64(e))
-            pidMax = SystemCalls.readText(pidMaxPath).flatMap(EnvironmentFacts.parseSysctlInteger)
+            pidMax = SystemCalls.readText(pidMaxPath).flatMap(LinuxFormats.parseSysctlInteger)
             if let pidMax { send(out, .pidMaxAfter, Int64(pidMax)) }
         }
         let (got, highErr) = cloneWithPid(high)
@@ -385,7 +378,7 @@ public enum EnvironmentCheck {
             if f.uid == 0 && f.inInitialUserNamespace { h.trialSkipped = "running as root"; continue }
             guard f.probe.clone == .ok || f.probe.userOnly == .ok else { h.trialSkipped = "no user namespace can be created"; continue }
             let text = isUID ? f.subuidText : f.subgidText
-            let ranges = text.map { EnvironmentFacts.subIDRanges(in: $0, user: f.userName, uid: f.uid) } ?? []
+            let ranges = text.map { LinuxFormats.subIDRanges(in: $0, user: f.userName, uid: f.uid) } ?? []
             guard let range = ranges.first else { h.trialSkipped = "no subordinate range for this user"; continue }
             let own = isUID ? f.uid : f.gid
             let count = min(range.count, 65536)

@@ -1,3 +1,5 @@
+import RestoreModel
+
 /// What `rootless-restore check` learnt about this machine, and the pure logic that turns it
 /// into verdicts with fixes. The engine (EnvironmentCheck) gathers the facts by trying things
 /// in throwaway children; everything here is parsing and judging, testable without a kernel.
@@ -86,28 +88,6 @@ public struct NamespaceProbeResult: Sendable, Equatable {
     public init() {}
 }
 
-/// newuidmap or newgidmap as found on disk, and the result of really using it.
-public struct IDHelperFacts: Sendable, Equatable {
-    public var name: String
-    /// nil: not found in PATH or the usual directories.
-    public var path: String?
-    public var mode: UInt32 = 0
-    public var ownerUID: UInt32 = 0
-    /// The raw security.capability extended attribute (nil: none).
-    public var fileCapability: [UInt8]?
-    /// Running it on a probe child: nil when not tried; else the exit status, what it printed,
-    /// and the map the child ended up with.
-    public var trialStatus: Int32?
-    public var trialOutput: String = ""
-    public var trialMap: String = ""
-    public var trialSkipped: String?
-
-    public init(name: String, path: String? = nil) {
-        self.name = name
-        self.path = path
-    }
-}
-
 // MARK: - Facts
 
 /// Everything `check` gathered. Sysctls are nil when the file does not exist on this kernel.
@@ -160,82 +140,9 @@ public struct EnvironmentFacts: Sendable, Equatable {
     public init() {}
 }
 
-// MARK: - Parsing
-
-/// One line of /etc/subuid or /etc/subgid: `owner:start:count`, owner a name or a uid.
-public struct SubIDRange: Sendable, Equatable {
-    public var owner: String
-    public var start: UInt32
-    public var count: UInt32
-
-    public init(owner: String, start: UInt32, count: UInt32) {
-        self.owner = owner
-        self.start = start
-        self.count = count
-    }
-
-    /// One past the last id (UInt64: start + count may pass 2^32 - 1).
-    public var end: UInt64 { UInt64(start) + UInt64(count) }
-}
-
-/// A parsed security.capability extended attribute (struct vfs_cap_data / vfs_ns_cap_data).
-public struct FileCapability: Sendable, Equatable {
-    public var revision: Int
-    public var effective: Bool
-    public var permitted: UInt64
-    public var inheritable: UInt64
-    /// Revision 3 only: the namespace root the capability applies to.
-    public var rootID: UInt32?
-
-    public func has(_ capability: Int) -> Bool { permitted & (UInt64(1) << UInt64(capability)) != 0 }
-}
-
-/// The Linux numbers this file needs (generic and x86 errno values agree on these).
-public enum LinuxNumbers {
-    public static let EPERM: Int32 = 1
-    public static let ENOENT: Int32 = 2
-    public static let E2BIG: Int32 = 7
-    public static let EAGAIN: Int32 = 11
-    public static let ENOMEM: Int32 = 12
-    public static let EACCES: Int32 = 13
-    public static let EBUSY: Int32 = 16
-    public static let EEXIST: Int32 = 17
-    public static let EINVAL: Int32 = 22
-    public static let ENOSPC: Int32 = 28
-    public static let ENOSYS: Int32 = 38
-    public static let EUSERS: Int32 = 87
-
-    public static let CAP_SETGID = 6
-    public static let CAP_SETUID = 7
-    public static let CAP_SYS_ADMIN = 21
-    /// MAX_PID_NS_LEVEL: the deepest PID namespace has level 32 (the initial one is 0).
-    public static let maxPidNamespaceLevel = 32
-    public static let defaultPidMax = 32768
-    public static let pidMaxLimit = 4_194_304
-}
+// MARK: - Parsing (what only check reads)
 
 extension EnvironmentFacts {
-    /// Every well-formed line of a subuid/subgid file, in order. Blank lines, `#` comments and
-    /// malformed lines (wrong field count, non-numbers, count 0) are skipped, as shadow does.
-    public static func parseSubIDFile(_ text: String) -> [SubIDRange] {
-        var out: [SubIDRange] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            let line = trimmed(Substring(raw))
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard fields.count == 3, !fields[0].isEmpty,
-                  let start = UInt32(trimmed(fields[1])), let count = UInt32(trimmed(fields[2])), count > 0
-            else { continue }
-            out.append(SubIDRange(owner: String(fields[0]), start: start, count: count))
-        }
-        return out
-    }
-
-    /// The ranges of one user, matched by name or by numeric uid.
-    public static func subIDRanges(in text: String, user: String, uid: UInt32) -> [SubIDRange] {
-        parseSubIDFile(text).filter { $0.owner == user || $0.owner == String(uid) }
-    }
-
     /// A range of `count` ids that overlaps no line of the file: the first multiple of `count`
     /// at or above 100000 past every existing range (what `useradd` would pick, roughly).
     public static func suggestFreeRange(existing: [SubIDRange], count: UInt32 = 65536) -> SubIDRange? {
@@ -249,61 +156,6 @@ extension EnvironmentFacts {
         return SubIDRange(owner: "", start: UInt32(start), count: count)
     }
 
-    /// The integer in a sysctl file ("1\n"); nil when empty or not a number.
-    public static func parseSysctlInteger(_ text: String) -> Int? {
-        let t = trimmed(Substring(text))
-        return t.isEmpty ? nil : Int(t)
-    }
-
-    /// A field of /proc/PID/status as its whitespace-separated words ("NSpid" -> ["7", "1"]).
-    public static func statusField(_ status: String, _ key: String) -> [String]? {
-        for line in status.split(separator: "\n") {
-            guard let colon = line.firstIndex(of: ":"), line[..<colon] == key else { continue }
-            return line[line.index(after: colon)...]
-                .split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        }
-        return nil
-    }
-
-    /// `NSpid:` of a status text as numbers, outermost first.
-    public static func parseNSpid(_ status: String) -> [Int32] {
-        (statusField(status, "NSpid") ?? []).compactMap { Int32($0) }
-    }
-
-    /// A hexadecimal capability mask field such as `CapEff:\t000001ffffffffff`.
-    public static func parseCapabilityMask(_ status: String, _ key: String = "CapEff") -> UInt64? {
-        guard let word = statusField(status, key)?.first else { return nil }
-        return UInt64(word, radix: 16)
-    }
-
-    /// "6.18.44-fc-v669" -> (6, 18, 44); missing parts are 0; nil without a leading number.
-    public static func parseKernelRelease(_ release: String) -> (major: Int, minor: Int, patch: Int)? {
-        var numbers: [Int] = []
-        var current = ""
-        for ch in release {
-            if ch.isASCII && ch.isNumber {
-                current.append(ch)
-            } else {
-                if !current.isEmpty { numbers.append(Int(current) ?? 0); current = "" }
-                if ch != "." || numbers.count >= 3 { break }
-            }
-        }
-        if !current.isEmpty && numbers.count < 3 { numbers.append(Int(current) ?? 0) }
-        guard let major = numbers.first else { return nil }
-        return (major, numbers.count > 1 ? numbers[1] : 0, numbers.count > 2 ? numbers[2] : 0)
-    }
-
-    public static func kernelAtLeast(_ release: String, _ major: Int, _ minor: Int) -> Bool? {
-        guard let v = parseKernelRelease(release) else { return nil }
-        return v.major > major || (v.major == major && v.minor >= minor)
-    }
-
-    /// Whether a uid_map text is the initial namespace's identity map of every id.
-    public static func isInitialUserNamespaceMap(_ uidMap: String) -> Bool {
-        let lines = uidMap.split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }) }
-        return lines.count == 1 && lines[0] == ["0", "0", "4294967295"]
-    }
-
     /// KEY=value lines of /etc/os-release, quotes removed.
     public static func parseOSRelease(_ text: String) -> (id: String?, idLike: [String]) {
         var id: String?
@@ -311,7 +163,7 @@ extension EnvironmentFacts {
         for line in text.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { continue }
             let key = line[..<eq]
-            var value = trimmed(line[line.index(after: eq)...])
+            var value = LinuxFormats.trimmed(line[line.index(after: eq)...])
             if value.count >= 2, let f = value.first, f == "\"" || f == "'", value.last == f {
                 value = String(value.dropFirst().dropLast())
             }
@@ -326,41 +178,9 @@ extension EnvironmentFacts {
         actionsAvail.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).contains("user_notif")
     }
 
-    /// Decodes security.capability: little-endian magic_etc, then {permitted, inheritable}
-    /// pairs (one for revision 1, two for 2 and 3), then rootid for revision 3.
-    public static func parseFileCapability(_ bytes: [UInt8]) -> FileCapability? {
-        func le32(_ at: Int) -> UInt32? {
-            guard at + 4 <= bytes.count else { return nil }
-            return UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
-        }
-        guard let magic = le32(0) else { return nil }
-        let revision = Int(magic >> 24)
-        let effective = magic & 0x1 != 0
-        switch revision {
-        case 1:
-            guard bytes.count == 12, let p = le32(4), let i = le32(8) else { return nil }
-            return FileCapability(revision: 1, effective: effective, permitted: UInt64(p), inheritable: UInt64(i), rootID: nil)
-        case 2, 3:
-            guard bytes.count == (revision == 2 ? 20 : 24),
-                  let p0 = le32(4), let i0 = le32(8), let p1 = le32(12), let i1 = le32(16) else { return nil }
-            return FileCapability(revision: revision, effective: effective,
-                                  permitted: UInt64(p0) | UInt64(p1) << 32, inheritable: UInt64(i0) | UInt64(i1) << 32,
-                                  rootID: revision == 3 ? le32(20) : nil)
-        default:
-            return nil
-        }
-    }
-
     /// The ucount limits of nested PID namespaces: levels left below the caller's level.
     public static func pidNamespaceLevelsLeft(callerNSpidColumns: Int) -> Int {
         max(0, LinuxNumbers.maxPidNamespaceLevel - (max(callerNSpidColumns, 1) - 1))
-    }
-
-    static func trimmed(_ s: Substring) -> String {
-        var t = s
-        while let f = t.first, f == " " || f == "\t" || f == "\r" || f == "\n" { t = t.dropFirst() }
-        while let l = t.last, l == " " || l == "\t" || l == "\r" || l == "\n" { t = t.dropLast() }
-        return String(t)
     }
 }
 
@@ -444,7 +264,7 @@ extension EnvironmentFacts {
             return ("no process could be created: the per-user process limit (ulimit -u = \(nprocLimit.map(String.init) ?? "unlimited")) or the cgroup's pids.max is reached",
                     capacityFix())
         case N.ENOSYS:
-            if Self.kernelAtLeast(kernelRelease, 5, 3) == false {
+            if LinuxFormats.kernelAtLeast(kernelRelease, 5, 3) == false {
                 return ("this kernel (\(kernelRelease)) has no clone3 (Linux 5.3+; set_tid needs 5.5+)",
                         "upgrade the kernel to Linux 5.5 or later")
             }
@@ -529,11 +349,10 @@ extension EnvironmentFacts {
             items.append(CheckItem(id: "caller", title: "caller", verdict: .pass,
                                    detail: "\(userLabel), gid \(gid)\(inInitialUserNamespace ? "" : ", inside a user namespace")"))
         }
-        let kernelOK = Self.kernelAtLeast(kernelRelease, 5, 5)
+        let kernelOK = LinuxFormats.kernelAtLeast(kernelRelease, 5, 5)
         items.append(CheckItem(id: "kernel", title: "kernel", verdict: kernelOK == false ? .warn : .pass,
                                detail: "Linux \(kernelRelease) (clone3: 5.3+, set_tid: 5.5+, pid_max per PID namespace: 6.14+)",
                                fix: kernelOK == false ? "upgrade the kernel to Linux 5.5 or later (set_tid)" : nil))
-
 
         // User namespace, capabilities.
         let userFailed: Bool
@@ -702,7 +521,7 @@ extension EnvironmentFacts {
                     why = ": no CAP_SYS_ADMIN over the PID namespace"
                     fix = denialFix
                 } else if e == N.EINVAL || e == N.E2BIG || e == N.ENOSYS {
-                    why = Self.kernelAtLeast(kernelRelease, 5, 5) == false
+                    why = LinuxFormats.kernelAtLeast(kernelRelease, 5, 5) == false
                         ? ": this kernel (\(kernelRelease)) predates set_tid (5.5)" : ": clone3 with set_tid is rejected (seccomp filter or an old kernel)"
                     fix = "upgrade the kernel to Linux 5.5 or later (rootless-restore has no ns_last_pid fallback)"
                 }
@@ -745,7 +564,7 @@ extension EnvironmentFacts {
             let level = seccompAPILevel ?? 0
             items.append(CheckItem(id: "seccomp_api", title: "libseccomp notify", verdict: .warn,
                                    detail: "libseccomp \(libseccompVersion ?? "?") reports API level \(level); user notification needs 6 (libseccomp 2.5+ on Linux 5.7+)",
-                                   fix: level >= 1 && Self.kernelAtLeast(kernelRelease, 5, 7) == false
+                                   fix: level >= 1 && LinuxFormats.kernelAtLeast(kernelRelease, 5, 7) == false
                                        ? "upgrade the kernel to Linux 5.7 or later"
                                        : installCommand(debian: "libseccomp2 (2.5 or later)", fedora: "libseccomp", arch: "libseccomp")))
         }
@@ -755,7 +574,7 @@ extension EnvironmentFacts {
                                        detail: "kernel.seccomp.actions_avail lists user_notif"))
             } else {
                 items.append(CheckItem(id: "seccomp_kernel", title: "kernel user_notif", verdict: .warn,
-                                       detail: "kernel.seccomp.actions_avail = \(Self.trimmed(Substring(actions))): no user_notif",
+                                       detail: "kernel.seccomp.actions_avail = \(LinuxFormats.trimmed(Substring(actions))): no user_notif",
                                        fix: "upgrade the kernel to Linux 5.0 or later, built with CONFIG_SECCOMP_FILTER=y"))
             }
         } else {
@@ -783,7 +602,7 @@ extension EnvironmentFacts {
         var raised = ""
         if p.pidMaxRaise == .ok { raised = ", raised to \(p.pidMaxAfterRaise.map(String.init) ?? "?") from inside" }
         if let e = p.pidMaxRaise.errno { raised = ", raising it from inside: \(Self.errnoText(e))" }
-        let perNamespace = Self.kernelAtLeast(kernelRelease, 6, 14) == true
+        let perNamespace = LinuxFormats.kernelAtLeast(kernelRelease, 6, 14) == true
         let fix = "sudo sysctl -w kernel.pid_max=\(LinuxNumbers.pidMaxLimit)"
             + (perNamespace ? "" : " (before Linux 6.14 pid_max is one global value)")
         switch p.setTidHigh {
@@ -841,7 +660,7 @@ extension EnvironmentFacts {
                              fix: installCommand(debian: "uidmap", fedora: "shadow-utils", arch: "shadow", suse: "shadow"))
         }
         let setuidRoot = h.mode & 0o4000 != 0 && h.ownerUID == 0
-        let cap = h.fileCapability.flatMap(Self.parseFileCapability)
+        let cap = h.fileCapability.flatMap(LinuxFormats.parseFileCapability)
         let capOK = cap.map { $0.effective && $0.has(capability) } ?? false
         var how: String
         if setuidRoot { how = "setuid root" }
@@ -865,7 +684,7 @@ extension EnvironmentFacts {
         if status == 0 && !map.isEmpty {
             return CheckItem(id: h.name, title: h.name, verdict: .pass, detail: how + "; mapping a range into a probe namespace worked (\(map))")
         }
-        let said = Self.trimmed(Substring(h.trialOutput))
+        let said = LinuxFormats.trimmed(Substring(h.trialOutput))
         return CheckItem(id: h.name, title: h.name, verdict: .warn,
                          detail: how + "; but running it on a probe namespace failed (exit status \(status))" + (said.isEmpty ? "" : ": \(said)") + note,
                          fix: "check the ranges in /etc/sub\(h.name == "newuidmap" ? "uid" : "gid") for \(userForCommands) and the helper's installation")
@@ -873,7 +692,7 @@ extension EnvironmentFacts {
 
     func subIDItem(_ name: String, text: String?, option: String) -> CheckItem {
         let note = " (needed only for trees with uid/gid ranges)"
-        let all = text.map(Self.parseSubIDFile) ?? []
+        let all = text.map(LinuxFormats.parseSubIDFile) ?? []
         let mine = all.filter { $0.owner == userName || $0.owner == String(uid) }
         let suggestion = Self.suggestFreeRange(existing: all).map { "\($0.start)-\(UInt64($0.start) + UInt64($0.count) - 1)" } ?? "100000-165535"
         let fix = "sudo usermod \(option) \(suggestion) \(userForCommands)"
@@ -921,17 +740,11 @@ public enum CheckOutput {
 
     /// `check --json`: an array of {id, title, verdict, essential, detail, fix}.
     public static func json(_ items: [CheckItem]) -> String {
-        var out = "["
-        out += items.map { item in
-            "\n  {\"id\": \(quote(item.id)), \"title\": \(quote(item.title)), \"verdict\": \(quote(item.verdict.rawValue)), "
-                + "\"essential\": \(item.essential), \"detail\": \(quote(item.detail)), \"fix\": \(item.fix.map(quote) ?? "null")}"
-        }.joined(separator: ",")
-        out += items.isEmpty ? "]\n" : "\n]\n"
-        return out
+        JSONOutput.array(items.map { item in
+            .object([("id", .string(item.id)), ("title", .string(item.title)), ("verdict", .string(item.verdict.rawValue)),
+                     ("essential", .bool(item.essential)), ("detail", .string(item.detail)), ("fix", .optional(item.fix.map(JSONOutput.string)))])
+        }, layout: .lines).document()
     }
-
-    /// A JSON string literal.
-    public static func quote(_ s: String) -> String { TreeEncoder.quote(s) }
 
     /// The failing or warning essential items as one paragraph, for error messages.
     public static func explanation(_ items: [CheckItem]) -> String {

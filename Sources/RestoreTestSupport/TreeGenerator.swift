@@ -4,6 +4,8 @@
 // zdtm session02/03). Deterministic for a seed, on every platform and Swift version: the
 // random numbers come from our own SplitMix64 and our own range reduction.
 
+import RestoreModel
+
 /// SplitMix64 (Steele, Lea, Flood 2014): 64-bit state, one output per step.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     public private(set) var state: UInt64

@@ -15,6 +15,8 @@
 //   same PID namespace, else to that namespace's init. The dead task stays a zombie, keeping its
 //   pid, pgid and sid, until its parent reaps it.
 
+import RestoreModel
+
 /// Why the model refused an operation: the errno the kernel would return and what was wrong.
 public struct KernelRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public var errno: String

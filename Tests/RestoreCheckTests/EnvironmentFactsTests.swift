@@ -1,3 +1,4 @@
+import RestoreCheck
 import RestoreModel
 import Testing
 
@@ -5,32 +6,6 @@ import Testing
 
 @Suite("environment facts: parsing")
 struct EnvironmentParsingTests {
-    @Test("subuid lines: names, numeric owners, comments, blanks and malformed lines")
-    func subuidParsing() {
-        let text = """
-            # comment line
-            alice:100000:65536
-
-            bob:165536:65536
-            1001:231072:1000
-              carol : 300000 : 10
-            broken:line
-            dave:1:0
-            eve:x:10
-            frank:5:6:7
-            alice:400000:5
-            """
-        let all = EnvironmentFacts.parseSubIDFile(text)
-        #expect(all.map(\.owner) == ["alice", "bob", "1001", "carol ", "alice"])
-        #expect(all[3].start == 300000 && all[3].count == 10)
-        let alice = EnvironmentFacts.subIDRanges(in: text, user: "alice", uid: 1000)
-        #expect(alice == [SubIDRange(owner: "alice", start: 100000, count: 65536),
-                          SubIDRange(owner: "alice", start: 400000, count: 5)])
-        let byUID = EnvironmentFacts.subIDRanges(in: text, user: "rrtest", uid: 1001)
-        #expect(byUID == [SubIDRange(owner: "1001", start: 231072, count: 1000)])
-        #expect(EnvironmentFacts.subIDRanges(in: "", user: "x", uid: 1).isEmpty)
-    }
-
     @Test("a suggested range overlaps nothing and is aligned")
     func freeRange() {
         #expect(EnvironmentFacts.suggestFreeRange(existing: [])?.start == 100000)
@@ -42,46 +17,6 @@ struct EnvironmentParsingTests {
         #expect(existing.allSatisfy { UInt64(s.start) >= $0.end })
         let high = [SubIDRange(owner: "a", start: UInt32.max - 10, count: 5)]
         #expect(EnvironmentFacts.suggestFreeRange(existing: high) == nil)
-    }
-
-    @Test("sysctl values")
-    func sysctls() {
-        #expect(EnvironmentFacts.parseSysctlInteger("1\n") == 1)
-        #expect(EnvironmentFacts.parseSysctlInteger("  96365 \n") == 96365)
-        #expect(EnvironmentFacts.parseSysctlInteger("") == nil)
-        #expect(EnvironmentFacts.parseSysctlInteger("max\n") == nil)
-        #expect(EnvironmentFacts.parseSysctlInteger("-1") == -1)
-    }
-
-    @Test("status fields: NSpid, CapEff, Seccomp")
-    func statusFields() {
-        let status = "Name:\tbash\nUid:\t1001\t1001\t1001\t1001\nNSpid:\t7577\t12\t1\nCapEff:\t000001ffffffffff\nSeccomp:\t2\n"
-        #expect(EnvironmentFacts.parseNSpid(status) == [7577, 12, 1])
-        #expect(EnvironmentFacts.parseCapabilityMask(status) == 0x1ff_ffff_ffff)
-        #expect(EnvironmentFacts.statusField(status, "Seccomp") == ["2"])
-        #expect(EnvironmentFacts.statusField(status, "Uid")?.first == "1001")
-        #expect(EnvironmentFacts.statusField(status, "Nope") == nil)
-        #expect(EnvironmentFacts.parseNSpid("Name:\tx\n").isEmpty)
-    }
-
-    @Test("kernel releases")
-    func kernels() {
-        #expect(EnvironmentFacts.parseKernelRelease("6.18.44-fc-v669")! == (6, 18, 44))
-        #expect(EnvironmentFacts.parseKernelRelease("5.4.0-150-generic")! == (5, 4, 0))
-        #expect(EnvironmentFacts.parseKernelRelease("4.18.0-553.el8_10.x86_64")! == (4, 18, 0))
-        #expect(EnvironmentFacts.parseKernelRelease("6.1")! == (6, 1, 0))
-        #expect(EnvironmentFacts.parseKernelRelease("weird") == nil)
-        #expect(EnvironmentFacts.kernelAtLeast("5.5.0", 5, 5) == true)
-        #expect(EnvironmentFacts.kernelAtLeast("5.4.99", 5, 5) == false)
-        #expect(EnvironmentFacts.kernelAtLeast("6.0.0", 5, 5) == true)
-        #expect(EnvironmentFacts.kernelAtLeast("6.13.2", 6, 14) == false)
-    }
-
-    @Test("initial user namespace map")
-    func initialMap() {
-        #expect(EnvironmentFacts.isInitialUserNamespaceMap("         0          0 4294967295\n"))
-        #expect(!EnvironmentFacts.isInitialUserNamespaceMap("         0       1001          1\n"))
-        #expect(!EnvironmentFacts.isInitialUserNamespaceMap(""))
     }
 
     @Test("os-release")
@@ -99,21 +34,6 @@ struct EnvironmentParsingTests {
         #expect(!EnvironmentFacts.kernelHasUserNotif("user_notify"))
     }
 
-    @Test("security.capability: revisions 2 and 3, effective flag, malformed blobs")
-    func fileCapabilities() {
-        // Revision 2, effective, permitted = CAP_SETUID (bit 7).
-        let v2: [UInt8] = [0x01, 0, 0, 0x02, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        let c2 = EnvironmentFacts.parseFileCapability(v2)!
-        #expect(c2.revision == 2 && c2.effective && c2.has(7) && !c2.has(6) && c2.rootID == nil)
-        // Revision 3, not effective, permitted = CAP_SETGID (bit 6), high word bit 0 (cap 32), rootid 100000.
-        let v3: [UInt8] = [0, 0, 0, 0x03, 0x40, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0xa0, 0x86, 0x01, 0]
-        let c3 = EnvironmentFacts.parseFileCapability(v3)!
-        #expect(c3.revision == 3 && !c3.effective && c3.has(6) && c3.has(32) && c3.rootID == 100000)
-        #expect(EnvironmentFacts.parseFileCapability([0, 0, 0, 0x02]) == nil)
-        #expect(EnvironmentFacts.parseFileCapability([0, 0, 0, 0x09] + [UInt8](repeating: 0, count: 16)) == nil)
-        #expect(EnvironmentFacts.parseFileCapability([]) == nil)
-    }
-
     @Test("PID-namespace levels left below the caller")
     func levels() {
         #expect(EnvironmentFacts.pidNamespaceLevelsLeft(callerNSpidColumns: 1) == 32)
@@ -124,7 +44,7 @@ struct EnvironmentParsingTests {
 
     @Test("JSON strings are escaped")
     func jsonQuote() {
-        #expect(CheckOutput.quote("a\"b\\c\nd\u{1}") == "\"a\\\"b\\\\c\\nd\\u0001\"")
+        #expect(JSONOutput.string("a\"b\\c\nd\u{1}").text() == "\"a\\\"b\\\\c\\nd\\u0001\"")
     }
 }
 

@@ -1,0 +1,98 @@
+import CLibcap
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// Phase 2: the namespace's PID 1 exists. Owns it: `tearDown` (or dropping the value) kills
+/// it, and with it everything in the namespace. Also owns the signalfd through which the
+/// coordinator reads the signals it blocked before cloning.
+final class LiveNamespace {
+    /// The init's PID as the runtime sees it; 0 once reaped.
+    private(set) var initHostPid: pid_t
+    let signalFD: Int32
+
+    private init(initHostPid: pid_t, signalFD: Int32) {
+        self.initHostPid = initHostPid
+        self.signalFD = signalFD
+    }
+
+    /// Blocks the signals the runtime handles, then clones the namespace init, which starts
+    /// as puppet 0. Nothing to undo when it throws.
+    static func start(_ world: PreparedWorld) throws -> LiveNamespace {
+        var set = InitLoop.signalSet(withChild: true)
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        let puppets = world.puppets
+        let seen = puppets.control.sequence(0)
+        let pid = rr_clone3(RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS, SIGCHLD, nil, 0)
+        if pid == 0 {
+            // The namespace init. If the runtime dies, so does the namespace.
+            _ = rr_prctl_set_pdeathsig(SIGKILL)
+            close(puppets.coordinatorFD)
+            Puppet.run(puppets, as: 0, seen: seen)
+        }
+        if pid < 0 { throw environmentError(errno: Int32(-pid)) }
+        world.arena.close(fd: puppets.answerFD)
+        let sfd = signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        return LiveNamespace(initHostPid: pid_t(pid), signalFD: sfd)
+    }
+
+    /// The init's part once it answered: id maps written from outside, capabilities checked,
+    /// then its private mounts, /proc and pid_max.
+    func setUp(_ world: PreparedWorld, _ channel: PuppetChannel) throws {
+        _ = try channel.awaitAnswer(from: 0, expecting: .ready)
+        try world.maps.write(to: initHostPid)
+        try checkCapabilities()
+        let maxPid = world.plan.nodes.flatMap(\.nspid).max() ?? 1
+        world.puppets.control.post(0, .setupNamespace, maxPid + 1)
+        _ = try channel.awaitAnswer(from: 0, expecting: .done)
+    }
+
+    /// The init's exit status if it has ended (reaped now), else nil.
+    func reapIfExited() -> Int32? {
+        guard initHostPid > 0 else { return nil }
+        var status: Int32 = 0
+        guard waitpid(initHostPid, &status, WNOHANG) == initHostPid else { return nil }
+        initHostPid = 0
+        return status
+    }
+
+    /// Kill the namespace's init: the kernel kills everything else in the namespace.
+    func tearDown() {
+        guard initHostPid > 0 else { return }
+        _ = rr_kill(initHostPid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(initHostPid, &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
+        initHostPid = 0
+    }
+
+    deinit {
+        tearDown()
+        if signalFD >= 0 { close(signalFD) }
+    }
+
+    static func environmentError(errno e: Int32) -> RestoreError {
+        var why = "cannot create a user and PID namespace"
+        if e == EPERM {
+            why += "; unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0, or a security module)"
+        } else if e == ENOSPC {
+            let limit = SystemCalls.readText("/proc/sys/user/max_user_namespaces")?.trimmingSuffixNewline ?? "?"
+            why += "; the user namespace limit is reached (user.max_user_namespaces = \(limit))"
+        } else if e == EINVAL || e == ENOSYS {
+            why += "; this kernel lacks clone3 (Linux 5.3+) or set_tid (5.5+)"
+        }
+        return RestoreError(.environment, operation: "clone3(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)", errno: e, entry: nil, message: why)
+    }
+
+    /// Ubuntu's AppArmor restriction lets the namespace be created and then strips every
+    /// capability; set_tid would fail with EPERM later. Say so now.
+    func checkCapabilities() throws {
+        guard let caps = cap_get_pid(initHostPid) else { return }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        var value = cap_flag_value_t(0)
+        if cap_get_flag(caps, cap_value_t(CAP_SYS_ADMIN), CAP_EFFECTIVE, &value) == 0, value != CAP_SET {
+            throw RestoreError(.environment, operation: "capget", errno: EPERM, entry: nil,
+                               message: "the new user namespace holds no CAP_SYS_ADMIN, so PIDs cannot be chosen; a security module (e.g. kernel.apparmor_restrict_unprivileged_userns=1) strips capabilities from unprivileged namespaces")
+        }
+    }
+}

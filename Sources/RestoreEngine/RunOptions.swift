@@ -1,0 +1,55 @@
+import Glibc
+import RestoreModel
+
+/// Options of one `run`.
+public struct RunOptions: Sendable {
+    public var quiet = false
+    public var verbose = false
+    /// Called as processes are created (the CLI draws it; the engine draws nothing).
+    public var onProgress: (@Sendable (RestoreProgress) -> Void)?
+    /// Called once the tree is built, verified and released, with the report of verify's
+    /// /proc pass. The place to write `--report`; throwing tears the namespace down.
+    public var onReady: (@Sendable (RestoreReport) throws -> Void)?
+    /// Testing aid: an extra process takes this PID in the new namespace before the restore.
+    public var occupyPid: Int32?
+    /// Testing aid: this many processes fork continuously in the namespace during the restore.
+    public var noiseForkers = 0
+    /// Seconds a single step may take before the restore is declared stuck.
+    public var stepTimeout: Double = 30
+    /// How PIDs are chosen.
+    public var pidMethod: PidMethod = .auto
+    /// PIDs the payloads' own forks must get (processes marked "spawn": "payload").
+    public var pinned = PinnedForks()
+    public var pinMismatch: PinMismatchPolicy = .warn
+    /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
+    public var pinLogPath: String?
+    /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
+    public var mapUsers: [IDMapRequest] = []
+    public var mapGroups: [IDMapRequest] = []
+
+    public init() {}
+}
+
+/// Where a restore is, for a progress display.
+public enum RestoreProgress: Sendable, Equatable {
+    /// `created` of `total` processes (helpers included) exist.
+    case building(created: Int, total: Int)
+    /// The restore ended (built, failed or interrupted): a display should clear itself.
+    case finished
+}
+
+/// How a process gets its recorded PID.
+public enum PidMethod: String, Sendable, CaseIterable {
+    /// clone3 with set_tid when the kernel has it (5.5+), else the dance.
+    case auto
+    /// clone3 with a set_tid array: one PID per namespace level, race-free.
+    case clone3
+    /// Write PID-1 to the namespace's ns_last_pid, then fork (for kernels before 5.5).
+    /// Works inside our own user namespace; serialised; every PID is verified.
+    case dance
+
+    /// Whether this kernel has clone3's set_tid (Linux 5.5+).
+    public static func kernelHasSetTid() -> Bool {
+        KernelRelease(SystemCalls.kernelRelease())?.atLeast(5, 5) ?? true
+    }
+}

@@ -1,0 +1,19 @@
+import CRestoreShim
+import Glibc
+
+/// Phase 6: the runtime stays outside as the shim. Forwards the signals it receives to the
+/// namespace init until the init exits, and returns its status.
+enum Shim {
+    static func wait(for namespace: LiveNamespace) -> Int32 {
+        while true {
+            if let status = namespace.reapIfExited() { return InitLoop.exitCode(status) }
+            var fds = pollfd(fd: namespace.signalFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&fds, 1, 1000)
+            var info = signalfd_siginfo()
+            while read(namespace.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                let sig = Int32(info.ssi_signo)
+                if sig != SIGCHLD, namespace.initHostPid > 0 { _ = rr_kill(namespace.initHostPid, sig) }
+            }
+        }
+    }
+}

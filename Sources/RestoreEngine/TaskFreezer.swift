@@ -1,0 +1,186 @@
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// Stops the tasks of live processes with PTRACE_SEIZE + PTRACE_INTERRUPT, which, unlike
+/// SIGSTOP, is no job-control stop: the parent gets no SIGCHLD/WUNTRACED report, a shell marks
+/// no job "Stopped", and a task that was already stopped stays stopped after the detach.
+/// No signal is ever sent. The thread that freezes is the tracer: every call must come from it.
+///
+/// If `record` is killed (even by SIGKILL) the kernel detaches every tracee, which resumes
+/// as it was (exit_ptrace/__ptrace_unlink); the only unsafe moment is in the middle of a
+/// syscall injection, which is why terminating signals are blocked meanwhile (`SignalGuard`).
+final class TaskFreezer {
+    struct Frozen {
+        var pidfd: Int32
+        var startTime: UInt64
+        var tids: [Int32]
+    }
+
+    enum Outcome: Equatable {
+        case frozen
+        /// The process ended or its PID now belongs to another process.
+        case gone
+        /// ptrace refused (errno): Yama, a non-dumpable process, another user's, a tracer already.
+        case refused(Int32)
+        /// Some thread did not reach the stop in time.
+        case timedOut(Int32)
+    }
+
+    private(set) var frozen: [Int32: Frozen] = [:]
+    /// How long one process may take to reach its stop (a task in uninterruptible sleep).
+    var stopTimeoutNanoseconds: UInt64 = 2_000_000_000
+
+    deinit { thawAll() }
+
+    /// Seizes and interrupts every thread of `pid`, if it is still the process that started at
+    /// `startTime`, and waits until all of them are in their ptrace stop.
+    func freeze(_ pid: Int32, startTime: UInt64) -> Outcome {
+        if frozen[pid] != nil { return .frozen }
+        let fd = rr_pidfd_open(pid)
+        guard fd >= 0 else { return fd == -EPERM ? .refused(EPERM) : .gone }
+        // The pidfd now names one process for good; the start time says it is the one recorded.
+        guard StatLine.read(pid)?.startTime == startTime else { close(fd); return .gone }
+        var entry = Frozen(pidfd: fd, startTime: startTime, tids: [])
+        var pendingStop: Set<Int32> = []
+        // Threads may be created while the first ones are seized: list until nothing is new.
+        for _ in 0..<8 {
+            let fresh = Self.threads(of: pid).filter { !entry.tids.contains($0) }
+            if fresh.isEmpty { break }
+            for tid in fresh {
+                let r = rr_ptrace(RR_PTRACE_SEIZE, tid, 0, 0, nil)
+                if r == -Int(ESRCH) { continue }
+                if r < 0 {
+                    frozen[pid] = entry
+                    thaw(pid)
+                    return .refused(Int32(-r))
+                }
+                entry.tids.append(tid)
+                _ = rr_ptrace(RR_PTRACE_INTERRUPT, tid, 0, 0, nil)
+                pendingStop.insert(tid)
+            }
+        }
+        frozen[pid] = entry
+        let deadline = MonotonicClock.nanoseconds() + stopTimeoutNanoseconds
+        while !pendingStop.isEmpty {
+            for tid in pendingStop {
+                var status: Int32 = 0
+                let r = rr_wait_traced(tid, &status, 1)
+                if r == Int(tid) {
+                    if rr_wifstopped(status) != 0 { pendingStop.remove(tid) }
+                    else { pendingStop.remove(tid); frozen[pid]?.tids.removeAll { $0 == tid } } // the thread ended
+                } else if r < 0 {
+                    pendingStop.remove(tid)
+                    frozen[pid]?.tids.removeAll { $0 == tid }
+                }
+            }
+            if pendingStop.isEmpty { break }
+            if MonotonicClock.nanoseconds() > deadline {
+                let late = pendingStop.sorted()[0]
+                thaw(pid)
+                return .timedOut(late)
+            }
+            var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
+            nanosleep(&ts, nil)
+        }
+        // Still the same process (a seized task's PID cannot be reused while we trace it)?
+        guard rr_pidfd_send_signal(fd, 0) == 0, StatLine.read(pid)?.startTime == startTime,
+              !(frozen[pid]?.tids.isEmpty ?? true) else {
+            thaw(pid)
+            return .gone
+        }
+        return .frozen
+    }
+
+    /// Detaches every thread of `pid`: each resumes exactly as it was (a stopped one stays stopped).
+    func thaw(_ pid: Int32) {
+        guard let entry = frozen.removeValue(forKey: pid) else { return }
+        for tid in entry.tids {
+            _ = rr_ptrace(RR_PTRACE_DETACH, tid, 0, 0, nil)
+        }
+        close(entry.pidfd)
+    }
+
+    func thawAll() {
+        for pid in Array(frozen.keys) { thaw(pid) }
+    }
+
+    /// The PR_SET_CHILD_SUBREAPER flag of a frozen process, read by running
+    /// `prctl(PR_GET_CHILD_SUBREAPER, &flag)` inside one of its threads. nil and the reason
+    /// when it cannot be read.
+    func childSubreaper(of pid: Int32) -> (flag: Bool?, reason: String?) {
+        guard let entry = frozen[pid] else { return (nil, "not frozen") }
+        #if arch(x86_64)
+        guard let code = Self.executableArea(of: pid) else { return (nil, "no executable mapping to run a system call from") }
+        // The main thread if it is alive, else any thread (the flag belongs to the process).
+        let tid = entry.tids.contains(pid) ? pid : entry.tids[0]
+        var result = 0
+        var scratch: UInt64 = 0
+        let args: [UInt64] = [UInt64(RR_PR_GET_CHILD_SUBREAPER), 0, 0, 0, 0, 0]
+        let r = args.withUnsafeBufferPointer { rr_inject_syscall(tid, code, rr_sys_prctl, $0.baseAddress, 1, &result, &scratch) }
+        switch r {
+        case 0 where result == 0: return (UInt32(truncatingIfNeeded: scratch) != 0, nil)
+        case 0: return (nil, "prctl(PR_GET_CHILD_SUBREAPER) failed inside it: \(ErrnoName.describe(Int32(-result)))")
+        case -Int32(EXDEV): return (nil, "a 32-bit task: system call injection is x86_64 only")
+        case -Int32(ESRCH): frozen[pid]?.tids.removeAll { $0 == tid }; return (nil, "it ended")
+        default: return (nil, "system call injection failed: \(ErrnoName.describe(-r))")
+        }
+        #else
+        return (nil, "system call injection is implemented for x86_64 only")
+        #endif
+    }
+
+    static func threads(of pid: Int32) -> [Int32] {
+        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(dir) }
+        var tids: [Int32] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if let t = Int32(name) { tids.append(t) }
+        }
+        return tids.sorted()
+    }
+
+    /// The start of the first executable file mapping (not [vdso]/[vsyscall]): where CRIU's
+    /// compel also puts its syscall instruction, away from the interrupted IP.
+    static func executableArea(of pid: Int32) -> UInt64? {
+        guard let maps = SystemCalls.readText("/proc/\(pid)/maps") else { return nil }
+        for line in maps.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 6, f[1].hasPrefix("r-x"), f[5].hasPrefix("/") else { continue }
+            if let dash = f[0].firstIndex(of: "-"), let start = UInt64(f[0][..<dash], radix: 16) { return start }
+        }
+        return nil
+    }
+}
+
+/// Blocks the terminating and job-control signals while `record` holds processes frozen, so
+/// none of them can end or stop `record` before it has thawed the tree. `pending()` lets the
+/// work stop early; `release()` thaws nothing itself: call it after thawing, and a pending
+/// SIGINT/SIGTERM/SIGHUP/SIGQUIT then takes effect with its default action.
+final class SignalGuard {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU]
+    private var old = sigset_t()
+    private var active = false
+
+    init() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in Self.signals { sigaddset(&set, s) }
+        active = rr_block_signals(&set, &old) == 0
+    }
+
+    /// A terminating signal that arrived meanwhile (not the job-control ones).
+    func pending() -> Int32? {
+        var set = sigset_t()
+        sigemptyset(&set)
+        guard sigpending(&set) == 0 else { return nil }
+        return [SIGINT, SIGTERM, SIGHUP, SIGQUIT].first { sigismember(&set, $0) == 1 }
+    }
+
+    func release() {
+        guard active else { return }
+        active = false
+        _ = rr_set_signal_mask(&old)
+    }
+}

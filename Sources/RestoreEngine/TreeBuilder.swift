@@ -1,0 +1,74 @@
+import Glibc
+import RestoreModel
+
+/// Phase 3: walks the plan step by step, posting each command to its puppet and collecting
+/// the answers; returns with every process created where the plan says (helpers retired,
+/// zombies dead), their host PIDs in `channel.hostPid`.
+enum TreeBuilder {
+    static func build(_ world: PreparedWorld, _ channel: PuppetChannel, tree: ProcessTree,
+                      progress: (@Sendable (RestoreProgress) -> Void)?) throws {
+        let plan = world.plan
+        let control = world.puppets.control
+        let total = plan.nodes.count - 1
+        func accept(child: Int, _ answer: PuppetAnswer, sender: Int32) throws {
+            // A new process said it is up: its PID must be the planned one (the dance can miss it).
+            if answer.value != plan.nodes[child].localPid {
+                throw RestoreError(.restoreFailed, operation: "clone3", entry: channel.label(child),
+                                   message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
+            }
+            channel.hostPid[child] = sender
+            if world.noiseNodes.contains(child) { control.post(child, .noise) }
+            channel.created += 1
+            progress?(.building(created: channel.created, total: total))
+        }
+        var index = 0
+        while index < plan.steps.count {
+            let step = plan.steps[index]
+            index += 1
+            if let batch = world.forkBatches[index - 1], case .fork(let parent, _) = step {
+                // The parent clones the run of siblings; answers come in any order.
+                control.post(parent, .forkBatch, Int32(batch.offset), Int32(batch.count))
+                var pending = batch.count
+                while pending > 0 {
+                    let waitingFor = Int(world.puppets.forkList[batch.offset + batch.count - pending])
+                    let (answer, sender) = try channel.awaitAnswer(from: nil, expecting: .ready, askedOf: parent, fallback: waitingFor)
+                    try accept(child: Int(answer.node), answer, sender: sender)
+                    pending -= 1
+                }
+                index += batch.count - 1
+                continue
+            }
+            switch step {
+            case .fork(let parent, let child):
+                control.post(parent, .fork, Int32(child))
+                let (answer, sender) = try channel.awaitAnswer(from: child, expecting: .ready, askedOf: parent)
+                try accept(child: child, answer, sender: sender)
+            case .setsid(let n):
+                control.post(n, .setsid)
+                try channel.awaitAnswer(from: n, expecting: .done)
+            case .setpgid(let n, let leader):
+                let level = plan.nodes[n].depth - 1
+                control.post(n, .setpgid, plan.nodes[leader].nspid[level])
+                try channel.awaitAnswer(from: n, expecting: .done)
+            case .setChildSubreaper(let n):
+                control.post(n, .setChildSubreaper)
+                try channel.awaitAnswer(from: n, expecting: .done)
+            case .retireHelper(let h):
+                let forker = plan.nodes[h].forker ?? 0
+                control.post(h, .exit, 0)
+                control.post(forker, .reap, plan.nodes[h].nspid[plan.nodes[forker].depth - 1])
+                try channel.awaitAnswer(from: forker, expecting: .done)
+                channel.hostPid[h] = 0
+            case .becomeZombie(let n, let parent):
+                let status: Int32
+                switch tree.processes[plan.nodes[n].entryIndex!].exitStatus ?? .code(0) {
+                case .code(let c): status = -c
+                case .signal(let s): status = s
+                }
+                control.post(n, .die, status)
+                control.post(parent, .awaitZombie, plan.nodes[n].nspid[plan.nodes[parent].depth - 1])
+                try channel.awaitAnswer(from: parent, expecting: .done)
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import RestoreModel
+import Testing
+
+// Verification without a kernel: the engine's one /proc pass is replaced by made-up
+// snapshots, which must be accepted exactly when they match the tree.
+
+private func entry(_ pid: Int32, _ ppid: Int32, _ pgid: Int32, _ sid: Int32, _ state: ProcessState = .running) -> ProcessEntry {
+    ProcessEntry(index: 0, pid: pid, ppid: ppid, pgid: pgid, sid: sid, state: state,
+                 exitStatus: state == .zombie ? .code(3) : nil)
+}
+
+private func makeTree(_ entries: [ProcessEntry]) -> ProcessTree {
+    var list = entries
+    for i in list.indices { list[i].index = i }
+    return ProcessTree(processes: list)
+}
+
+/// Snapshots of a perfect restore as a runtime `extraLevels` namespace levels below its /proc
+/// would read them: host PID 5000 + node, the runtime itself 4000.
+private func perfect(_ tree: ProcessTree, _ plan: RestorePlan, extraLevels: Int = 0) -> RestoreVerification.Observation {
+    let host = plan.nodes.indices.map { Int32(5000 + $0) }
+    var byPid: [Int32: Int] = [:]
+    for (i, n) in plan.nodes.enumerated() { byPid[n.pid] = i }
+    let outer = (0..<(1 + extraLevels)).map { Int32(900 + $0) }
+    var statuses = [ProcStatus?](repeating: nil, count: plan.nodes.count)
+    for (i, e) in tree.processes.enumerated() {
+        let node = plan.nodeOfEntry[i]
+        let parentPid = RestoreVerification.expectedParent(e, treeHasInit: plan.treeHasInit, treePids: Set(tree.processes.map(\.pid)))
+        let parentHost: Int32 = parentPid == 0 ? 4000 : host[byPid[parentPid]!]
+        statuses[node] = ProcStatus(hostPid: host[node], nspid: [host[node]] + outer.dropFirst() + e.nspid,
+                                    nspgid: outer + [e.pgid], nssid: outer + [e.sid], hostPPid: parentHost,
+                                    state: e.state == .zombie ? "Z" : "S", threads: 1)
+    }
+    return RestoreVerification.Observation(hostPids: host, statuses: statuses, runtimePid: 4000, ownLevels: 1 + extraLevels)
+}
+
+@Suite("verification of a built tree (pure)")
+struct VerificationTests {
+    let tree = makeTree([entry(100, 0, 100, 100), entry(101, 100, 100, 100), entry(102, 100, 102, 100),
+                         entry(103, 101, 100, 100, .zombie)])
+
+    @Test func perfectRestoreHasNoProblems() throws {
+        let plan = try RestorePlanner.plan(tree)
+        let result = RestoreVerification.verify(tree: tree, plan: plan, observed: perfect(tree, plan))
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        #expect(result.processes.map(\.nspid) == [[100], [101], [102], [103]])
+        #expect(result.processes.map(\.ppid) == [1, 100, 100, 101])
+        #expect(result.processes.map(\.pgid) == [100, 100, 102, 100])
+        #expect(result.processes.map(\.state) == ["running", "running", "running", "zombie"])
+    }
+
+    @Test func outerNamespaceColumnsAreDropped() throws {
+        let plan = try RestorePlanner.plan(tree)
+        let result = RestoreVerification.verify(tree: tree, plan: plan, observed: perfect(tree, plan, extraLevels: 2))
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        #expect(result.processes.map(\.sid) == [100, 100, 100, 100])
+    }
+
+    @Test func wrongGroupIsNamed() throws {
+        let plan = try RestorePlanner.plan(tree)
+        var observed = perfect(tree, plan)
+        observed.statuses[plan.nodeOfEntry[2]]!.nspgid[1] = 100
+        let result = RestoreVerification.verify(tree: tree, plan: plan, observed: observed)
+        #expect(result.problems.count == 1)
+        #expect(result.problems.first?.entry == tree.processes[2].label)
+        #expect(result.problems.first?.message.contains("pgid 100 instead of 102") == true, "\(result.problems)")
+    }
+
+    @Test func wrongParentAndPidsAreNamed() throws {
+        let plan = try RestorePlanner.plan(tree)
+        var observed = perfect(tree, plan)
+        // 102 hangs under 101 instead of 100, and 101 has the wrong PID.
+        observed.statuses[plan.nodeOfEntry[2]]!.hostPPid = observed.hostPids[plan.nodeOfEntry[1]]
+        observed.statuses[plan.nodeOfEntry[1]]!.nspid = [5001, 111]
+        let messages = RestoreVerification.verify(tree: tree, plan: plan, observed: observed).problems.map(\.description)
+        #expect(messages.contains { $0.contains("pid 101") && $0.contains("PIDs [111] instead of [101]") }, "\(messages)")
+        #expect(messages.contains { $0.contains("pid 102") && $0.contains("ppid 101 instead of 100") }, "\(messages)")
+    }
+
+    @Test func unknownParentIsNotTakenForTheRuntime() throws {
+        let plan = try RestorePlanner.plan(tree)
+        var observed = perfect(tree, plan)
+        observed.statuses[plan.nodeOfEntry[0]]!.hostPPid = 77
+        let messages = RestoreVerification.verify(tree: tree, plan: plan, observed: observed).problems.map(\.message)
+        #expect(messages == ["was restored with ppid unknown (host 77) instead of 1"])
+    }
+
+    @Test func vanishedAndLiveZombieAreProblems() throws {
+        let plan = try RestorePlanner.plan(tree)
+        var observed = perfect(tree, plan)
+        observed.statuses[plan.nodeOfEntry[1]] = nil
+        observed.statuses[plan.nodeOfEntry[3]]!.state = "S"
+        let result = RestoreVerification.verify(tree: tree, plan: plan, observed: observed)
+        #expect(result.problems.map(\.message) == ["vanished before its payload started", "was restored with state S instead of zombie"])
+        #expect(result.processes.count == 3)
+    }
+
+    @Test func reportAfterReleaseMarksStoppedAndThreads() throws {
+        let plan = try RestorePlanner.plan(tree)
+        let result = RestoreVerification.verify(tree: tree, plan: plan, observed: perfect(tree, plan))
+        let after = RestoreVerification.afterRelease(result.processes, tree: tree, stopped: [1], threadsStarted: [2: 4])
+        #expect(after.map(\.state) == ["running", "stopped", "running", "zombie"])
+        #expect(after.map(\.threads) == [1, 1, 4, 1])
+    }
+}
+
+@Suite("the /proc/PID/status parser")
+struct ProcStatusParserTests {
+    static let text = """
+        Name:\tsleep
+        Umask:\t0022
+        State:\tS (sleeping)
+        Tgid:\t4711
+        Ngid:\t0
+        Pid:\t4711
+        PPid:\t4700
+        TracerPid:\t0
+        Uid:\t1000\t1001\t1002\t1003
+        Gid:\t100\t100\t100\t100
+        FDSize:\t64
+        Groups:\t4 24 27 
+        NStgid:\t4711\t12
+        NSpid:\t4711\t12
+        NSpgid:\t4700\t1
+        NSsid:\t4690\t1
+        Threads:\t3
+        CapEff:\t000001ffffffffff
+
+        """
+
+    @Test func fieldsTheRuntimeUses() {
+        let s = ProcStatus.parse(Array(Self.text.utf8), pid: 4711)
+        #expect(s.nspid == [4711, 12])
+        #expect(s.nspgid == [4700, 1])
+        #expect(s.nssid == [4690, 1])
+        #expect(s.hostPPid == 4700)
+        #expect(s.tgid == 4711)
+        #expect(s.state == "S")
+        #expect(s.threads == 3)
+        #expect(s.uid == 1000 && s.gid == 100)
+        #expect(s.groups == [4, 24, 27])
+        #expect(s.stateName == "running")
+    }
+
+    @Test func otherFieldsByName() {
+        #expect(ProcStatus.field("CapEff", in: Self.text) == ["000001ffffffffff"])
+        #expect(ProcStatus.field("Umask", in: Self.text) == ["0022"])
+        #expect(ProcStatus.field("Missing", in: Self.text) == nil)
+    }
+
+    @Test func zombiesAndGarbage() {
+        let z = ProcStatus.parse(Array("State:\tZ (zombie)\nNSpid:\t9 x 10\nPPid: 99999999999\n".utf8), pid: 9)
+        #expect(z.isDead && z.stateName == "zombie")
+        #expect(z.nspid == [9, 10])
+        #expect(z.hostPPid == 0)
+        #expect(ProcStatus.parse(Array("no colon here\n:\n".utf8), pid: 1).nspid.isEmpty)
+    }
+}
