@@ -1,7 +1,7 @@
 // Random REAL trees: Fixtures/realtree/realtree.c builds, from a seed, a tree with real system
 // calls (fork, setsid, setpgid, PR_SET_CHILD_SUBREAPER, exits before and after forking, zombies
-// with any exit code or signal, SIGSTOP, threads, unshare(CLONE_NEWUSER | CLONE_NEWPID)
-// subtrees) as the test user. Each tree is read from /proc with the harness's reader, recorded
+// with any exit code or signal, SIGSTOP, threads, the root in a user namespace of its own,
+// unshare(CLONE_NEWPID) subtrees) as the test user. Each tree is read from /proc with the harness's reader, recorded
 // with `rootless-restore record`, killed, restored with `run` (every process holding), and the
 // namespace is compared with the table read before the kill. RR_REALTREE_SEEDS (default 40)
 // seeds run from RR_REALTREE_FIRST (default 1); the test prints seeds tried and passed.

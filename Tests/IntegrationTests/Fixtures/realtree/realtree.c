@@ -5,9 +5,10 @@
 // FEATURES is a string of letters (default "gsztpun"): g setpgid (own group, a pipeline's
 // group chosen by the parent), s setsid, z exits (zombies with any exit code or signal, reaped
 // or not; intermediate processes that die after forking, so their children are orphaned),
-// t threads, p SIGSTOP, u PR_SET_CHILD_SUBREAPER on inner processes, n unshare(CLONE_NEWUSER |
-// CLONE_NEWPID) subtrees (up to two levels). The root calls setsid() and sets
-// PR_SET_CHILD_SUBREAPER so every orphan stays in the tree.
+// t threads, p SIGSTOP, u PR_SET_CHILD_SUBREAPER on inner processes, n namespaces: the root
+// calls unshare(CLONE_NEWUSER) (mapping its ids to 0) and processes unshare(CLONE_NEWPID) for
+// subtrees (up to two levels; the unsharer forks only the namespace's init). The root calls
+// setsid() and sets PR_SET_CHILD_SUBREAPER so every orphan stays in the tree.
 //
 // The tree is built one process at a time (each child reports "done" on a pipe before its
 // parent goes on, and its parent waits until it has stopped or exited when it does), so a seed
@@ -105,8 +106,6 @@ static void end_as(enum ending how, int code) {
 // `ns_depth`: nested PID namespaces above it made by this program (an init of one always
 // holds: its namespace would die with it).
 static void live(int depth, int ns_depth) {
-    uid_t uid = getuid();
-    gid_t gid = getgid();
     int threaded = 0;
     int unshared = 0;
     int ns_init_made = 0;
@@ -120,11 +119,7 @@ static void live(int depth, int ns_depth) {
     pid_t first_child = 0;
     for (int c = 0; c < nchildren && __atomic_load_n(created, __ATOMIC_SEQ_CST) < max_procs; c++) {
         if (!threaded && !unshared && has('n') && ns_depth < 2 && depth > 0 && chance(12)) {
-            if (unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0) {
-                map_self(uid, gid);
-                unshared = 1;
-                uid = 0; gid = 0;
-            }
+            if (unshare(CLONE_NEWPID) == 0) unshared = 1;
         }
         enum ending how = HOLD;
         int code = 0;
@@ -138,7 +133,10 @@ static void live(int depth, int ns_depth) {
             else if (has('z') && r < 32) { how = EXIT_SIGNAL; code = pick(4); reap = chance(30); }
             else if (has('z') && r < 45) { how = DIE_AFTER_FORKING; code = pick(256); reap = chance(50); }
         }
-        int group_choice = has('g') ? pick(10) : 0; // parent puts the child in a group
+        // The parent puts the child in a group (not a new namespace's init: a parent that
+        // moves it into a group from outside is a shape the planner cannot rebuild yet).
+        int group_choice = has('g') ? pick(10) : 0;
+        if (child_is_init) group_choice = 0;
         uint64_t child_seed = next_random();
         int done[2], go[2];
         if (pipe2(done, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) die("pipe2");
@@ -169,6 +167,9 @@ static void live(int depth, int ns_depth) {
         char b;
         if (read(done[0], &b, 1) != 1) die("read done");
         close(done[0]);
+        // Only the namespace's init is forked into it: a later child would be in the
+        // namespace with its parent outside, which no restore creates.
+        if (child_is_init) c = nchildren;
         siginfo_t info;
         if (how == STOP) {
             while (waitid(P_PID, pid, &info, WSTOPPED | WNOWAIT) < 0 && errno == EINTR) {}
@@ -197,6 +198,14 @@ int main(int argc, char **argv) {
     created = mmap(NULL, sizeof *created, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (created == MAP_FAILED) die("mmap");
     *created = 1;
+    if (has('n')) {
+        // The whole tree in a user namespace of its own (the root's map becomes the tree's),
+        // where its processes may unshare PID namespaces.
+        uid_t uid = getuid();
+        gid_t gid = getgid();
+        if (unshare(CLONE_NEWUSER) < 0) die("unshare(CLONE_NEWUSER)");
+        map_self(uid, gid);
+    }
     setsid();
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     live(0, 0);
