@@ -2,7 +2,8 @@
 # Installs what building and testing rootless-restore need (Debian packages), then builds the
 # release binary. Idempotent: installed packages are skipped, apt-get update runs at most once.
 #
-#   scripts/setup.sh              install missing packages, then `swift build -c release`
+#   scripts/setup.sh              install missing packages, then the static release build
+#                                 (`swift build -c release --static-swift-stdlib`)
 #   scripts/setup.sh --deps-only  install missing packages only
 set -euo pipefail
 
@@ -11,7 +12,7 @@ for arg in "$@"; do
     case "$arg" in
         --deps-only) deps_only=1 ;;
         -h|--help)
-            sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (try --help)" >&2; exit 64 ;;
     esac
@@ -25,9 +26,16 @@ say() { printf '[setup] %s\n' "$*"; }
 # Debian packages: C libraries the package links (libcap, libseccomp, found by pkg-config),
 # newuidmap/newgidmap (uidmap), pgrep/pkill (procps), setpriv/unshare (util-linux), and
 # python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
-# examples/mpi and its end-to-end test.
-packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
-          openmpi-bin libopenmpi-dev)
+# examples/mpi and its end-to-end test; for the simulated nodes of the multi-node tests
+# (scripts/testhosts.sh, examples/multinode): MPICH, Slurm, munge, ssh, iproute2, tini, bc;
+# for the container tests: podman, runc, busybox-static; for record's real-program tests:
+# nginx-light, postgresql (15 on Debian 12: initdb, pg_ctl, psql), tini, script (bsdutils);
+# GNU time for scripts/bench.sh.
+packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time
+          openmpi-bin libopenmpi-dev
+          mpich libmpich-dev slurm-wlm munge openssh-server openssh-client iproute2 tini bc
+          podman runc busybox-static
+          nginx-light postgresql bsdutils)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -82,13 +90,21 @@ if ((deps_only)); then
     exit 0
 fi
 
-say "swift build -c release --product rootless-restore (this takes a few minutes on 2 cores)"
-swift build -c release --product rootless-restore
-bin_dir=$(swift build -c release --show-bin-path)
+# --static-swift-stdlib links the Swift runtime and standard library (Foundation too) into the
+# binary: one file that runs in any container or on any node without the Swift runtime
+# installed (only glibc, libcap and libseccomp, which every Debian-like image has or can get).
+say "swift build -c release --static-swift-stdlib --product rootless-restore (this takes a few minutes on 2 cores)"
+swift build -c release --static-swift-stdlib --product rootless-restore
+bin_dir=$(swift build -c release --static-swift-stdlib --show-bin-path)
 binary="$bin_dir/rootless-restore"
 if [[ ! -x "$binary" ]]; then
     echo "setup.sh: the build finished but $binary is missing" >&2
     exit 1
 fi
-say "built: $binary"
+if ldd "$binary" 2>/dev/null | grep -q 'libswift\|libFoundation\|libdispatch'; then
+    echo "setup.sh: $binary still links Swift runtime libraries:" >&2
+    ldd "$binary" >&2
+    exit 1
+fi
+say "built: $binary (Swift standard library linked in statically: ldd lists no libswift*.so)"
 say "try:   $binary --help"

@@ -50,12 +50,13 @@ struct LoadedTree {
     var pinned: PinnedForks
     var phases: [(String, Double)]
 
-    init(path: String, criuCores: String? = nil) throws {
+    init(path: String, criuCores: String? = nil, overrides: LaunchOverrides = LaunchOverrides()) throws {
         var start = MonotonicClock.nanoseconds()
         var phases: [(String, Double)] = []
         func lap(_ name: String) { let now = MonotonicClock.nanoseconds(); phases.append((name, Double(now - start) / 1e6)); start = now }
         let bytes = try Self.readTree(path)
         tree = try Self.decode(bytes, path: path, criuCores: criuCores)
+        if !overrides.isEmpty { tree = try overrides.apply(to: tree, callerEnvironment: Self.callerEnvironment()) }
         lap("parse")
         try TreeValidator.validate(tree)
         lap("validate")
@@ -64,6 +65,14 @@ struct LoadedTree {
         plan = try RestorePlanner.plan(tree)
         lap("plan")
         self.phases = phases
+    }
+
+    /// This process's environment, KEY=VALUE, for --env-from-caller.
+    static func callerEnvironment() -> [String] {
+        var out: [String] = []
+        var p = environ
+        while let entry = p.pointee { out.append(String(cString: entry)); p += 1 }
+        return out
     }
 
     static func readTree(_ path: String) throws -> [UInt8] {

@@ -17,11 +17,28 @@ struct Run: ParsableCommand {
         and ends when every process has exited.
         A failure at any point, or Ctrl-C during the restore, tears the whole namespace down.
 
+        For launchers (an MPI daemon launch agent, srun, ssh), which start the same command on \
+        every node with new arguments and a new job's environment: %h in TREE is the host's \
+        short name; --root-args makes the words after `--` the root's arguments (argv[1...]; \
+        the recorded program stays argv[0]); --env-from-caller PREFIX takes every variable \
+        whose name starts with PREFIX from run's own environment instead of the recording \
+        (recorded ones dropped, the caller's added, in every process with a recorded env).
+          rootless-restore run --root-args --env-from-caller SLURM_ job-%h.json -- ARGS...
+
         \(RootlessRestore.exitCodeHelp)
         """)
 
-    @Argument(help: "The tree to restore (tree.json, version 1, see docs/tree-format.md; or CRIU pstree JSON, see docs/record-and-criu.md). '-' reads stdin.")
+    @Argument(help: "The tree to restore (tree.json, version 1, see docs/tree-format.md; or CRIU pstree JSON, see docs/record-and-criu.md). '-' reads stdin. %h is replaced by the host's short name, %% by %.")
     var tree: String
+
+    @Flag(name: .long, help: "Replace the arguments of the tree's root (argv[1...], the recorded program stays) with the words after `--`. Refused when the tree has several roots or its root holds.")
+    var rootArgs = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("With --root-args: the root's new arguments.", valueName: "root-arg"))
+    var newRootArguments: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Take the environment variables whose name starts with PREFIX from this command's environment instead of the recording (e.g. SLURM_, OMPI_, PMIX_, HYDRA_); repeatable.", valueName: "PREFIX"))
+    var envFromCaller: [String] = []
 
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
     var quiet = false
@@ -80,11 +97,23 @@ struct Run: ParsableCommand {
         if let criuCores, !isDirectory(criuCores) { throw ValidationError("--criu-cores \(criuCores): not a directory") }
         let problems = IDMapRequest.problems(mapUsers, option: "--map-users") + IDMapRequest.problems(mapGroups, option: "--map-groups")
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+        if !rootArgs && !newRootArguments.isEmpty {
+            throw ValidationError("words after `--` (\(newRootArguments.joined(separator: " "))) are only taken with --root-args")
+        }
+        let envProblems = LaunchOverrides.problems(environmentPrefixes: envFromCaller)
+        if !envProblems.isEmpty { throw ValidationError(envProblems.joined(separator: "\n")) }
+    }
+
+    var overrides: LaunchOverrides {
+        LaunchOverrides(rootArguments: rootArgs ? newRootArguments : nil, environmentPrefixes: envFromCaller)
     }
 
     func run() throws {
         let loaded: LoadedTree
-        do { loaded = try LoadedTree(path: tree, criuCores: criuCores) } catch { throw fail(error) }
+        do {
+            let path = try LaunchOverrides.expandTreePath(tree, hostname: hostName())
+            loaded = try LoadedTree(path: path, criuCores: criuCores, overrides: overrides)
+        } catch { throw fail(error) }
         var options = RunOptions()
         options.quiet = quiet
         options.verbose = verbose
@@ -131,6 +160,13 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+
+/// The kernel's host name (UTS namespace), as `hostname` prints it.
+func hostName() -> String {
+    var u = utsname()
+    uname(&u)
+    return withUnsafeBytes(of: &u.nodename) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+}
 
 func isDirectory(_ path: String) -> Bool {
     var st = stat()

@@ -449,10 +449,10 @@ final class RestoreRun {
     }
 
     /// Starts `rootless-restore ARGS` as the test user, in the scratch directory.
-    func start(_ arguments: [String]) throws {
+    func start(_ arguments: [String], extraEnvironment: [String] = []) throws {
         precondition(pid == 0, "one launch per RestoreRun")
         let argv = try Identity.prefix(for: user) + [binary] + arguments
-        pid = try spawn(argv, env: Identity.cleanEnvironment, cwd: directory,
+        pid = try spawn(argv, env: Identity.cleanEnvironment + extraEnvironment, cwd: directory,
                         stdout: stdoutPath, stderr: stderrPath)
         startTime = ProcFS.startTime(pid) ?? 0
     }
