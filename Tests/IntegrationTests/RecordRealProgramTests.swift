@@ -409,6 +409,41 @@ struct RecordRealProgramTests {
         run.tearDown()
     }
 
+    @Test("where ptrace is refused (a non-dumpable tini), the subreaper flag is inferred from the tree's shape and said so",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil && (try? Identity.user.get())?.dropsPrivileges == true))
+    func subreaperInferred() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        // Root's copy that the test user may execute but not read: the kernel makes such a
+        // process non-dumpable, so its owner may not ptrace it (nor read its cwd).
+        let tini = dir + "/tini-x"
+        try FileManager.default.copyItem(atPath: try #require(Paths.tool("tini")), toPath: tini)
+        chown(tini, 0, 0)
+        chmod(tini, 0o711)
+        // Two orphans in two sessions whose leaders died: only a reaper explains them.
+        let root = try startAsUser(run, [tini, "-s", "--", "/bin/sh", "-c",
+                                         "setsid sh -c 'sleep 1001 &'; setsid sh -c 'sleep 1002 &'; exec sleep 1003"], log: "tini.log")
+        defer { killAll(treeBelow(root), child: root) }
+        try poll(10, "the tini tree") { treeBelow(root).count == 4 && treeBelow(root).allSatisfy { cmdline($0).first != "sh" } }
+        let before = table(of: root)
+
+        let (t, err) = try rr(run, ["record", "--no-env", "--partial", "--hold", String(root), String(root), "-o", dir + "/inferred.json"], name: "record")
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(err.contains("could not be read for \(root)") && err.contains("ptrace refused") && err.contains("inferred from the tree's shape: set on \(root)"), "\(err)")
+        let listed = try entries(dir + "/inferred.json")
+        for e in listed {
+            let pid = Int32(e["pid"] as? Int ?? 0)
+            #expect((e["childSubreaper"] as? Bool ?? false) == (pid == root), "pid \(pid): childSubreaper \(e["childSubreaper"] ?? false)")
+        }
+        killAll(treeBelow(root), child: root)
+        try run.startRun(treeFile: dir + "/inferred.json")
+        try run.waitUntilReady()
+        let problems = compare(before, root: root, with: run.namespace())
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+        run.tearDown()
+    }
+
     @Test("unshare --user --map-root-user --pid --fork from an interactive shell under script: nested PIDs and the user namespace's map come back",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("unshare") != nil))
     func unsharePidFromShell() throws {
@@ -517,7 +552,7 @@ struct RecordFreezeTests {
         run.tearDown()
     }
 
-    @Test("record to a standard output that others may read is refused (environments hold secrets); --no-env or a private file is fine")
+    @Test("record to a standard output that others may read is refused (environments hold secrets); --no-env or a private file is fine; a lone sleep gets no warning")
     func standardOutputMode() throws {
         let run = try RestoreRun()
         defer { run.tearDown() }
@@ -537,6 +572,9 @@ struct RecordFreezeTests {
         #expect(t == .exited(0) && readText(dir + "/private.json").contains("\"env\""), "\(t) \(err)")
         (t, err) = try record(["--no-env"], into: dir + "/noenv.json", mode: "022")
         #expect(t == .exited(0) && readText(dir + "/noenv.json").contains("\"processes\""), "\(t) \(err)")
+        // A lone sleep gets no warning at all (no generic one every tree used to get).
+        let (lone, loneErr) = try rr(run, ["record", String(sleeper), "-o", dir + "/lone.json"], name: "lone")
+        #expect(lone == .exited(0) && loneErr.isEmpty, "\(lone) \(loneErr)")
         killAll([sleeper], child: sleeper)
         run.tearDown()
     }
