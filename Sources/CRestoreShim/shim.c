@@ -462,3 +462,18 @@ int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6],
     return -ENOSYS;
 }
 #endif
+
+static int saved_argc;
+static char **saved_argv;
+
+/* glibc calls init_array functions with (argc, argv, envp). */
+__attribute__((constructor)) static void rr_capture_argv(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+
+int rr_saved_argc(void) { return saved_argc; }
+char **rr_saved_argv(void) { return saved_argv; }
+
+int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }

@@ -94,6 +94,8 @@ long rr_getpid(void);
 long rr_gettid(void);
 long rr_getppid(void);
 int rr_kill(pid_t pid, int sig);
+/// unshare(2) (not in Swift's Glibc module); 0 or -errno.
+int rr_unshare(int flags);
 int rr_exit_thread(int status) __attribute__((noreturn));
 
 /// send(2) of one record; recvmsg(2) of one record with the sender's PID as translated by
@@ -184,5 +186,10 @@ int rr_pidfd_send_signal(int pidfd, int sig);
 /// something else (SIGSTOP/SIGKILL, which cannot be blocked) and was put back.
 int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
                       long *result, uint64_t *scratch);
+
+/* argc/argv as the C runtime passed them to main, captured by an ELF constructor. Swift's
+ * CommandLine reads /proc/self/cmdline on Linux, which is missing without /proc. */
+int rr_saved_argc(void);
+char **rr_saved_argv(void);
 
 #endif
