@@ -71,6 +71,15 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 
+/// First call of every child-side process (right after its clone): fault signals get their
+/// default action (no crash backtracer in the namespace), and a test's allocation guard
+/// (LD_PRELOAD defining rr_alloc_guard) starts counting. `leave`: the init loop, which may
+/// allocate, stops the guard.
+void rr_child_side_enter(void);
+void rr_child_side_leave(void);
+/// Whether the other end of a connected socket is closed (poll, no wait).
+int rr_peer_closed(int fd);
+
 /// Credentials (glibc declares these only under _GNU_SOURCE). 0 or -errno.
 int rr_setresuid(uid_t uid);
 int rr_setresgid(gid_t gid);
@@ -109,6 +118,9 @@ int rr_enable_passcred(int fd);
 /// sigprocmask for the whole set; errno-free results.
 int rr_block_signals(const sigset_t *set, sigset_t *old);
 int rr_set_signal_mask(const sigset_t *set);
+/// tini's set: every signal but SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS,
+/// SIGTTIN and SIGTTOU (glibc's sigfillset already leaves out its own two).
+void rr_forwarded_signals(sigset_t *set);
 int rr_reset_signal_dispositions(void);
 int rr_ignore_signal(int sig);
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);
