@@ -318,8 +318,12 @@ enum ProcFS {
     }
 
     /// Every process /proc lists now (those that vanish while reading are left out).
-    static func scan() -> [HostProcess] {
-        guard let dir = opendir("/proc") else { return [] }
+    static func scan() -> [HostProcess] { scan(root: "/proc") }
+
+    /// The same for another procfs mount, e.g. a simulated node's (`/proc/<its init>/root/proc`):
+    /// `hostPid` and `nspid` are then as that node's PID namespace sees them.
+    static func scan(root: String) -> [HostProcess] {
+        guard let dir = opendir(root) else { return [] }
         defer { closedir(dir) }
         var pids: [Int32] = []
         while let entry = readdir(dir) {
@@ -329,7 +333,7 @@ enum ProcFS {
             if let pid = Int32(name) { pids.append(pid) }
         }
         return pids.compactMap { pid in
-            readFile("/proc/\(pid)/status").flatMap { parseStatus($0, hostPid: pid) }
+            readFile("\(root)/\(pid)/status").flatMap { parseStatus($0, hostPid: pid) }
         }
     }
 
