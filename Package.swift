@@ -32,6 +32,10 @@ let package = Package(
                 dependencies: ["RestoreModel", "RestoreEngine", "RestoreCheck",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "rootless-restore", dependencies: ["RestoreCLI"]),
+        // Fuzz target for the parser, validator and planner (scripts/fuzz.sh builds it with
+        // libFuzzer; a plain build makes it a replay harness for Fuzz/corpus).
+        .executableTarget(name: "tree-fuzzer", dependencies: ["RestoreModel"], path: "Sources/TreeFuzzer",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // Test code the binary does not link: the kernel model that checks plans step by step
         // (PlanSimulator) and the random-history tree generator (TreeGenerator).
         .target(name: "RestoreTestSupport", dependencies: ["RestoreModel"]),

@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 flat trees of 100, 1 000, 10 000; deep chains of 100, 1 000;
 #                                    clone3 against the ns_last_pid dance; wrong PIDs under
 #                                    concurrent forking; the fork supervisor's cost per fork
+#                                    validate (parse, check, plan) of 10^4, 10^5, 10^6 processes
 #   scripts/bench.sh --quick         trees of 100 and 1 000 only, fewer repetitions
 #
 # Options:
@@ -27,7 +28,7 @@ set -euo pipefail
 # Character-aware padding of the table needs a UTF-8 locale.
 if locale -a 2>/dev/null | grep -qix 'c.utf-\?8'; then export LC_ALL=C.UTF-8; fi
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
@@ -666,6 +667,19 @@ row_wrong_pid_rate
 cpu_mark "wrong PIDs"
 row_fork_supervisor
 cpu_mark "fork supervisor"
+
+# 7. validate at scale: parse + validate + plan, linear in the tree (issue 14 item 9).
+say "validate of flat trees and chains of 10^4, 10^5, 10^6 processes (scripts/bench/planning.sh)"
+planning_sizes="10000 100000 1000000"
+((quick)) && planning_sizes="10000 100000"
+while read -r shape n wall rss fwall frss bytes; do
+    emit validate "$shape" "$n" 1 wall_s "$wall" s
+    emit validate "$shape" "$n" 1 peak_rss_kb "$rss" kB
+    emit python_json "$shape" "$n" 1 wall_s "$fwall" s
+    table_row "validate, $shape N=$n: wall (s) / peak RSS (MB)" "$wall / $(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')" "$fwall / $(awk -v k="$frss" 'BEGIN{printf "%.0f", k/1024}')" \
+        "$(ratio_of "$wall" "$fwall")" "floor: python3 json.load of the same $(awk -v b="$bytes" 'BEGIN{printf "%.1f", b/1048576}') MiB file"
+done < <(scripts/bench/planning.sh "$binary" "$planning_sizes")
+cpu_mark "validate at scale"
 
 # --- the end --------------------------------------------------------------------------------
 left=$(leftovers)

@@ -28,11 +28,14 @@ say() { printf '[setup] %s\n' "$*"; }
 # python3-jsonschema for checking trees against the JSON schema; Open MPI (mpicc, mpirun) for
 # examples/mpi and its end-to-end test; for the simulated nodes of the multi-node tests
 # (scripts/testhosts.sh, examples/multinode): MPICH, Slurm, munge, ssh, iproute2, tini, bc;
-# for the container tests: podman, runc, busybox-static.
-packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema
+# for the container tests: podman, runc, busybox-static; for record's real-program tests:
+# nginx-light, postgresql (15 on Debian 12: initdb, pg_ctl, psql), tini, script (bsdutils);
+# GNU time for scripts/bench.sh.
+packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time
           openmpi-bin libopenmpi-dev
           mpich libmpich-dev slurm-wlm munge openssh-server openssh-client iproute2 tini bc
-          podman runc busybox-static)
+          podman runc busybox-static
+          nginx-light postgresql bsdutils)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -99,6 +99,9 @@ if ((${#swift_test_args[@]} == 0)); then
     say "swift test, restore suites with --pid-method dance"
     RR_PID_METHOD=dance RR_BINARY="$binary" RR_TEST_USER="$test_user" \
         swift test --skip-build --no-parallel --filter "RootlessRestoreTests|SessionTopologyTests|CRIUFixtureRestoreTests" || status=$?
+    # The tree parser, validator and planner under libFuzzer, bounded: a crash fails the suite.
+    say "scripts/fuzz.sh 30 (libFuzzer on the tree parser and validator, from Fuzz/corpus)"
+    bash scripts/fuzz.sh 30 || status=$?
 fi
 
 if ((is_root)); then

@@ -48,6 +48,10 @@ struct Record: ParsableCommand {
             help: ArgumentHelp("The argv of a process whose command line was overwritten (a process title): PID='[\"prog\", \"arg\", ...]' (host PID, JSON array). Repeatable.", valueName: "PID=JSON"))
     var argvOverrides: [String] = []
 
+    @Option(name: .customLong("hold"), parsing: .singleValue,
+            help: ArgumentHelp("Record this process (host PID) holding instead of running its program: for launchers such as `unshare --fork` that only wait for the children the restore rebuilds. Repeatable.", valueName: "PID"))
+    var holdPids: [Int32] = []
+
     @Flag(help: "Record what can be read, warn about the rest, instead of refusing.")
     var partial = false
 
@@ -68,6 +72,7 @@ struct Record: ParsableCommand {
         options.spawnByPayload = spawnByPayload
         guard holdFrozen.isFinite, holdFrozen >= 0, holdFrozen <= 600 else { throw ValidationError("--hold-frozen must be 0...600 seconds") }
         options.holdFrozenSeconds = holdFrozen
+        options.hold = Set(holdPids)
         for given in argvOverrides {
             guard let eq = given.firstIndex(of: "="), let pid = Int32(given[..<eq]), pid > 0,
                   case .array(let items)? = (try? JSONValue.parse(Array(given[given.index(after: eq)...].utf8)))?.kind,
@@ -88,30 +93,9 @@ struct Record: ParsableCommand {
         do {
             let (tree, warnings) = try TreeRecorder.record(root: pid, options: options)
             let text = TreeEncoder.encode(tree, comment: "recorded by rootless-restore record \(pid)")
-            if let output {
-                // A fresh temporary name (O_EXCL: never an old file or a planted link) with the
-                // mode set explicitly, since environments hold secrets.
-                let tmp = output + ".tmp-\(getpid())"
-                let mode: mode_t = noEnv ? 0o644 : 0o600
-                let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-                guard fd >= 0 else { throw RestoreError(.input, operation: "open", errno: errno, entry: tmp, message: "cannot write the tree") }
-                fchmod(fd, mode)
-                let written = writeChecked(fd, text)
-                let closed = close(fd) == 0 ? 0 : errno
-                guard written == 0 && closed == 0 else {
-                    unlink(tmp)
-                    throw RestoreError(.input, operation: "write", errno: written != 0 ? written : closed, entry: tmp, message: "cannot write the tree; nothing was written")
-                }
-                guard rename(tmp, output) == 0 else {
-                    unlink(tmp)
-                    throw RestoreError(.input, operation: "rename", errno: errno, entry: output, message: "cannot write the tree")
-                }
-            } else {
-                let written = writeChecked(1, text)
-                guard written == 0 else {
-                    throw RestoreError(.input, operation: "write", errno: written, entry: "standard output", message: "cannot write the tree")
-                }
-            }
+            // Created new (O_EXCL|O_NOFOLLOW, never an old file or a planted link) with the
+            // mode set explicitly, since environments hold secrets.
+            try OutputFile.write(text, to: output ?? "-", mode: noEnv ? 0o644 : 0o600, what: "the tree", kind: .input)
             if !quiet { for w in warnings { writeStderr("rootless-restore: warning: \(w)\n") } }
         } catch {
             throw fail(error)
@@ -126,18 +110,5 @@ struct Record: ParsableCommand {
         let mode = st.st_mode & 0o777
         guard mode & 0o077 != 0 else { return nil }
         return "standard output is a file of mode \(String(mode, radix: 8)) that others may read"
-    }
-
-    /// Writes all of `text`; 0, or the errno of the write that failed.
-    func writeChecked(_ fd: Int32, _ text: String) -> Int32 {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 { if errno == EINTR { continue }; return errno }
-            if n == 0 { return EIO }
-            offset += n
-        }
-        return 0
     }
 }

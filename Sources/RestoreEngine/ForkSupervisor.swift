@@ -36,6 +36,7 @@ public final class ForkSupervisor {
     let ceiling: Int32
     let policy: PinMismatchPolicy
     let logFD: Int32
+    var logFailed = false
     let labels: [Int32: String]
     let request: UnsafeMutablePointer<seccomp_notif>
     let response: UnsafeMutablePointer<seccomp_notif_resp>
@@ -174,7 +175,7 @@ public final class ForkSupervisor {
                 report(forker: forker, thread: isThread, expected: e, got: got, note: nil)
             }
         } else if let got {
-            log("{\"forker\": \(forker), \"kind\": \"\(isThread ? "thread" : "fork")\", \"expected\": null, \"got\": \(got), \"pinned\": false}")
+            log(forker: forker, thread: isThread, expected: nil, got: got, pinned: false)
         }
         return true
     }
@@ -185,7 +186,7 @@ public final class ForkSupervisor {
 
     func report(forker: Int32, thread: Bool, expected: Int32, got: Int32?, note: String?) {
         let ok = got == expected
-        log("{\"forker\": \(forker), \"kind\": \"\(thread ? "thread" : "fork")\", \"expected\": \(expected), \"got\": \(got.map(String.init) ?? "null"), \"pinned\": \(ok)}")
+        log(forker: forker, thread: thread, expected: expected, got: got, pinned: ok)
         guard !ok else { return }
         let who = labels[forker] ?? "process \(forker)"
         let what = thread ? "thread" : "child"
@@ -198,10 +199,17 @@ public final class ForkSupervisor {
         }
     }
 
-    func log(_ line: String) {
-        guard logFD >= 0 else { return }
-        var bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeMutableBytes { write(logFD, $0.baseAddress, $0.count) }
+    /// One JSON line of the pin log. A failed write is said once, and logging stops.
+    func log(forker: Int32, thread: Bool, expected: Int32?, got: Int32?, pinned: Bool) {
+        guard logFD >= 0, !logFailed else { return }
+        let line = JSONOutput.object([("forker", .int(forker)), ("kind", .string(thread ? "thread" : "fork")),
+                                      ("expected", .optional(expected.map { .int($0) })), ("got", .optional(got.map { .int($0) })),
+                                      ("pinned", .bool(pinned))]).document()
+        let e = OutputFile.writeAll(logFD, Array(line.utf8))
+        if e != 0 {
+            logFailed = true
+            SystemCalls.printError("rootless-restore: warning: cannot write the pin log: \(ErrnoName.describe(e)); it ends here")
+        }
     }
 
     func threadGroup(of tid: Int32) -> Int32 {

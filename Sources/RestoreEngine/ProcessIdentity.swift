@@ -284,7 +284,7 @@ public enum SeccompCompiler {
     }
 
     static func action(_ name: String, errno: UInt32?) -> UInt32 {
-        let e = (errno ?? UInt32(EPERM)) & 0xFFFF
+        let e = (errno ?? UInt32(EPERM)) & 0xFFFF  // the validator refuses larger values
         switch name {
         case "SCMP_ACT_KILL_PROCESS": return 0x8000_0000
         case "SCMP_ACT_TRAP": return 0x0003_0000
@@ -326,7 +326,7 @@ public enum SeccompCompiler {
             let act = action(rule.action, errno: rule.errnoRet)
             var numbers: [Int32] = []
             for (n, name) in rule.names.enumerated() {
-                let nr = seccomp_syscall_resolve_name(name)
+                let nr = name.utf8.contains(0) ? __NR_SCMP_ERROR : seccomp_syscall_resolve_name(name)
                 guard nr != __NR_SCMP_ERROR else {
                     throw RestoreError(.invalidTree, operation: "validate", entry: entry,
                                        message: "\(at).names[\(n)] \(JSONValue.quoted(name, limit: 40)) is not a system call libseccomp \(EngineInfo.libseccompVersion) knows\(TreeParser.didYouMean(name, knownSyscallNames()))")

@@ -15,6 +15,9 @@ public struct RecordOptions: Sendable {
     public var maxPasses = 6
     /// argv given by the user for processes whose own was overwritten (host PID -> argv).
     public var argvOverrides: [Int32: [String]] = [:]
+    /// Processes to record holding whatever they run (host PIDs): launchers such as
+    /// `unshare --fork` that only wait for the children the runtime rebuilds.
+    public var hold: Set<Int32> = []
     /// Testing aid: with `freeze`, keep the tree frozen this long after reading it, so that a
     /// test can signal `record` while it holds the tree.
     public var holdFrozenSeconds: Double = 0

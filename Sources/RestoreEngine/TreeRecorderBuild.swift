@@ -157,6 +157,8 @@ extension TreeRecorder {
 
                 if let given = options.argvOverrides[s.hostPid] {
                     spec.args = given
+                } else if options.hold.contains(s.hostPid) {
+                    spec.args = nil
                 } else if entry.spawnedByPayload {
                     // Its parent's payload forks it; an argv would never be used.
                     if !isFork && !reading.titleRewritten && !reading.args.isEmpty { spec.args = reading.args }

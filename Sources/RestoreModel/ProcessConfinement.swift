@@ -149,6 +149,10 @@ public struct SeccompSpec: Sendable, Equatable {
     ]
     /// Actions that take errnoRet (ERRNO: the errno returned; TRACE: the value the tracer sees).
     public static let actionsWithErrno: Set<String> = ["SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"]
+    /// The largest errnoRet each action can carry: the kernel keeps 16 bits of a filter's
+    /// return data (SECCOMP_RET_DATA) and clamps an errno to MAX_ERRNO (4095), so a larger
+    /// value would silently become another errno, or with libseccomp's masking 0: a success.
+    public static let maxErrnoRet: [String: UInt32] = ["SCMP_ACT_ERRNO": 4095, "SCMP_ACT_TRACE": 65535]
 
     /// The architectures of the OCI runtime spec.
     public static let architectureNames: [String] = [

@@ -473,17 +473,25 @@ private struct PlanBuilder {
         }
     }
 
+    /// Every node must reach the root through its forkers. Linear: each node is walked once;
+    /// a walk that meets its own path is a cycle (a walk per node was quadratic in depth).
     func checkForkGraph() throws {
-        for start in 0..<nodes.count {
+        // 0: not seen, 1: on the current walk, 2: reaches the root.
+        var state = [UInt8](repeating: 0, count: nodes.count)
+        state[0] = 2
+        var path: [Int] = []
+        for start in 0..<nodes.count where state[start] == 0 {
             var x = start
-            var steps = 0
-            while x != 0 {
+            while state[x] == 0 {
+                state[x] = 1
+                path.append(x)
                 x = forker[x]
-                steps += 1
-                if steps > nodes.count {
-                    throw RestoreError.invalid(label(start), "cannot be created: the helpers needed for its session form a cycle")
-                }
             }
+            if state[x] == 1 {
+                throw RestoreError.invalid(label(start), "cannot be created: the helpers needed for its session form a cycle")
+            }
+            for n in path { state[n] = 2 }
+            path.removeAll(keepingCapacity: true)
         }
     }
 
@@ -519,7 +527,8 @@ private struct PlanBuilder {
             switch w {
             case .enter(let x):
                 let before = kids[x].filter { doesSetsid[x] && born[x] != nil && requiredBirth($0) == born[x] && born[x] != finalSid[x] }
-                let after = kids[x].filter { k in !before.contains(k) }
+                let beforeSet = Set(before)
+                let after = kids[x].filter { k in !beforeSet.contains(k) }
                 var work: [Work] = before.map { .fork(x, $0) }
                 if doesSetsid[x] { work.append(.setsid(x)) }
                 work += after.map { .fork(x, $0) }

@@ -89,6 +89,10 @@ public enum TreeValidator {
                 out.append("\(path).defaultErrnoRet is set but defaultAction is \(seccomp.defaultAction); it "
                            + "applies only to SCMP_ACT_ERRNO and SCMP_ACT_TRACE")
             }
+            if let e = seccomp.defaultErrnoRet, let limit = SeccompSpec.maxErrnoRet[seccomp.defaultAction], e > limit {
+                out.append("\(path).defaultErrnoRet is \(e); \(seccomp.defaultAction) takes at most \(limit)"
+                           + (limit == 4095 ? " (the kernel's MAX_ERRNO)" : " (16 bits of filter data)"))
+            }
             var seenArch = Set<String>()
             for a in seccomp.architectures ?? [] where !seenArch.insert(a).inserted {
                 out.append("\(path).architectures lists \(a) twice")
@@ -100,6 +104,14 @@ public enum TreeValidator {
                 }
                 for (n, name) in rule.names.enumerated() where name.isEmpty {
                     out.append("\(at).names[\(n)] is an empty string")
+                }
+                // A C string ends at the first NUL: "mkdir\u0000x" would filter mkdir.
+                for (n, name) in rule.names.enumerated() where name.utf8.contains(0) {
+                    out.append("\(at).names[\(n)] \(JSONValue.quoted(name, limit: 40)) contains a NUL character; a system call name must be exact")
+                }
+                if let e = rule.errnoRet, let limit = SeccompSpec.maxErrnoRet[rule.action], e > limit {
+                    out.append("\(at).errnoRet is \(e); \(rule.action) takes at most \(limit)"
+                               + (limit == 4095 ? " (the kernel's MAX_ERRNO)" : " (16 bits of filter data)"))
                 }
                 if rule.errnoRet != nil, !SeccompSpec.actionsWithErrno.contains(rule.action) {
                     out.append("\(at).errnoRet is set but the action is \(rule.action); it applies only to "

@@ -198,6 +198,16 @@ private func expectOne(_ found: [String], _ fragment: String, sourceLocation: So
                   "process.seccomp.syscalls[0].args[0].index is 6; arguments are numbered 0...5")
         expectOne(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"SCMP_ARCH_X86\", \"SCMP_ARCH_X86\"]}}")),
                   "process.seccomp.architectures lists SCMP_ARCH_X86 twice")
+        // Values the kernel would mask or clamp: a deny rule must not become a fake success.
+        expectOne(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"mkdir\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 65536}]}}")),
+                  "process.seccomp.syscalls[0].errnoRet is 65536; SCMP_ACT_ERRNO takes at most 4095 (the kernel's MAX_ERRNO)")
+        expectOne(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"mkdir\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 4096}]}}")),
+                  "errnoRet is 4096; SCMP_ACT_ERRNO takes at most 4095")
+        #expect(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"mkdir\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 4095}, {\"names\": [\"rmdir\"], \"action\": \"SCMP_ACT_TRACE\", \"errnoRet\": 65535}]}}")).isEmpty)
+        expectOne(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_TRACE\", \"defaultErrnoRet\": 65536}}")),
+                  "process.seccomp.defaultErrnoRet is 65536; SCMP_ACT_TRACE takes at most 65535")
+        expectOne(problems(tree("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"mkdir\\u0000x\"], \"action\": \"SCMP_ACT_ERRNO\"}]}}")),
+                  "process.seccomp.syscalls[0].names[0] \"mkdir\\u0000x\" contains a NUL character")
     }
 
     @Test func umaskRange() {

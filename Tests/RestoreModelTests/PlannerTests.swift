@@ -594,3 +594,17 @@ struct ContainerShapeTests {
         plans(w)
     }
 }
+
+@Suite("planner: deep trees")
+struct DeepTreePlanTests {
+    // A hang guard, not a speed test (speed is in scripts/bench.sh): the fork-graph check once
+    // walked every node up to the root, quadratic in depth, and took hours here in a debug build.
+    @Test("a 128 000-deep chain validates and plans", .timeLimit(.minutes(3)))
+    func deepChain() throws {
+        let n: Int32 = 128_000
+        let t = tree((0..<n).map { i in proc(100 + i, i == 0 ? 0 : 99 + i, 100, 100) })
+        try TreeValidator.validate(t)
+        let plan = try RestorePlanner.plan(t)
+        #expect(plan.nodes.count >= Int(n))
+    }
+}
