@@ -364,7 +364,8 @@ struct NamespaceProcess: Sendable, CustomStringConvertible {
 extension ProcFS {
     /// The processes below `root` (host PID, by host PPid chain) that live in a PID namespace
     /// nested under the tests' own, seen from the first nested level.
-    static func namespaceProcesses(under root: Int32, in all: [HostProcess]? = nil) -> [NamespaceProcess] {
+    static func namespaceProcesses(under root: Int32, in all: [HostProcess]? = nil,
+                                   outerLevels: Int = OuterNamespace.levels) -> [NamespaceProcess] {
         let all = all ?? scan()
         var byPid: [Int32: HostProcess] = [:]
         for p in all { byPid[p.hostPid] = p }
@@ -382,7 +383,7 @@ extension ProcFS {
             for c in chain { below[c] = answer }
             return answer
         }
-        let level = ownDepth + OuterNamespace.levels
+        let level = ownDepth + outerLevels
         return all.compactMap { p -> NamespaceProcess? in
             guard p.hostPid != root, p.nspid.count > level, isBelow(p.hostPid) else { return nil }
             var ppid: Int32 = 0

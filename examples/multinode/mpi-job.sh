@@ -39,7 +39,7 @@ case $mode in
         # MPICH 4.0.2 with UCX 1.13's TCP transport (Debian 12) sometimes never returns from
         # MPI_Finalize, restored or not, on one host or two: bound every run; ring prints its
         # result before MPI_Finalize, and the caller checks that.
-        finalize_guard="timeout 40" ;;
+        finalize_guard="timeout 30" ;;
     *) echo "mpi-job.sh: unknown mode $mode" >&2; exit 64 ;;
 esac
 
@@ -49,17 +49,30 @@ esac
 launch() {
     case $mode in
         openmpi-ssh) exec mpirun.openmpi --host node1:2,node2:2 -np 4 ./ring "$@" > "$work/$1.out" 2>&1 ;;
-        mpich-ssh) exec $guard mpiexec.hydra -launcher ssh -hosts node1:2,node2:2 -n 4 ./ring "$@" > "$work/$1.out" 2>&1 ;;
+        # A host file, not -hosts node1:2,node2:2: hydra cuts its own argv in place (strtok),
+        # so /proc/PID/cmdline, and with it the recording, would show "node1 2 node2 2".
+        mpich-ssh) printf 'node1:2\nnode2:2\n' > "$work/hosts"
+                   exec $guard mpiexec.hydra -launcher ssh -f "$work/hosts" -n 4 ./ring "$@" > "$work/$1.out" 2>&1 ;;
         openmpi-slurm) exec sbatch --wait --quiet -N2 --ntasks-per-node=2 -o "$work/$1.out" \
                            --wrap "cd $work && exec mpirun.openmpi ./ring $*" ;;
     esac
 }
 
 guard=""
-(guard=$finalize_guard; launch ref 40 0) || grep -q '^result' ref.out
-start=$(date +%s.%N)
-(guard=$finalize_guard; launch cold 0 0) || grep -q '^result' cold.out
-echo "$(date +%s.%N) - $start" | bc > cold-seconds
+# An uninterrupted run, bounded under MPICH and tried up to 3 times if it hangs there.
+uninterrupted() {
+    for attempt in 1 2 3; do
+        rm -rf "${1:?}" && mkdir "$1"
+        start=$(date +%s.%N)
+        if (guard=$finalize_guard; launch "$@"); then break; fi
+        [ -z "$finalize_guard" ] || ! grep -q '^result' "$1.out" || break
+        [ -n "$finalize_guard" ] && [ $attempt -lt 3 ] || { cat "$1.out"; exit 1; }
+        say "$1 run $attempt hung in MPICH; again"
+    done
+    echo "$(date +%s.%N) - $start" | bc > "$1-seconds"
+}
+uninterrupted ref 40 0
+uninterrupted cold 0 0
 say "reference: $(grep '^result' ref.out); cold start+finish of the same job: $(cat cold-seconds) s"
 
 stamp live-launch
