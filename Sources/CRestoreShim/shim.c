@@ -98,6 +98,31 @@ void rr_thread_park(void *unused) {
     for (;;) syscall(SYS_pause);
 }
 
+// Defined only by a test's LD_PRELOAD allocation guard (weak: 0 here otherwise).
+extern volatile int rr_alloc_guard __attribute__((weak));
+
+void rr_child_side_enter(void) {
+    if (&rr_alloc_guard) rr_alloc_guard = 1;
+    // Swift's crash handler would start swift-backtrace inside the namespace: a faulting
+    // child dies of its signal instead, which the coordinator reports.
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS };
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) sigaction(faults[i], &sa, NULL);
+}
+
+int rr_peer_closed(int fd) {
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int r;
+    do { r = poll(&p, 1, 0); } while (r < 0 && errno == EINTR);
+    return r > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+void rr_child_side_leave(void) {
+    if (&rr_alloc_guard) rr_alloc_guard = 0;
+}
+
 int rr_setresuid(uid_t uid) { return setresuid(uid, uid, uid) < 0 ? -errno : 0; }
 int rr_setresgid(gid_t gid) { return setresgid(gid, gid, gid) < 0 ? -errno : 0; }
 int rr_setgroups(size_t count, const gid_t *groups) { return setgroups(count, groups) < 0 ? -errno : 0; }
@@ -184,6 +209,11 @@ long rr_recv_record(int fd, int interrupt_fd, void *buf, size_t len, pid_t *send
 
 int rr_block_signals(const sigset_t *set, sigset_t *old) {
     return sigprocmask(SIG_BLOCK, set, old) < 0 ? -errno : 0;
+}
+void rr_forwarded_signals(sigset_t *set) {
+    sigfillset(set);
+    static const int kept[] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS, SIGTTIN, SIGTTOU };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) sigdelset(set, kept[i]);
 }
 int rr_set_signal_mask(const sigset_t *set) {
     return sigprocmask(SIG_SETMASK, set, NULL) < 0 ? -errno : 0;
@@ -462,3 +492,18 @@ int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6],
     return -ENOSYS;
 }
 #endif
+
+static int saved_argc;
+static char **saved_argv;
+
+/* glibc calls init_array functions with (argc, argv, envp). */
+__attribute__((constructor)) static void rr_capture_argv(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+
+int rr_saved_argc(void) { return saved_argc; }
+char **rr_saved_argv(void) { return saved_argv; }
+
+int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }

@@ -26,6 +26,22 @@ public struct RootlessRestore: ParsableCommand {
 
     public init() {}
 
+    /// The executable's entry point: every command needs /proc (its own state, the restored
+    /// processes', the namespace's fresh proc), so without it each says so and exits 77.
+    public static func entry() {
+        let arguments = Array(CommandLineArguments.current().dropFirst())
+        let helpOnly = arguments.isEmpty || arguments.contains { ["-h", "--help", "--version", "help"].contains($0) }
+        if !CommandLineArguments.procIsMounted && !helpOnly {
+            writeStderr("rootless-restore: error: /proc is not mounted here (/proc/self/status is missing); "
+                        + "every command reads process state from /proc, and a restore mounts a fresh one, which the "
+                        + "kernel allows only where a proc is already visible. Mount it (mount -t proc proc /proc), "
+                        + "or give the chroot or container one (chroot: mount --rbind /proc ROOT/proc; podman: "
+                        + "--security-opt unmask=/proc/*)\n")
+            Glibc.exit(RestoreError.ExitCode.environment)
+        }
+        main(arguments)
+    }
+
     static let exitCodeHelp = """
         Exit codes:
           0-255  run: the tree's exit status: PID 1's if the tree has one,

@@ -73,6 +73,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: .hidden)
     var noiseForkers: Int = 0
 
+    @Option(name: .long, help: .hidden)
+    var testingFault: TestingFault = .none
+
     @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck (above 0, at most 86400).", valueName: "SECONDS"))
     var stepTimeout: Double = 30
     static let maxStepTimeout: Double = 86_400
@@ -123,6 +126,7 @@ struct Run: ParsableCommand {
         }
         options.occupyPid = occupyPid
         options.noiseForkers = noiseForkers
+        options.testingFault = testingFault
         options.stepTimeout = stepTimeout
         options.pidMethod = pidMethod
         options.pinned = loaded.pinned
@@ -160,6 +164,7 @@ struct Run: ParsableCommand {
 }
 
 extension PidMethod: ExpressibleByArgument {}
+extension TestingFault: ExpressibleByArgument {}
 
 /// The kernel's host name (UTS namespace), as `hostname` prints it.
 func hostName() -> String {

@@ -41,6 +41,9 @@ public enum EnvironmentCheck {
         }
         let status = SystemCalls.readText("/proc/self/status") ?? ""
         f.seccompMode = LinuxFormats.statusField(status, "Seccomp")?.first.flatMap { Int($0) }
+        f.callerCapEff = LinuxFormats.parseCapabilityMask(status, "CapEff")
+        f.callerCapBnd = LinuxFormats.parseCapabilityMask(status, "CapBnd")
+        f.noNewPrivs = LinuxFormats.statusField(status, "NoNewPrivs")?.first == "1"
         f.callerNSpidColumns = max(1, LinuxFormats.parseNSpid(status).count)
 
         f.unprivilegedUsernsClone = sysctl("kernel/unprivileged_userns_clone")
@@ -179,6 +182,7 @@ public enum EnvironmentCheck {
             close(results[0])
             r.clone = .failed(Int32(-pid))
             r.userOnly = tryUserNamespaceAlone()
+            if r.userOnly.errno == ENOSYS || r.clone.errno == ENOSYS { r.unshareUser = tryUnshareUser() }
             return r
         }
         r.clone = .ok
@@ -220,6 +224,18 @@ public enum EnvironmentCheck {
         if pid < 0 { return .failed(Int32(-pid)) }
         reap(pid_t(pid), kill: false)
         return .ok
+    }
+
+    /// fork, then unshare(CLONE_NEWUSER) in the child: whether user namespaces work without
+    /// clone3 (a seccomp filter may hide clone3 alone). The child reports its errno as its status.
+    static func tryUnshareUser() -> ProbeStep {
+        let pid = fork()
+        if pid == 0 { _exit(min(-rr_unshare(Int32(RR_CLONE_NEWUSER)), 255)) }
+        if pid < 0 { return .failed(Glibc.errno) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && Glibc.errno == EINTR {}
+        let code = rr_wifexited(status) != 0 ? rr_wexitstatus(status) : EIO
+        return code == 0 ? .ok : .failed(code)
     }
 
     /// Waits for `pid` by PID (never -1), after SIGKILL if asked.

@@ -53,6 +53,9 @@ public struct NamespaceProbeResult: Sendable, Equatable {
     public var clone: ProbeStep = .notTried
     /// clone3(CLONE_NEWUSER) alone, tried when the combined clone failed, to tell which part refuses.
     public var userOnly: ProbeStep = .notTried
+    /// fork + unshare(CLONE_NEWUSER), tried when clone3 gave ENOSYS: tells a seccomp filter that
+    /// hides clone3 (the kernel has user namespaces) from a kernel without them.
+    public var unshareUser: ProbeStep = .notTried
     /// CapEff of the namespace's first process as its creator sees it (nil: unreadable).
     public var capEff: UInt64?
     /// Its security label (/proc/PID/attr/apparmor/current): "unprivileged_userns" is the
@@ -105,11 +108,17 @@ public struct EnvironmentFacts: Sendable, Equatable {
     public var osIDLike: [String] = []
     /// `Seccomp:` of /proc/self/status (0 none, 1 strict, 2 filter).
     public var seccompMode: Int?
+    /// CapEff and CapBnd of /proc/self/status, and NoNewPrivs (nil: unreadable).
+    public var callerCapEff: UInt64?
+    public var callerCapBnd: UInt64?
+    public var noNewPrivs = false
 
     public var unprivilegedUsernsClone: Int?
     public var maxUserNamespaces: Int?
     public var maxPidNamespaces: Int?
     public var apparmorRestrictUnprivilegedUserns: Int?
+    /// /proc/sys/kernel/pid_max as the caller reads it: since Linux 6.14 the value of the
+    /// caller's own PID namespace (a container's), before that the one global value.
     public var hostPidMax: Int?
     public var threadsMax: Int?
     /// Soft RLIMIT_NPROC; nil: unlimited.
@@ -212,6 +221,10 @@ extension EnvironmentFacts {
         return "sudo apt-get install \(debian)"
     }
 
+    /// Inside a container or another namespace: the pid_max read is this PID namespace's
+    /// (Linux 6.14+), not necessarily the host's.
+    var inContainerLike: Bool { callerNSpidColumns > 1 || !inInitialUserNamespace }
+
     var userLabel: String { userName.isEmpty ? "uid \(uid)" : "\(userName) (uid \(uid))" }
     var userForCommands: String { userName.isEmpty ? "\(uid)" : userName }
 
@@ -264,12 +277,16 @@ extension EnvironmentFacts {
             return ("no process could be created: the per-user process limit (ulimit -u = \(nprocLimit.map(String.init) ?? "unlimited")) or the cgroup's pids.max is reached",
                     capacityFix())
         case N.ENOSYS:
-            if LinuxFormats.kernelAtLeast(kernelRelease, 5, 3) == false {
-                return ("this kernel (\(kernelRelease)) has no clone3 (Linux 5.3+; set_tid needs 5.5+)",
-                        "upgrade the kernel to Linux 5.5 or later")
+            // Probed, not read from the release: fork + unshare(CLONE_NEWUSER) working means the
+            // kernel has user namespaces and a filter answers clone3 with ENOSYS.
+            if probe.unshareUser == .ok || (probe.unshareUser == .notTried && seccompMode == 2) {
+                return ("clone3 is answered with ENOSYS, but unshare(CLONE_NEWUSER) works: a seccomp profile hides clone3 (Docker's default profile and older container profiles do)"
+                            + (seccompMode == 2 ? "; this process runs under a seccomp filter (Seccomp: 2)" : ""),
+                        "podman/docker: --security-opt seccomp=unconfined, or a seccomp profile that allows clone3 (rootless-restore needs clone3's set_tid to choose PIDs)")
             }
-            return ("clone3 is answered with ENOSYS although the kernel has it: a seccomp filter (e.g. Docker's default profile) hides it",
-                    "run on the host, or give the container a seccomp profile that allows clone3 (docker/podman: --security-opt seccomp=unconfined)")
+            return ("this kernel (\(kernelRelease)) has no clone3 (Linux 5.3+; set_tid needs 5.5+)"
+                        + (probe.unshareUser.errno.map { "; unshare(CLONE_NEWUSER) fails too: \(Self.errnoText($0))" } ?? ""),
+                    "upgrade the kernel to Linux 5.5 or later")
         case N.EINVAL:
             return ("the kernel rejected the flags: it lacks user or PID namespaces (CONFIG_USER_NS, CONFIG_PID_NS) or clone3 arguments",
                     "use a kernel built with CONFIG_USER_NS=y and CONFIG_PID_NS=y (every mainstream distribution kernel has them)")
@@ -297,7 +314,8 @@ extension EnvironmentFacts {
         var candidates: [(Int, String)] = []
         var limits: [String] = []
         if let m = hostPidMax {
-            limits.append("kernel.pid_max = \(m) (every restored process also takes a PID here)")
+            let whose = inContainerLike ? " of this PID namespace" : ""
+            limits.append("kernel.pid_max\(whose) = \(m) (every restored process also takes a PID here)")
             candidates.append((m - 300, "pid_max"))
         }
         if let t = threadsMax {
@@ -386,6 +404,9 @@ extension EnvironmentFacts {
         let capsMissing = namespaceUp && p.capEff.map { $0 & (UInt64(1) << UInt64(N.CAP_SYS_ADMIN)) == 0 } == true
         /// A refusal inside our own namespace is most likely AppArmor's restriction.
         let apparmorSuspect = confined || capsMissing || apparmorRestrictUnprivilegedUserns == 1
+        /// Mapping uid 0 of the caller's namespace (the caller is uid 0 there: a container's
+        /// root) needs CAP_SETFCAP there since Linux 5.12 (verify_root_map).
+        let setfcapMissing = uid == 0 && callerCapEff.map { $0 & (UInt64(1) << UInt64(N.CAP_SETFCAP)) == 0 } == true
         let denialFix = apparmorSuspect ? apparmorFix() : "find the security module's denial in `dmesg` or the audit log"
         if namespaceUp {
             if confined {
@@ -425,6 +446,11 @@ extension EnvironmentFacts {
             switch step {
             case .ok:
                 return CheckItem(id: id, title: id, verdict: .pass, detail: "\(what) written by the namespace's creator", essential: true)
+            case .failed(let e) where e == N.EPERM && id == "uid_map" && setfcapMissing:
+                return CheckItem(id: id, title: id, verdict: .fail,
+                                 detail: "writing \(what): \(Self.errnoText(e)): the map gives the new namespace uid 0 of this one, which since Linux 5.12 needs CAP_SETFCAP, and this process lacks it (CapEff \(hex(callerCapEff ?? 0))): a container started without SETFCAP",
+                                 fix: "podman run --cap-add=SETFCAP (docker: --cap-add SETFCAP), or run as a user other than uid 0 of the container",
+                                 essential: true)
             case .failed(let e):
                 return CheckItem(id: id, title: id, verdict: .fail,
                                  detail: "writing \(what): \(Self.errnoText(e))" + (apparmorSuspect && e == N.EPERM ? ": the namespace's capabilities are denied (AppArmor's restriction of unprivileged user namespaces)" : ""),
@@ -491,7 +517,7 @@ extension EnvironmentFacts {
                 : "unexpected"
             items.append(CheckItem(id: "proc", title: "mount /proc in it", verdict: .fail,
                                    detail: "mount -t proc proc /proc: \(Self.errnoText(e)): \(why)",
-                                   fix: e == N.EPERM ? "run on the host, or start the container with an unmasked /proc (podman: --security-opt unmask=ALL; docker: --security-opt systempaths=unconfined)" : nil,
+                                   fix: e == N.EPERM ? "start the container with an unmasked /proc: podman run --security-opt unmask=/proc/* (docker: --security-opt systempaths=unconfined), or run on the host" : nil,
                                    essential: true))
         } else if p.mountProc == .ok {
             items.append(CheckItem(id: "proc", title: "mount /proc in it", verdict: .pass,
@@ -593,7 +619,8 @@ extension EnvironmentFacts {
     func pidMaxItem(pidnsUp: Bool) -> CheckItem {
         let high = NamespaceProbeResult.highTarget
         let p = probe
-        let hostText = hostPidMax.map { "host: \($0)" } ?? "host: unknown"
+        let hostText = (inContainerLike ? "this PID namespace's: " : "host: ")
+            + (hostPidMax.map(String.init) ?? "unknown")
         guard pidnsUp else {
             return CheckItem(id: "pid_max", title: "pid_max / high PIDs", verdict: .fail,
                              detail: "not tried: no PID namespace (\(hostText))")
@@ -602,7 +629,8 @@ extension EnvironmentFacts {
         var raised = ""
         if p.pidMaxRaise == .ok { raised = ", raised to \(p.pidMaxAfterRaise.map(String.init) ?? "?") from inside" }
         if let e = p.pidMaxRaise.errno { raised = ", raising it from inside: \(Self.errnoText(e))" }
-        let perNamespace = LinuxFormats.kernelAtLeast(kernelRelease, 6, 14) == true
+        // Probed: a fresh namespace that reads or sets its own value has a per-namespace pid_max.
+        let perNamespace = p.pidMaxRaise == .ok || (p.pidMaxInside != nil && hostPidMax != nil && p.pidMaxInside != hostPidMax)
         let fix = "sudo sysctl -w kernel.pid_max=\(LinuxNumbers.pidMaxLimit)"
             + (perNamespace ? "" : " (before Linux 6.14 pid_max is one global value)")
         switch p.setTidHigh {

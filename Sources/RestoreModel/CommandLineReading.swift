@@ -33,8 +33,10 @@ public struct CommandLineReading: Sendable, Equatable {
         var parts = cmdline.isEmpty ? [] : split(cmdline)
         let terminated = cmdline.last == 0
         if terminated { parts.removeLast() }
+        // Empty strings at the end: legitimate empty arguments, or a title's NUL padding.
+        var trimmed = parts
         var trailingEmpty = 0
-        while let last = parts.last, last.isEmpty, parts.count > 1 { parts.removeLast(); trailingEmpty += 1 }
+        while let last = trimmed.last, last.isEmpty, trimmed.count > 1 { trimmed.removeLast(); trailingEmpty += 1 }
 
         var env: [String]?
         var envRewritten = false
@@ -59,6 +61,7 @@ public struct CommandLineReading: Sendable, Equatable {
                    : envRewritten ? "the environment area holds strings that are not KEY=VALUE"
                    : "reads like a title")
         }
+        if reason != nil { parts = trimmed }
         return CommandLineReading(args: parts, env: env, titleRewritten: reason != nil, titleReason: reason,
                                   envRewritten: envRewritten)
     }

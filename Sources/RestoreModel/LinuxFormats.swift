@@ -20,6 +20,7 @@ public enum LinuxNumbers {
     public static let CAP_SETGID = 6
     public static let CAP_SETUID = 7
     public static let CAP_SYS_ADMIN = 21
+    public static let CAP_SETFCAP = 31
     /// MAX_PID_NS_LEVEL: the deepest PID namespace has level 32 (the initial one is 0).
     public static let maxPidNamespaceLevel = 32
     public static let defaultPidMax = 32768

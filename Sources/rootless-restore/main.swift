@@ -1,3 +1,3 @@
 import RestoreCLI
 
-RootlessRestore.main()
+RootlessRestore.entry()

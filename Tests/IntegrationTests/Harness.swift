@@ -465,9 +465,9 @@ final class RestoreRun {
     /// `run --report <dir>/report.json EXTRA TREE`.
     /// `run --report <dir>/report.json EXTRA TREE`; with RR_PID_METHOD=dance (or clone3) the
     /// suite's restore cases run with that PID method (scripts/test.sh runs them with both).
-    func startRun(treeFile: String, extra: [String] = []) throws {
+    func startRun(treeFile: String, extra: [String] = [], environment: [String] = []) throws {
         let method = ProcessInfo.processInfo.environment["RR_PID_METHOD"].map { ["--pid-method", $0] } ?? []
-        try start(["run", "--report", reportPath] + method + extra + [treeFile])
+        try start(["run", "--report", reportPath] + method + extra + [treeFile], extraEnvironment: environment)
     }
 
     var stdout: String { readText(stdoutPath) }

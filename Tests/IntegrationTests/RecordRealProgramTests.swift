@@ -409,6 +409,41 @@ struct RecordRealProgramTests {
         run.tearDown()
     }
 
+    @Test("where ptrace is refused (a non-dumpable tini), the subreaper flag is inferred from the tree's shape and said so",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil && (try? Identity.user.get())?.dropsPrivileges == true))
+    func subreaperInferred() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        // Root's copy that the test user may execute but not read: the kernel makes such a
+        // process non-dumpable, so its owner may not ptrace it (nor read its cwd).
+        let tini = dir + "/tini-x"
+        try FileManager.default.copyItem(atPath: try #require(Paths.tool("tini")), toPath: tini)
+        chown(tini, 0, 0)
+        chmod(tini, 0o711)
+        // Two orphans in two sessions whose leaders died: only a reaper explains them.
+        let root = try startAsUser(run, [tini, "-s", "--", "/bin/sh", "-c",
+                                         "setsid sh -c 'sleep 1001 &'; setsid sh -c 'sleep 1002 &'; exec sleep 1003"], log: "tini.log")
+        defer { killAll(treeBelow(root), child: root) }
+        try poll(10, "the tini tree") { treeBelow(root).count == 4 && treeBelow(root).allSatisfy { cmdline($0).first != "sh" } }
+        let before = table(of: root)
+
+        let (t, err) = try rr(run, ["record", "--no-env", "--partial", "--hold", String(root), String(root), "-o", dir + "/inferred.json"], name: "record")
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(err.contains("could not be read for \(root)") && err.contains("ptrace refused") && err.contains("inferred from the tree's shape: set on \(root)"), "\(err)")
+        let listed = try entries(dir + "/inferred.json")
+        for e in listed {
+            let pid = Int32(e["pid"] as? Int ?? 0)
+            #expect((e["childSubreaper"] as? Bool ?? false) == (pid == root), "pid \(pid): childSubreaper \(e["childSubreaper"] ?? false)")
+        }
+        killAll(treeBelow(root), child: root)
+        try run.startRun(treeFile: dir + "/inferred.json")
+        try run.waitUntilReady()
+        let problems = compare(before, root: root, with: run.namespace())
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+        run.tearDown()
+    }
+
     @Test("unshare --user --map-root-user --pid --fork from an interactive shell under script: nested PIDs and the user namespace's map come back",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("unshare") != nil))
     func unsharePidFromShell() throws {
@@ -517,7 +552,43 @@ struct RecordFreezeTests {
         run.tearDown()
     }
 
-    @Test("record to a standard output that others may read is refused (environments hold secrets); --no-env or a private file is fine")
+    @Test("inside a container-like tree whose seccomp filter everyone inherits, record says so once, not once per process",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func inheritedSeccompIsOneLine() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        // The restored root runs under a filter (mkdir denied), starts 3 sleeps and records
+        // itself from inside, with record under the same filter as every process it reads.
+        try run.write("inside.sh", Data("""
+            #!/bin/sh
+            sleep 1000 & sleep 1001 & sleep 1002 &
+            "$1/rootless-restore" record $$ -o "$1/inside.json" 2> "$1/inside.err"
+            echo $? > "$1/inside.rc"
+            mkdir "$1/denied" 2>/dev/null || echo denied > "$1/mkdir.txt"
+            exec sleep 1003
+            """.utf8), mode: 0o755)
+        let tree = try run.write("seccomp.json", Data("""
+            {"version": 1, "processes": [{"pid": 50, "ppid": 0, "pgid": 50, "sid": 50, "process": {
+              "args": ["/bin/sh", "\(dir)/inside.sh", "\(dir)"], "cwd": "\(dir)",
+              "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}}}]}
+            """.utf8))
+        try run.startRun(treeFile: tree)
+        try run.waitUntilReady()
+        try poll(30, "record inside the tree (\(run.stderr))") { readText(dir + "/inside.rc").hasSuffix("\n") && readText(dir + "/mkdir.txt").hasSuffix("\n") }
+        #expect(readText(dir + "/mkdir.txt") == "denied\n", "the filter is in force")
+        let err = readText(dir + "/inside.err")
+        #expect(readText(dir + "/inside.rc") == "0\n", "record inside: \(err)")
+        print("record inside the seccomp tree said: \(err)")
+        let lines = err.split(separator: "\n").filter { $0.contains("seccomp") }
+        #expect(lines.count == 1 && lines[0].contains("4 processes run under the seccomp filter rootless-restore runs under too"), "\(err)")
+        #expect(!err.contains("subreaper"), "the flags were read inside the filter: \(err)")
+        let listed = try entries(dir + "/inside.json")
+        #expect(listed.count == 4, "\(listed.map { $0["pid"] ?? "?" })")
+        run.tearDown()
+    }
+
+    @Test("record to a standard output that others may read is refused (environments hold secrets); --no-env or a private file is fine; a lone sleep gets no warning")
     func standardOutputMode() throws {
         let run = try RestoreRun()
         defer { run.tearDown() }
@@ -537,6 +608,9 @@ struct RecordFreezeTests {
         #expect(t == .exited(0) && readText(dir + "/private.json").contains("\"env\""), "\(t) \(err)")
         (t, err) = try record(["--no-env"], into: dir + "/noenv.json", mode: "022")
         #expect(t == .exited(0) && readText(dir + "/noenv.json").contains("\"processes\""), "\(t) \(err)")
+        // A lone sleep gets no warning at all (no generic one every tree used to get).
+        let (lone, loneErr) = try rr(run, ["record", String(sleeper), "-o", dir + "/lone.json"], name: "lone")
+        #expect(lone == .exited(0) && loneErr.isEmpty, "\(lone) \(loneErr)")
         killAll([sleeper], child: sleeper)
         run.tearDown()
     }

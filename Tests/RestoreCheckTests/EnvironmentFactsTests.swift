@@ -192,6 +192,35 @@ struct EnvironmentVerdictTests {
         f.probe.userOnly = .failed(LinuxNumbers.ENOSYS)
         let u = item(f.assess(), "userns")
         #expect(u.detail.contains("seccomp") && u.fix?.contains("seccomp=unconfined") == true)
+        // Probed, not guessed from the release: unshare works, so a filter hides clone3 ...
+        f.seccompMode = 0
+        f.kernelRelease = "5.2.0"
+        f.probe.unshareUser = .ok
+        let hidden = item(f.assess(), "userns")
+        #expect(hidden.detail.contains("a seccomp profile hides clone3") && hidden.fix?.contains("--security-opt seccomp=unconfined") == true,
+                "\(hidden)")
+        // ... and when unshare fails too, the kernel lacks it, whatever the release says.
+        f.kernelRelease = "6.8.0"
+        f.probe.unshareUser = .failed(LinuxNumbers.EINVAL)
+        let old = item(f.assess(), "userns")
+        #expect(old.detail.contains("has no clone3") && old.fix?.contains("upgrade the kernel") == true, "\(old)")
+    }
+
+    @Test("a container without CAP_SETFCAP cannot map its uid 0 (Linux 5.12+): named, with podman's option, not AppArmor")
+    func setfcapMissing() {
+        var f = healthy()
+        f.uid = 0
+        f.userName = "root"
+        f.inInitialUserNamespace = false
+        f.callerCapEff = 0x1ff_ffff_ffff & ~(UInt64(1) << 31)
+        f.probe.uidMap = .failed(LinuxNumbers.EPERM)
+        f.probe.capEff = 0
+        let u = item(f.assess(), "uid_map")
+        #expect(u.verdict == .fail && u.detail.contains("CAP_SETFCAP") && u.fix?.contains("--cap-add=SETFCAP") == true, "\(u)")
+        #expect(!u.detail.contains("AppArmor") && u.fix?.contains("apparmor") != true, "\(u)")
+        // With the capability, the same refusal is not blamed on it.
+        f.callerCapEff = 0x1ff_ffff_ffff
+        #expect(!item(f.assess(), "uid_map").detail.contains("CAP_SETFCAP"))
     }
 
     @Test("a masked /proc (container) refuses a new proc mount")
@@ -199,7 +228,7 @@ struct EnvironmentVerdictTests {
         var f = healthy()
         f.probe.mountProc = .failed(LinuxNumbers.EPERM)
         let p = item(f.assess(), "proc")
-        #expect(p.verdict == .fail && p.fix?.contains("unmask") == true)
+        #expect(p.verdict == .fail && p.fix?.contains("--security-opt unmask=/proc/*") == true, "\(p)")
     }
 
     @Test("an old kernel without set_tid")

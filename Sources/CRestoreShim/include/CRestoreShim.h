@@ -71,6 +71,15 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 
+/// First call of every child-side process (right after its clone): fault signals get their
+/// default action (no crash backtracer in the namespace), and a test's allocation guard
+/// (LD_PRELOAD defining rr_alloc_guard) starts counting. `leave`: the init loop, which may
+/// allocate, stops the guard.
+void rr_child_side_enter(void);
+void rr_child_side_leave(void);
+/// Whether the other end of a connected socket is closed (poll, no wait).
+int rr_peer_closed(int fd);
+
 /// Credentials (glibc declares these only under _GNU_SOURCE). 0 or -errno.
 int rr_setresuid(uid_t uid);
 int rr_setresgid(gid_t gid);
@@ -94,6 +103,8 @@ long rr_getpid(void);
 long rr_gettid(void);
 long rr_getppid(void);
 int rr_kill(pid_t pid, int sig);
+/// unshare(2) (not in Swift's Glibc module); 0 or -errno.
+int rr_unshare(int flags);
 int rr_exit_thread(int status) __attribute__((noreturn));
 
 /// send(2) of one record; recvmsg(2) of one record with the sender's PID as translated by
@@ -107,6 +118,9 @@ int rr_enable_passcred(int fd);
 /// sigprocmask for the whole set; errno-free results.
 int rr_block_signals(const sigset_t *set, sigset_t *old);
 int rr_set_signal_mask(const sigset_t *set);
+/// tini's set: every signal but SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS,
+/// SIGTTIN and SIGTTOU (glibc's sigfillset already leaves out its own two).
+void rr_forwarded_signals(sigset_t *set);
 int rr_reset_signal_dispositions(void);
 int rr_ignore_signal(int sig);
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);
@@ -184,5 +198,10 @@ int rr_pidfd_send_signal(int pidfd, int sig);
 /// something else (SIGSTOP/SIGKILL, which cannot be blocked) and was put back.
 int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6], int scratch_arg,
                       long *result, uint64_t *scratch);
+
+/* argc/argv as the C runtime passed them to main, captured by an ELF constructor. Swift's
+ * CommandLine reads /proc/self/cmdline on Linux, which is missing without /proc. */
+int rr_saved_argc(void);
+char **rr_saved_argv(void);
 
 #endif

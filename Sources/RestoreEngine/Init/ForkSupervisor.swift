@@ -102,18 +102,6 @@ public final class ForkSupervisor {
         seccomp_notify_free(request, response)
     }
 
-    // MARK: puppet side
-
-    /// In an exec'ing puppet, before its identity changes (installing needs CAP_SYS_ADMIN in
-    /// the namespace): install the notify filter and hand the listener to the init.
-    func installAndHandOver(node: Int) -> (PuppetStage, Int32)? {
-        let fd = rr_seccomp_install_listener(instructions, instructionCount)
-        if fd < 0 { return (.seccompNotify, -fd) }
-        let r = rr_send_fd(sendFD, Int32(node), fd)
-        close(fd)
-        return r < 0 ? (.seccompNotify, -r) : nil
-    }
-
     // MARK: init side
 
     /// Takes every listener the puppets have sent so far.

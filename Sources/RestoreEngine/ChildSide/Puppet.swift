@@ -1,12 +1,15 @@
 import CRestoreShim
 import Glibc
 
-/// The code every restored process runs between its clone3() and its exec: it waits for the
-/// coordinator's commands in its control slot and answers on the shared socket.
+/// The child side: the code every restored process runs between its clone and its exec. It
+/// waits for the coordinator's commands in its control slot and answers on the shared socket.
 ///
-/// Fork safety: the coordinator is single-threaded when it clones (asserted), every buffer
-/// used here was prepared beforehand, and a puppet only makes raw system calls on them.
-/// A failing puppet reports stage + errno and ends with `_exit`.
+/// The rule: no allocation, no locks, no Swift runtime services between clone and exec. The
+/// coordinator is single-threaded when it clones (asserted), every buffer used here was
+/// prepared beforehand (PreparedWorld), and a puppet only makes system calls on them. A
+/// failing puppet reports stage + errno and ends with `_exit`. The integration test
+/// ChildSideTests runs restores under an LD_PRELOAD guard that kills any puppet that
+/// allocates. Only the runtime's init, once released, leaves the child side (InitLoop).
 enum Puppet {
     static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
         var me = start
@@ -14,6 +17,7 @@ enum Puppet {
         answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
         commands: while true {
             let (command, a, b) = world.control.wait(me, seen: &seen)
+            if me == world.faultNode { commitTestingFault(world, me) }
             switch command {
             case .none:
                 continue
@@ -74,7 +78,7 @@ enum Puppet {
                 // as soon as a new command is posted, which the next wait then returns.
                 while world.control.sequence(me) == seen {
                     let pid = rr_clone3(0, SIGCHLD, nil, 0)
-                    if pid == 0 { _exit(0) }
+                    if pid == 0 { rr_child_side_enter(); _exit(0) }
                     if pid > 0 {
                         var status: Int32 = 0
                         _ = waitpid(pid_t(pid), &status, 0)
@@ -91,6 +95,7 @@ enum Puppet {
     /// failure was already reported.
     static func clone(_ world: PuppetWorld, _ child: Int) -> Int {
         let node = world.nodes[child]
+        let pid: Int
         if world.useDance {
             // The next PID the kernel hands out in this namespace is ns_last_pid + 1. Safe only
             // because the coordinator serialises every fork in the namespace.
@@ -98,9 +103,26 @@ enum Puppet {
                 fail(world, child, .nsLastPid)
                 return -Int(ECANCELED)
             }
-            return rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
+            pid = rr_clone3(node.cloneFlags, SIGCHLD, nil, 0)
+        } else {
+            pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
         }
-        return rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+        if pid == 0 { rr_child_side_enter() }
+        return pid
+    }
+
+    /// Testing aid (`--testing-fault`): break the child side's rules on purpose.
+    static func commitTestingFault(_ world: PuppetWorld, _ me: Int) {
+        switch world.fault {
+        case .puppetAllocates:
+            // Longer than a small string, so it lives on the heap.
+            let text = "rootless-restore testing aid: puppet \(me) allocates between clone and exec\n"
+            _ = text.withCString { write(2, $0, strlen($0)) }
+        case .puppetCrashes:
+            UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = me
+        case .none, .slowInitStart:
+            break
+        }
     }
 
     static func answer(_ world: PuppetWorld, _ node: Int, _ kind: PuppetAnswer.Kind,
@@ -214,6 +236,7 @@ enum Puppet {
         let node = world.nodes[me]
         if node.kind == .runtimeInit {
             close(world.answerFD)
+            rr_child_side_leave()
             InitLoop.runtimeInit(world)
         }
         _ = rr_reset_signal_dispositions()
@@ -229,7 +252,7 @@ enum Puppet {
             if !startThreads(world, me) { _exit(1) }
             if !applyIdentity(world, me) { _exit(126) }
             if !node.stopped { close(world.answerFD) }
-            if node.isNamespaceInit { InitLoop.holdingInit() }
+            if node.isNamespaceInit { InitLoop.holdingInit(world) }
             _ = rr_set_signal_mask(&empty)
             while true { pause() }
         }
@@ -250,117 +273,5 @@ enum Puppet {
         if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
         else { answer(world, me, .failed, stage: .exec, value: e) }
         _exit(e == ENOENT ? 127 : 126)
-    }
-}
-
-/// PID 1 behaviour after the tree is built.
-enum InitLoop {
-    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
-
-    static func signalSet(withChild: Bool) -> sigset_t {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in forwarded { sigaddset(&set, s) }
-        if withChild { sigaddset(&set, SIGCHLD) }
-        return set
-    }
-
-    /// The runtime's own init: forward signals, reap everything, and when nothing is left exit
-    /// with the first top-level process's status. Like a container's init, terminating signals
-    /// (INT, TERM, HUP, QUIT) go to every process of the namespace, so nothing outlives `run`
-    /// by having been orphaned; USR1 and USR2 go to the top-level processes only.
-    static func runtimeInit(_ world: PuppetWorld) -> Never {
-        var set = signalSet(withChild: true)
-        var old = sigset_t()
-        _ = rr_block_signals(&set, &old)
-        let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
-        var firstStatus: Int32 = 0
-        if let supervisor = world.supervisor { supervisingInit(world, supervisor, set: set, first: first) }
-        var info = siginfo_t()
-        while true {
-            // Reap first: children may have ended before we got here.
-            reapExited(first: first, firstStatus: &firstStatus)
-            let sig = rr_sigwait_timeout(&set, &info, -1)
-            if sig > 0 { forward(world, sig) }
-        }
-    }
-
-    /// Reaps every exited child; when none is left, the namespace is empty: exit with the
-    /// first top-level process's status.
-    static func reapExited(first: pid_t, firstStatus: inout Int32) {
-        while true {
-            var status: Int32 = 0
-            let r = waitpid(-1, &status, WNOHANG)
-            if r > 0 {
-                if r == first { firstStatus = exitCode(status) }
-                continue
-            }
-            if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
-            return
-        }
-    }
-
-    /// USR1/USR2 go to the top-level processes, terminating signals to the whole namespace.
-    static func forward(_ world: PuppetWorld, _ sig: Int32) {
-        if sig == SIGUSR1 || sig == SIGUSR2 {
-            for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
-        } else if sig != SIGCHLD {
-            _ = rr_kill(-1, sig)
-        }
-    }
-
-    /// The runtime's init when payloads' forks are supervised: one poll loop over signals, the
-    /// supervisor socket (new listeners) and every listener.
-    static func supervisingInit(_ world: PuppetWorld, _ supervisor: ForkSupervisor, set: sigset_t, first: pid_t) -> Never {
-        var mask = set
-        let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
-        var firstStatus: Int32 = 0
-        while true {
-            reapExited(first: first, firstStatus: &firstStatus)
-            supervisor.collectListeners()
-            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
-            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if poll(&fds, nfds_t(fds.count), -1) <= 0 { continue }
-            if fds[0].revents != 0 {
-                var info = signalfd_siginfo()
-                while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                    forward(world, Int32(info.ssi_signo))
-                }
-            }
-            var finished: [Int32] = []
-            for p in fds.dropFirst(2) where p.revents != 0 {
-                if p.revents & Int16(POLLIN) != 0 {
-                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
-                } else {
-                    finished.append(p.fd)
-                }
-            }
-            for fd in finished { close(fd) }
-            supervisor.listeners.removeAll { finished.contains($0) }
-        }
-    }
-
-    /// A recorded PID 1 that holds: it reaps what it adopts and ends on a terminating signal.
-    static func holdingInit() -> Never {
-        var set = signalSet(withChild: true)
-        var old = sigset_t()
-        _ = rr_block_signals(&set, &old)
-        var info = siginfo_t()
-        while true {
-            let sig = rr_sigwait_timeout(&set, &info, -1)
-            if sig == SIGCHLD {
-                var status: Int32 = 0
-                while waitpid(-1, &status, WNOHANG) > 0 {}
-            } else if sig > 0 {
-                _exit(128 + sig)
-            }
-        }
-    }
-
-    static func exitCode(_ status: Int32) -> Int32 {
-        if rr_wifexited(status) != 0 { return rr_wexitstatus(status) }
-        if rr_wifsignaled(status) != 0 { return 128 + rr_wtermsig(status) }
-        return 1
     }
 }

@@ -57,6 +57,11 @@ struct PuppetWorld {
     var supervisor: ForkSupervisor?
     /// Node indices of the plan's runs of sibling forks, for `forkBatch`.
     var forkList: UnsafeMutablePointer<Int32>
+    /// The signals the coordinator blocks and the inits wait for (InitLoop.signalSet()).
+    var initSignals = InitLoop.signalSet()
+    /// Testing aid: the fault to inject, and the node that commits it.
+    var fault: TestingFault = .none
+    var faultNode: Int = -1
 }
 
 /// C strings the children use, made once.

@@ -14,6 +14,8 @@ public struct RunOptions: Sendable {
     public var occupyPid: Int32?
     /// Testing aid: this many processes fork continuously in the namespace during the restore.
     public var noiseForkers = 0
+    /// Testing aid: make the child side break its rules, to show the tests catch it.
+    public var testingFault: TestingFault = .none
     /// Seconds a single step may take before the restore is declared stuck.
     public var stepTimeout: Double = 30
     /// How PIDs are chosen.
@@ -28,6 +30,17 @@ public struct RunOptions: Sendable {
     public var mapGroups: [IDMapRequest] = []
 
     public init() {}
+}
+
+/// Faults a test can inject into the child side (`--testing-fault`, hidden).
+public enum TestingFault: String, Sendable, CaseIterable {
+    case none
+    /// The first restored process allocates between its clone and its exec.
+    case puppetAllocates = "puppet-allocates"
+    /// The first restored process dereferences a bad pointer before its exec.
+    case puppetCrashes = "puppet-crashes"
+    /// The namespace init waits a second before it arms its parent-death signal.
+    case slowInitStart = "slow-init-start"
 }
 
 /// Where a restore is, for a progress display.

@@ -162,10 +162,12 @@ final class PreparedWorld {
         let (list, batches) = forkRuns(plan)
         let forkList = arena.allocate(Int32.self, count: list.count)
         for (k, v) in list.enumerated() { forkList[k] = v }
-        let puppets = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
+        var puppets = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                                   topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(arena),
                                   scratch: arena.allocate(UInt8.self, count: 64), useDance: dance,
                                   supervisor: supervisor, forkList: forkList)
+        puppets.fault = options.testingFault
+        puppets.faultNode = plan.nodeOfEntry.first ?? -1
         return PreparedWorld(arena: arena, puppets: puppets, plan: plan, maps: maps, forkBatches: batches,
                              noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities)
     }

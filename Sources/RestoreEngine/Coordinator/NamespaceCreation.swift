@@ -19,16 +19,24 @@ final class LiveNamespace {
     /// Blocks the signals the runtime handles, then clones the namespace init, which starts
     /// as puppet 0. Nothing to undo when it throws.
     static func start(_ world: PreparedWorld) throws -> LiveNamespace {
-        var set = InitLoop.signalSet(withChild: true)
+        var set = world.puppets.initSignals
         var old = sigset_t()
         _ = rr_block_signals(&set, &old)
         let puppets = world.puppets
         let seen = puppets.control.sequence(0)
         let pid = rr_clone3(RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS, SIGCHLD, nil, 0)
         if pid == 0 {
-            // The namespace init. If the runtime dies, so does the namespace.
-            _ = rr_prctl_set_pdeathsig(SIGKILL)
+            // The namespace init. If the runtime dies, so does the namespace: the signal is
+            // armed, then the runtime's end of the socket checked, so that a runtime killed
+            // before the arming is noticed too (its end closed: only it held it).
+            rr_child_side_enter()
             close(puppets.coordinatorFD)
+            if puppets.fault == .slowInitStart {
+                var second = timespec(tv_sec: 1, tv_nsec: 0)
+                nanosleep(&second, nil)
+            }
+            _ = rr_prctl_set_pdeathsig(SIGKILL)
+            if rr_peer_closed(puppets.answerFD) != 0 { _exit(1) }
             Puppet.run(puppets, as: 0, seen: seen)
         }
         if pid < 0 { throw environmentError(errno: Int32(-pid)) }

@@ -1,0 +1,129 @@
+import CRestoreShim
+import Glibc
+
+/// PID 1 behaviour after the tree is built. Not child-side code: the init never execs, so it
+/// may allocate (it is a single-threaded copy of a single-threaded process). It keeps the
+/// default action for fault signals, so a crash does not start a backtracer in the namespace.
+enum InitLoop {
+    /// The signals the runtime and its init take over, tini's rule: every signal but the
+    /// synchronous fault signals and SIGTTIN/SIGTTOU (SIGCHLD included, for reaping). Made
+    /// in C, so that the child side does not iterate a Swift array.
+    static func signalSet() -> sigset_t {
+        var set = sigset_t()
+        rr_forwarded_signals(&set)
+        return set
+    }
+
+    /// The runtime's own init: forward signals, reap everything, and when nothing is left exit
+    /// with the first top-level process's status. Like a container's init, terminating signals
+    /// (INT, TERM, HUP, QUIT) go to every process of the namespace, so nothing outlives `run`
+    /// by having been orphaned; SIGWINCH goes to the terminal's foreground group when it is in
+    /// the namespace; every other signal to the top-level processes.
+    static func runtimeInit(_ world: PuppetWorld) -> Never {
+        var set = world.initSignals
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
+        var firstStatus: Int32 = 0
+        if let supervisor = world.supervisor { supervisingInit(world, supervisor, set: set, first: first) }
+        var info = siginfo_t()
+        while true {
+            // Reap first: children may have ended before we got here.
+            reapExited(first: first, firstStatus: &firstStatus)
+            let sig = rr_sigwait_timeout(&set, &info, -1)
+            if sig > 0 { forward(world, sig) }
+        }
+    }
+
+    /// Reaps every exited child; when none is left, the namespace is empty: exit with the
+    /// first top-level process's status.
+    static func reapExited(first: pid_t, firstStatus: inout Int32) {
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(-1, &status, WNOHANG)
+            if r > 0 {
+                if r == first { firstStatus = exitCode(status) }
+                continue
+            }
+            if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+            return
+        }
+    }
+
+    /// Terminating signals to the whole namespace, then SIGCONT, so that stopped processes
+    /// end too (a signal stays pending on a stopped process); SIGWINCH to the foreground
+    /// group; the rest to the top-level processes.
+    static func forward(_ world: PuppetWorld, _ sig: Int32) {
+        switch sig {
+        case SIGCHLD:
+            return
+        case SIGINT, SIGTERM, SIGHUP, SIGQUIT:
+            _ = rr_kill(-1, sig)
+            _ = rr_kill(-1, SIGCONT)
+        case SIGWINCH where tcgetpgrp(0) > 0:
+            _ = rr_kill(-tcgetpgrp(0), sig)
+        default:
+            for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
+        }
+    }
+
+    /// The runtime's init when payloads' forks are supervised: one poll loop over signals, the
+    /// supervisor socket (new listeners) and every listener.
+    static func supervisingInit(_ world: PuppetWorld, _ supervisor: ForkSupervisor, set: sigset_t, first: pid_t) -> Never {
+        var mask = set
+        let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        var firstStatus: Int32 = 0
+        while true {
+            reapExited(first: first, firstStatus: &firstStatus)
+            supervisor.collectListeners()
+            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
+            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if poll(&fds, nfds_t(fds.count), -1) <= 0 { continue }
+            if fds[0].revents != 0 {
+                var info = signalfd_siginfo()
+                while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                    forward(world, Int32(info.ssi_signo))
+                }
+            }
+            var finished: [Int32] = []
+            for p in fds.dropFirst(2) where p.revents != 0 {
+                if p.revents & Int16(POLLIN) != 0 {
+                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
+                } else {
+                    finished.append(p.fd)
+                }
+            }
+            for fd in finished { close(fd) }
+            supervisor.listeners.removeAll { finished.contains($0) }
+        }
+    }
+
+    /// A recorded PID 1 that holds: it reaps what it adopts and ends on a signal whose
+    /// default action terminates (the ignored and stopping ones leave a PID 1 alone). Child
+    /// side: no allocation.
+    static func holdingInit(_ world: PuppetWorld) -> Never {
+        var set = world.initSignals
+        var old = sigset_t()
+        _ = rr_block_signals(&set, &old)
+        var info = siginfo_t()
+        while true {
+            let sig = rr_sigwait_timeout(&set, &info, -1)
+            switch sig {
+            case SIGCHLD:
+                var status: Int32 = 0
+                while waitpid(-1, &status, WNOHANG) > 0 {}
+            case SIGCONT, SIGURG, SIGWINCH, SIGTSTP, SIGTTIN, SIGTTOU:
+                continue
+            default:
+                if sig > 0 { _exit(128 + sig) }
+            }
+        }
+    }
+
+    static func exitCode(_ status: Int32) -> Int32 {
+        if rr_wifexited(status) != 0 { return rr_wexitstatus(status) }
+        if rr_wifsignaled(status) != 0 { return 128 + rr_wtermsig(status) }
+        return 1
+    }
+}
