@@ -373,6 +373,8 @@ int rr_recv_fd(int sock, int32_t *tag) {
     do { r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
     if (r < 0) return -errno;
     if (r == 0) return -EPIPE;
+    // The kernel drops a passed descriptor it cannot install (RLIMIT_NOFILE) and says so here.
+    if (msg.msg_flags & MSG_CTRUNC) return -EMFILE;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             int fd;

@@ -23,11 +23,18 @@ public struct IDMapWriter {
         let uid = UInt32(geteuid()), gid = UInt32(getegid())
         let name = getpwuid(uid_t(uid)).map { String(cString: $0.pointee.pw_name) } ?? String(uid)
         let path = getenv("PATH").map { String(cString: $0) } ?? defaultSearchPath
-        return IDMapFacts(uid: uid, gid: gid, userName: name,
-                          subuidText: SystemCalls.readText("/etc/subuid"),
-                          subgidText: SystemCalls.readText("/etc/subgid"),
-                          newuidmap: locate("newuidmap", in: path), newgidmap: locate("newgidmap", in: path),
-                          searchPath: path)
+        var facts = IDMapFacts(uid: uid, gid: gid, userName: name,
+                               subuidText: SystemCalls.readText("/etc/subuid"),
+                               subgidText: SystemCalls.readText("/etc/subgid"),
+                               newuidmap: locate("newuidmap", in: path), newgidmap: locate("newgidmap", in: path),
+                               searchPath: path)
+        facts.accountUIDs = SystemCalls.readText("/etc/passwd").map(LinuxFormats.accountIDs) ?? []
+        facts.accountGIDs = SystemCalls.readText("/etc/group").map(LinuxFormats.accountIDs) ?? []
+        facts.inInitialUserNamespace = SystemCalls.readText("/proc/self/uid_map").map(LinuxFormats.isInitialUserNamespaceMap) ?? true
+        let status = SystemCalls.readText("/proc/self/status") ?? ""
+        facts.noNewPrivs = LinuxFormats.statusField(status, "NoNewPrivs")?.first == "1"
+        facts.capBnd = LinuxFormats.parseCapabilityMask(status, "CapBnd")
+        return facts
     }
 
     /// Where helpers are looked for when PATH is unset (execvp's idea, plus the sbin dirs).
@@ -78,6 +85,8 @@ public struct IDMapWriter {
         }
     }
 
+    static let helperTimeoutSeconds: UInt64 = 10
+
     /// Runs `newuidmap PID inner outer count ...` (posix_spawn: the coordinator stays
     /// single-threaded) and waits for it; its output goes into the error message.
     func run(_ helper: String, pid: Int32, side: IDMapPlan.Side) throws {
@@ -115,7 +124,19 @@ public struct IDMapWriter {
                                message: "cannot run \(command)")
         }
         var status: Int32 = 0
-        _ = SystemCalls.retrying { waitpid(child, &status, 0) }
+        // Bounded: the coordinator blocks INT and TERM meanwhile, so a hanging helper would
+        // make `run` unkillable but by SIGKILL.
+        let deadline = MonotonicClock.nanoseconds() + Self.helperTimeoutSeconds * 1_000_000_000
+        while SystemCalls.retrying({ waitpid(child, &status, WNOHANG) }).value == 0 {
+            if MonotonicClock.nanoseconds() > deadline {
+                kill(child, SIGKILL)
+                _ = SystemCalls.retrying { waitpid(child, &status, 0) }
+                throw RestoreError(.environment, operation: command, errno: ETIMEDOUT, entry: side.source,
+                                   message: "\(helper) did not finish within \(Self.helperTimeoutSeconds) s writing the \(side.kind) map \(side.text); it was killed")
+            }
+            var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+            nanosleep(&pause, nil)
+        }
         guard rr_wifexited(status) == 0 || rr_wexitstatus(status) != 0 else { return }
         let size = Int(lseek(out, 0, SEEK_END))
         var said = [UInt8](repeating: 0, count: max(0, min(size, 4096)))

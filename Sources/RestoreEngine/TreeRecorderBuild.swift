@@ -75,9 +75,18 @@ extension TreeRecorder {
         let ownUserNS = readLink("/proc/self/ns/user")
         let rootUserNS = programs[root]?.userNamespace
         var uidMap: [IDMapping]?, gidMap: [IDMapping]?
+        var unmapped = false
         if let rootUserNS, rootUserNS != ownUserNS {
             uidMap = parseIDMap(SystemCalls.readText("/proc/\(root)/uid_map") ?? "")
             gidMap = parseIDMap(SystemCalls.readText("/proc/\(root)/gid_map") ?? "")
+            if uidMap?.isEmpty == true || gidMap?.isEmpty == true {
+                // `unshare --user` without a map: everyone inside is the overflow id 65534,
+                // which a restore cannot reproduce (its namespace needs a map to exec).
+                unmapped = true
+                uidMap = nil
+                gidMap = nil
+                warnings.append("the root's user namespace (\(rootUserNS)) has no uid or gid map, so its processes run as the overflow id 65534; recorded with the default map instead (your uid and gid as 0 inside)")
+            }
         }
         func inside(_ id: UInt32, _ map: [IDMapping]?) -> UInt32 {
             guard let map else { return id }
@@ -202,7 +211,7 @@ extension TreeRecorder {
                 }
                 let user = UserSpec(uid: inside(s.uid, uidMap), gid: inside(s.gid, gidMap),
                                     additionalGids: s.groups.filter { $0 != s.gid }.map { inside($0, gidMap) })
-                spec.user = user
+                spec.user = unmapped ? nil : user
                 recordConfinement(of: s.hostPid, into: &spec, who: who, warnings: &warnings)
                 if let theirs = SeccompState.read(String(s.hostPid)), theirs.mode != 0 {
                     if mySeccomp.mode == 2 && theirs.mode == 2 && theirs.filters <= mySeccomp.filters { seccompInherited += 1 }
@@ -235,7 +244,7 @@ extension TreeRecorder {
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap
             tree.gidMappings = gidMap
-        } else {
+        } else if !unmapped {
             let euid = UInt32(geteuid()), egid = UInt32(getegid())
             if snaps.allSatisfy({ $0.uid == euid }) { tree.uidMappings = [IDMapping(containerID: euid, hostID: euid, size: 1)] }
             if snaps.allSatisfy({ $0.gid == egid }) { tree.gidMappings = [IDMapping(containerID: egid, hostID: egid, size: 1)] }

@@ -166,4 +166,41 @@ struct EngineHardeningTests {
         #expect(run.stderr.contains("the namespace init: died during the restore (killed by signal 9)"), "\(run.stderr)")
         #expect(!run.stderr.contains("every restored process is gone"), "\(run.stderr)")
     }
+
+    /// 70 exec'ing processes, then a top one whose payload forks the pinned PID 5000; each
+    /// exec'ing process hands its fork listener to the init, the top one last.
+    static let manyListeners: String = {
+        var entries = [#"{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["sh", "-c", "sleep 1000 & wait"], "env": ["PATH=/usr/bin:/bin"]}}"#,
+                       #"{"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}"#]
+        for pid in 101...170 {
+            entries.append(#"{"pid": \#(pid), "ppid": 100, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}}"#)
+        }
+        return "{\"version\": 1, \"processes\": [\n" + entries.joined(separator: ",\n") + "\n]}"
+    }()
+
+    @Test("pinning survives a low soft open-file limit (the init raises it), and its loss is an error naming the process",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func pinningUnderLowFileLimit() throws {
+        guard let prlimit = Paths.tool("prlimit") else { throw HarnessError("prlimit (util-linux) is missing") }
+        do {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            try run.startRun(treeFile: try run.write("tree.json", Data(Self.manyListeners.utf8)), launcher: [prlimit, "--nofile=40:4096"])
+            try run.waitUntilReady()
+            let seen = try run.waitForNamespace(timeout: 20, "the pinned child 5000") { $0.contains { $0.pid == 5000 } }
+            #expect(seen.first { $0.pid == 5000 }?.ppid == 100)
+            #expect(!run.stderr.contains("error"), "\(run.stderr)")
+        }
+        do {
+            // The hard limit too low: the loss must be said, naming the process.
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            try run.startRun(treeFile: try run.write("tree.json", Data(Self.manyListeners.utf8)), launcher: [prlimit, "--nofile=40:40"])
+            try run.waitUntilReady()
+            let deadline = Date().addingTimeInterval(20)
+            while !run.stderr.contains("no longer get pinned PIDs") && Date() < deadline { usleep(50_000) }
+            #expect(run.stderr.contains("process #0 (pid 100): its forks no longer get pinned PIDs") && run.stderr.contains("ulimit -n"),
+                    "\(run.stderr)")
+        }
+    }
 }

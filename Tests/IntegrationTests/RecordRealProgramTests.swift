@@ -552,6 +552,42 @@ struct RecordFreezeTests {
         run.tearDown()
     }
 
+    @Test("inside a container-like tree whose seccomp filter everyone inherits, record says so once, not once per process",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func inheritedSeccompIsOneLine() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        // The restored root runs under a filter (mkdir denied), starts 3 sleeps and records
+        // itself from inside, with record under the same filter as every process it reads.
+        try run.write("inside.sh", Data("""
+            #!/bin/sh
+            sleep 1000 & sleep 1001 & sleep 1002 &
+            "$1/rootless-restore" record $$ -o "$1/inside.json" 2> "$1/inside.err"
+            echo $? > "$1/inside.rc"
+            mkdir "$1/denied" 2>/dev/null || echo denied > "$1/mkdir.txt"
+            exec sleep 1003
+            """.utf8), mode: 0o755)
+        let tree = try run.write("seccomp.json", Data("""
+            {"version": 1, "processes": [{"pid": 50, "ppid": 0, "pgid": 50, "sid": 50, "process": {
+              "args": ["/bin/sh", "\(dir)/inside.sh", "\(dir)"], "cwd": "\(dir)",
+              "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}}}]}
+            """.utf8))
+        try run.startRun(treeFile: tree)
+        try run.waitUntilReady()
+        try poll(30, "record inside the tree (\(run.stderr))") { readText(dir + "/inside.rc").hasSuffix("\n") && readText(dir + "/mkdir.txt").hasSuffix("\n") }
+        #expect(readText(dir + "/mkdir.txt") == "denied\n", "the filter is in force")
+        let err = readText(dir + "/inside.err")
+        #expect(readText(dir + "/inside.rc") == "0\n", "record inside: \(err)")
+        print("record inside the seccomp tree said: \(err)")
+        let lines = err.split(separator: "\n").filter { $0.contains("seccomp") }
+        #expect(lines.count == 1 && lines[0].contains("4 processes run under the seccomp filter rootless-restore runs under too"), "\(err)")
+        #expect(!err.contains("subreaper"), "the flags were read inside the filter: \(err)")
+        let listed = try entries(dir + "/inside.json")
+        #expect(listed.count == 4, "\(listed.map { $0["pid"] ?? "?" })")
+        run.tearDown()
+    }
+
     @Test("record to a standard output that others may read is refused (environments hold secrets); --no-env or a private file is fine; a lone sleep gets no warning")
     func standardOutputMode() throws {
         let run = try RestoreRun()

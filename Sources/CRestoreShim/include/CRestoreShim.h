@@ -168,7 +168,8 @@ int rr_seccomp_install_filter(const void *instructions, unsigned short count);
 int rr_memfd(const char *name);
 /// Sends `tag` and the descriptor `fd` as one record (SCM_RIGHTS). 0 or -errno.
 int rr_send_fd(int sock, int32_t tag, int fd);
-/// Receives one record sent by rr_send_fd: the received fd (CLOEXEC) or -errno; 0-byte EOF: -EPIPE.
+/// Receives one record sent by rr_send_fd: the received fd (CLOEXEC) or -errno; 0-byte EOF:
+/// -EPIPE; -EMFILE when the descriptor was dropped (MSG_CTRUNC), with `tag` still read.
 int rr_recv_fd(int sock, int32_t *tag);
 /// Reads 8 bytes at `addr` in process `pid` (process_vm_readv). 0 or -errno.
 int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out);

@@ -242,6 +242,13 @@ enum Puppet {
         var empty = sigset_t()
         sigemptyset(&empty)
         if node.stopped {
+            // A stopped holder's threads exist before it stops (they stop with it), reported
+            // while the socket is still open.
+            if node.path == nil {
+                if !startThreads(world, me) { _exit(1) }
+                rr_close_all_but(world.answerFD)
+                if !applyIdentity(world, me) { _exit(126) }
+            }
             // The exec result can no longer be reported once we sleep: give up the socket, and
             // every other descriptor but the supervisor's, which the exec path still needs.
             close(world.answerFD)
@@ -250,11 +257,13 @@ enum Puppet {
             _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
         }
         guard let path = node.path else {
-            if !startThreads(world, me) { _exit(1) }
-            // Nothing of the caller's or the runtime's stays open in a holder but 0, 1, 2
-            // (and the answer socket until the identity is applied).
-            rr_close_all_but(node.stopped ? -1 : world.answerFD)
-            if !applyIdentity(world, me) { _exit(126) }
+            if !node.stopped {
+                if !startThreads(world, me) { _exit(1) }
+                // Nothing of the caller's or the runtime's stays open in a holder but 0, 1, 2
+                // (and the answer socket until the identity is applied).
+                rr_close_all_but(world.answerFD)
+                if !applyIdentity(world, me) { _exit(126) }
+            }
             if !node.stopped { close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit(world) }
             _ = rr_set_signal_mask(&empty)

@@ -44,7 +44,8 @@ enum Release {
                     var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
                     nanosleep(&ts, nil)
                 }
-            } else if node.path == nil, node.threadCount > 0 {
+            }
+            if node.path == nil, node.threadCount > 0, entry.state != .zombie {
                 // A holder closes its socket only after its threads exist.
                 outcome.threads[i] = 1 + node.threadCount
             }

@@ -160,6 +160,7 @@ final class PreparedWorld {
             }
             do {
                 supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD)
+                for (i, n) in plan.nodes.enumerated() where n.entryIndex != nil { supervisor?.nodeLabels[Int32(i)] = n.label(in: tree) }
             } catch {
                 if logFD >= 0 { close(logFD) }
                 throw error

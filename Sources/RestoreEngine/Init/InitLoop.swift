@@ -74,6 +74,12 @@ enum InitLoop {
     static func supervisingInit(_ world: PuppetWorld, _ supervisor: ForkSupervisor, set: sigset_t, first: pid_t) -> Never {
         var mask = set
         let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        // One listener per exec'ing process: take every descriptor the hard limit allows.
+        var files = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max {
+            files.rlim_cur = files.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        }
         var firstStatus: Int32 = 0
         while true {
             reapExited(first: first, firstStatus: &firstStatus)
@@ -81,7 +87,11 @@ enum InitLoop {
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
             fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if poll(&fds, nfds_t(fds.count), -1) <= 0 { continue }
+            // While pinned forks wait to be checked (PinCheck), wake up to look at them.
+            let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            supervisor.checkPending()
+            if ready <= 0 { continue }
             if fds[0].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
@@ -96,7 +106,7 @@ enum InitLoop {
                     finished.append(p.fd)
                 }
             }
-            for fd in finished { close(fd) }
+            for fd in finished { close(fd); supervisor.listenerNodes[fd] = nil }
             supervisor.listeners.removeAll { finished.contains($0) }
         }
     }
