@@ -83,6 +83,23 @@ binary="$(swift build --show-bin-path)/rootless-restore"
 [[ -x "$binary" ]] || { echo "test.sh: $binary was not built" >&2; exit 1; }
 say "binary: $binary"
 
+# The simulated cluster of the multi-node tests (two nodes and a controller in network, UTS,
+# mount and PID namespaces; munged, slurmctld, a slurmd and an sshd per node). Setting it up
+# needs root; without it those tests skip and say why. In CI a failed set-up fails the run.
+if ((is_root)); then
+    say "scripts/testhosts.sh up --user $test_user (simulated nodes for the multi-node tests)"
+    if bash scripts/testhosts.sh up --user "$test_user"; then
+        trap 'say "scripts/testhosts.sh down"; bash scripts/testhosts.sh down || true' EXIT
+    elif [[ "${CI:-}" == true ]]; then
+        echo "test.sh: FAIL: scripts/testhosts.sh up failed; CI needs the simulated nodes" >&2
+        exit 1
+    else
+        say "WARNING: the simulated nodes could not be set up: the multi-node tests will skip"
+    fi
+else
+    say "not root: no simulated nodes; the multi-node tests will skip"
+fi
+
 status=0
 say "swift test --no-parallel ${swift_test_args[*]}"
 # --no-parallel: the end-to-end tests share one user and check it has nothing left (the

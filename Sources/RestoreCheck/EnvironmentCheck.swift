@@ -67,6 +67,8 @@ public enum EnvironmentCheck {
         f.newgidmap = locateHelper("newgidmap")
         f.subuidText = SystemCalls.readText("/etc/subuid")
         f.subgidText = SystemCalls.readText("/etc/subgid")
+        f.accountUIDs = SystemCalls.readText("/etc/passwd").map(LinuxFormats.accountIDs) ?? []
+        f.accountGIDs = SystemCalls.readText("/etc/group").map(LinuxFormats.accountIDs) ?? []
         if thorough {
             trialHelpers(&f)
         }

@@ -139,6 +139,9 @@ public struct EnvironmentFacts: Sendable, Equatable {
     /// Contents of /etc/subuid and /etc/subgid (nil: the file is missing or unreadable).
     public var subuidText: String?
     public var subgidText: String?
+    /// Ids of the accounts in /etc/passwd and /etc/group, which no suggested range may include.
+    public var accountUIDs: [UInt32] = []
+    public var accountGIDs: [UInt32] = []
 
     /// seccomp_api_get() of the linked libseccomp (0: could not tell), and its version.
     public var seccompAPILevel: Int?
@@ -152,17 +155,9 @@ public struct EnvironmentFacts: Sendable, Equatable {
 // MARK: - Parsing (what only check reads)
 
 extension EnvironmentFacts {
-    /// A range of `count` ids that overlaps no line of the file: the first multiple of `count`
-    /// at or above 100000 past every existing range (what `useradd` would pick, roughly).
-    public static func suggestFreeRange(existing: [SubIDRange], count: UInt32 = 65536) -> SubIDRange? {
-        var start: UInt64 = 100_000
-        let end = existing.map(\.end).max() ?? 0
-        if end > start {
-            let c = UInt64(count)
-            start = (end + c - 1) / c * c
-        }
-        guard start + UInt64(count) <= UInt64(UInt32.max) else { return nil }
-        return SubIDRange(owner: "", start: UInt32(start), count: count)
+    /// A range of `count` ids nobody has (see SubIDGrant.free).
+    public static func suggestFreeRange(existing: [SubIDRange], count: UInt32 = 65536, accounts: [UInt32] = []) -> SubIDRange? {
+        SubIDGrant.free(count: count, existing: existing, accounts: accounts)
     }
 
     /// KEY=value lines of /etc/os-release, quotes removed.
@@ -268,7 +263,13 @@ extension EnvironmentFacts {
                             + (inInitialUserNamespace ? "" : " (inside a user namespace this is that namespace's own limit, set by its creator)"),
                         "sudo sysctl -w user.max_user_namespaces=\(suggestedMaxUserNamespaces) " + persistent("user.max_user_namespaces = \(suggestedMaxUserNamespaces)"))
             }
-            return ("the user-namespace limit is reached (user.max_user_namespaces = \(maxUserNamespaces.map(String.init) ?? "?") for this user's namespace, counting every user namespace you own), or the nesting is too deep",
+            if !inInitialUserNamespace {
+                // The kernel answers a 33rd nested user namespace with ENOSPC too; from inside,
+                // the depth cannot be read, so nesting comes first and raising is the host's.
+                return ("user namespaces are nested 33 deep already (the kernel answers one more level with ENOSPC, and this check runs inside a user namespace), or the limit user.max_user_namespaces = \(maxUserNamespaces.map(String.init) ?? "?") of this namespace is reached",
+                        "run rootless-restore from a shallower user namespace (fewer nested containers or unshare -U levels); if the limit is the cause, its owner can raise it: sysctl -w user.max_user_namespaces=\(suggestedMaxUserNamespaces)")
+            }
+            return ("the user-namespace limit is reached (user.max_user_namespaces = \(maxUserNamespaces.map(String.init) ?? "?") for this user's namespace, counting every user namespace you own)",
                     "end programs that hold user namespaces (containers, sandboxes), or raise the limit: sudo sysctl -w user.max_user_namespaces=\(suggestedMaxUserNamespaces)")
         case N.EUSERS:
             return ("user namespaces are nested 32 deep already: no further level can be created from here",
@@ -295,9 +296,13 @@ extension EnvironmentFacts {
         }
     }
 
-    var suggestedMaxUserNamespaces: Int {
-        if let t = threadsMax, t > 2 { return t / 2 }
-        return 65536
+    /// A raised limit: never lower than the current one (a "fix" that lowers it would be worse).
+    var suggestedMaxUserNamespaces: Int { raisedLimit(maxUserNamespaces) }
+    var suggestedMaxPidNamespaces: Int { raisedLimit(maxPidNamespaces) }
+
+    func raisedLimit(_ current: Int?) -> Int {
+        let base = threadsMax.map { $0 > 2 ? $0 / 2 : 65536 } ?? 65536
+        return max(base, (current ?? 0) * 2)
     }
 
     func apparmorFix() -> String {
@@ -470,13 +475,13 @@ extension EnvironmentFacts {
             if e == N.ENOSPC {
                 if maxPidNamespaces == 0 {
                     why = "user.max_pid_namespaces = 0"
-                    fix = "sudo sysctl -w user.max_pid_namespaces=\(suggestedMaxUserNamespaces)"
+                    fix = "sudo sysctl -w user.max_pid_namespaces=\(suggestedMaxPidNamespaces)"
                 } else if levelAbove >= N.maxPidNamespaceLevel {
                     why = "the caller is already at PID-namespace level \(levelAbove), the deepest the kernel allows"
                     fix = "run from a shallower PID namespace"
                 } else {
                     why = "the PID-namespace limit is reached (user.max_pid_namespaces = \(maxPidNamespaces.map(String.init) ?? "?")) or the nesting is 32 deep"
-                    fix = "sudo sysctl -w user.max_pid_namespaces=\(suggestedMaxUserNamespaces)"
+                    fix = "sudo sysctl -w user.max_pid_namespaces=\(suggestedMaxPidNamespaces)"
                 }
             } else if e == N.EPERM {
                 why = "refused although the user namespace alone works: a security module or seccomp filter"
@@ -702,6 +707,16 @@ extension EnvironmentFacts {
                              fix: "sudo chown root \(path) && sudo chmod u+s \(path)   (or: sudo setcap \(capName)+ep \(path))")
         }
         how = "\(path), \(how)"
+        if noNewPrivs {
+            return CheckItem(id: h.name, title: h.name, verdict: .warn,
+                             detail: "\(how), but this process has no_new_privs set (NoNewPrivs: 1), so the kernel ignores setuid bits and file capabilities: \(h.name) cannot work from here" + note,
+                             fix: "start rootless-restore without no_new_privs (not under setpriv --no-new-privs, systemd NoNewPrivileges=yes or a container's no-new-privileges)")
+        }
+        if let bounding = callerCapBnd, bounding & (UInt64(1) << UInt64(capability)) == 0 {
+            return CheckItem(id: h.name, title: h.name, verdict: .warn,
+                             detail: "\(how), but \(capName.uppercased()) is not in this process's capability bounding set (CapBnd \(hex(bounding))\(bounding == 0 ? ", empty" : "")), so \(h.name) cannot gain it" + note,
+                             fix: "start rootless-restore from a process whose bounding set keeps \(capName) (not under setpriv --bounding-set=-all or capsh --drop)")
+        }
         if let skipped = h.trialSkipped {
             return CheckItem(id: h.name, title: h.name, verdict: .pass, detail: how + "; not tried: \(skipped)")
         }
@@ -722,8 +737,14 @@ extension EnvironmentFacts {
         let note = " (needed only for trees with uid/gid ranges)"
         let all = text.map(LinuxFormats.parseSubIDFile) ?? []
         let mine = all.filter { $0.owner == userName || $0.owner == String(uid) }
-        let suggestion = Self.suggestFreeRange(existing: all).map { "\($0.start)-\(UInt64($0.start) + UInt64($0.count) - 1)" } ?? "100000-165535"
-        let fix = "sudo usermod \(option) \(suggestion) \(userForCommands)"
+        let accounts = name == "subuid" ? accountUIDs : accountGIDs
+        let suggestion = Self.suggestFreeRange(existing: all, accounts: accounts).map { "\($0.start)-\(UInt64($0.start) + UInt64($0.count) - 1)" }
+        // Subordinate ids are granted on the host, to the host's user: inside a user namespace
+        // (a container, unshare -U) neither the name nor a range seen from here is the host's.
+        let fix = !inInitialUserNamespace
+            ? "subordinate ids are granted on the host, not in this user namespace: ask the host's administrator for a range for the host user that runs this container (usermod \(option) there)"
+            : suggestion.map { "sudo usermod \(option) \($0) \(userForCommands)" }
+                ?? "no range of 65536 ids is free in /etc/\(name): free one, then sudo usermod \(option) START-END \(userForCommands)"
         if text == nil {
             return CheckItem(id: name, title: "/etc/\(name)", verdict: .warn, detail: "/etc/\(name) does not exist or cannot be read" + note, fix: fix)
         }

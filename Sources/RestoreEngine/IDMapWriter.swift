@@ -23,11 +23,18 @@ public struct IDMapWriter {
         let uid = UInt32(geteuid()), gid = UInt32(getegid())
         let name = getpwuid(uid_t(uid)).map { String(cString: $0.pointee.pw_name) } ?? String(uid)
         let path = getenv("PATH").map { String(cString: $0) } ?? defaultSearchPath
-        return IDMapFacts(uid: uid, gid: gid, userName: name,
-                          subuidText: SystemCalls.readText("/etc/subuid"),
-                          subgidText: SystemCalls.readText("/etc/subgid"),
-                          newuidmap: locate("newuidmap", in: path), newgidmap: locate("newgidmap", in: path),
-                          searchPath: path)
+        var facts = IDMapFacts(uid: uid, gid: gid, userName: name,
+                               subuidText: SystemCalls.readText("/etc/subuid"),
+                               subgidText: SystemCalls.readText("/etc/subgid"),
+                               newuidmap: locate("newuidmap", in: path), newgidmap: locate("newgidmap", in: path),
+                               searchPath: path)
+        facts.accountUIDs = SystemCalls.readText("/etc/passwd").map(LinuxFormats.accountIDs) ?? []
+        facts.accountGIDs = SystemCalls.readText("/etc/group").map(LinuxFormats.accountIDs) ?? []
+        facts.inInitialUserNamespace = SystemCalls.readText("/proc/self/uid_map").map(LinuxFormats.isInitialUserNamespaceMap) ?? true
+        let status = SystemCalls.readText("/proc/self/status") ?? ""
+        facts.noNewPrivs = LinuxFormats.statusField(status, "NoNewPrivs")?.first == "1"
+        facts.capBnd = LinuxFormats.parseCapabilityMask(status, "CapBnd")
+        return facts
     }
 
     /// Where helpers are looked for when PATH is unset (execvp's idea, plus the sbin dirs).

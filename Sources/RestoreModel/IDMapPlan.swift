@@ -72,6 +72,15 @@ public struct IDMapFacts: Sendable, Equatable {
     public var newuidmap: IDHelperFacts
     public var newgidmap: IDHelperFacts
     public var searchPath: String
+    /// Ids of the accounts in /etc/passwd and /etc/group: a suggested grant never includes one.
+    public var accountUIDs: [UInt32] = []
+    public var accountGIDs: [UInt32] = []
+    /// False inside a user namespace (a container): subordinate ids are then the host's business.
+    public var inInitialUserNamespace = true
+    /// NoNewPrivs and CapBnd of this process: either one stops newuidmap from gaining the
+    /// capability its setuid bit or file capability would give.
+    public var noNewPrivs = false
+    public var capBnd: UInt64?
 
     public init(uid: UInt32, gid: UInt32, userName: String, subuidText: String?, subgidText: String?,
                 newuidmap: IDHelperFacts, newgidmap: IDHelperFacts, searchPath: String) {
@@ -162,6 +171,18 @@ public struct IDMapPlan: Sendable, Equatable {
                      facts: IDMapFacts) throws -> Side {
         let subFile = "/etc/sub\(kind)"
         let ranges = subText.map { LinuxFormats.subIDRanges(in: $0, user: facts.userName, uid: facts.uid) } ?? []
+        let allLines = subText.map(LinuxFormats.parseSubIDFile) ?? []
+        let accounts = kind == "uid" ? facts.accountUIDs : facts.accountGIDs
+        /// "as root: usermod ..." for a range nobody has, or where to ask when that is the host.
+        func grant(_ count: UInt32) -> (text: String, range: SubIDRange?) {
+            guard facts.inInitialUserNamespace else {
+                return ("subordinate ids are granted on the host, not in this user namespace: ask the host's administrator for a range of the host user", nil)
+            }
+            guard let free = SubIDGrant.free(count: count, existing: allLines, accounts: accounts) else {
+                return ("no range of \(count) ids is free in \(subFile); free one, then as root: usermod --add-sub\(kind)s START-END \(facts.userName)", nil)
+            }
+            return ("as root: usermod --add-sub\(kind)s \(free.start)-\(free.end - 1) \(facts.userName)", free)
+        }
         var lines: [IDMapping] = [], labels: [String] = []
         let source: String
         if !requests.isEmpty {
@@ -175,8 +196,8 @@ public struct IDMapPlan: Sendable, Equatable {
                     guard let first = ranges.first else {
                         throw RestoreError(.environment, operation: "read \(subFile)", entry: "\(option) auto",
                                            message: subText == nil
-                                               ? "\(subFile) is missing or unreadable, so there is no range of yours to map; as root: usermod --add-sub\(kind)s 100000-165535 \(facts.userName)"
-                                               : "\(subFile) has no range for \(facts.userName) (\(kind) \(own)); as root: usermod --add-sub\(kind)s 100000-165535 \(facts.userName), or give explicit \(option) inner:outer:count lines")
+                                               ? "\(subFile) is missing or unreadable, so there is no range of yours to map; \(grant(65536).text)"
+                                               : "\(subFile) has no range for \(facts.userName) (\(kind) \(own)); \(grant(65536).text), or give explicit \(option) inner:outer:count lines")
                     }
                     let size = min(first.count, UInt32.max - 1)
                     lines.append(IDMapping(containerID: 0, hostID: own, size: 1))
@@ -209,9 +230,22 @@ public struct IDMapPlan: Sendable, Equatable {
             let last = UInt64(m.hostID) + UInt64(m.size) - 1
             let yours = ranges.isEmpty ? "\(facts.userName) has none"
                 : "\(facts.userName) has " + ranges.map { "\($0.start)...\($0.end - 1)" }.joined(separator: ", ")
+            // Grant exactly these ids only if nobody has them; else a free range to map onto.
+            let unsafe = SubIDGrant.problem(start: UInt64(m.hostID), count: UInt64(m.size), user: facts.userName,
+                                            uid: facts.uid, existing: allLines, accounts: accounts)
+            var fix: String
+            if let unsafe {
+                let (text, free) = grant(m.size)
+                fix = "granting \(m.hostID)-\(last) would give you ids that are not free (\(unsafe)); "
+                    + (free.map { "\(text), then map onto it (\(option == source ? option : "\(treeField): hostID") \(m.containerID):\($0.start):\(m.size))" } ?? text)
+            } else if !facts.inInitialUserNamespace {
+                fix = grant(m.size).text
+            } else {
+                fix = "as root: usermod --add-sub\(kind)s \(m.hostID)-\(last) \(facts.userName)"
+            }
             let how = subText == nil
-                ? "\(subFile) is missing or unreadable; as root: usermod --add-sub\(kind)s \(m.hostID)-\(last) \(facts.userName)"
-                : "map only your own \(kind) (\(own)) and ids inside your ranges (\(option) auto picks the first), or as root: usermod --add-sub\(kind)s \(m.hostID)-\(last) \(facts.userName)"
+                ? "\(subFile) is missing or unreadable; \(fix)"
+                : "map only your own \(kind) (\(own)) and ids inside your ranges (\(option) auto picks the first), or \(fix)"
             throw RestoreError(.environment, operation: "new\(kind)map", entry: labels[k],
                                message: "outer \(kind)s \(m.hostID)...\(last) are not yours in \(subFile) (\(yours)); \(how)")
         }
@@ -220,6 +254,14 @@ public struct IDMapPlan: Sendable, Equatable {
                                message: "the \(kind) map \(result.text) maps more than your own \(kind), which needs new\(kind)map, but it was not found in PATH=\(facts.searchPath); install it (Debian and Ubuntu: apt-get install uidmap; Fedora: dnf install shadow-utils) or map only your own \(kind)")
         }
         let capability = kind == "uid" ? LinuxNumbers.CAP_SETUID : LinuxNumbers.CAP_SETGID
+        if facts.noNewPrivs {
+            throw RestoreError(.environment, operation: "new\(kind)map", entry: source,
+                               message: "the \(kind) map \(result.text) needs \(path), but this process has no_new_privs set (NoNewPrivs: 1 in /proc/self/status), so the kernel ignores its setuid bit and file capabilities and it cannot write the map; start rootless-restore without no_new_privs (not under setpriv --no-new-privs, systemd NoNewPrivileges=yes or a container's no-new-privileges), or map only your own \(kind)")
+        }
+        if let bounding = facts.capBnd, bounding & (UInt64(1) << UInt64(capability)) == 0 {
+            throw RestoreError(.environment, operation: "new\(kind)map", entry: source,
+                               message: "the \(kind) map \(result.text) needs \(path), but CAP_SET\(kind.uppercased()) is not in this process's capability bounding set (CapBnd: \(String(bounding, radix: 16))\(bounding == 0 ? ", empty" : "")), so \(path) cannot gain it; start rootless-restore from a process whose bounding set keeps cap_set\(kind) (e.g. not under setpriv --bounding-set=-all or capsh --drop), or map only your own \(kind)")
+        }
         let setuidRoot = helper.mode & 0o4000 != 0 && helper.ownerUID == 0
         let fileCap = helper.fileCapability.flatMap { LinuxFormats.parseFileCapability($0) }?.has(capability) ?? false
         guard setuidRoot || fileCap else {

@@ -43,6 +43,43 @@ public struct SubIDRange: Sendable, Equatable {
     public var end: UInt64 { UInt64(start) + UInt64(count) }
 }
 
+/// What a fix may grant: subordinate ids nobody has. Never id 0, never an account's id (from
+/// /etc/passwd or /etc/group), never ids of another line of the file: a suggested
+/// `usermod --add-subuids` must not hand the caller root, another user, or another user's range.
+public enum SubIDGrant {
+    /// Why granting `start ..< start + count` to `user` (uid `uid`) would give away more than
+    /// ids nobody has; nil when it is safe.
+    public static func problem(start: UInt64, count: UInt64, user: String, uid: UInt32,
+                               existing: [SubIDRange], accounts: [UInt32]) -> String? {
+        let end = start + count
+        if start == 0 { return "it includes id 0 (root)" }
+        if end > UInt64(UInt32.max) { return "it passes the last id 4294967294" }
+        if let a = accounts.first(where: { $0 != uid && UInt64($0) >= start && UInt64($0) < end }) {
+            return "it includes id \(a), which belongs to an account"
+        }
+        if let other = existing.first(where: { $0.owner != user && $0.owner != String(uid) && UInt64($0.start) < end && $0.end > start }) {
+            return "it overlaps \(other.owner)'s range \(other.start)-\(other.end - 1)"
+        }
+        return nil
+    }
+
+    /// A range of `count` ids that overlaps no line of the file and no account id: the first
+    /// multiple of `count` at or above 100000 past every existing line (what useradd picks,
+    /// roughly), moved further up past any account inside it.
+    public static func free(count: UInt32 = 65536, existing: [SubIDRange], accounts: [UInt32] = []) -> SubIDRange? {
+        let c = UInt64(max(count, 1))
+        var start: UInt64 = 100_000
+        let end = existing.map(\.end).max() ?? 0
+        if end > start { start = (end + c - 1) / c * c }
+        let sorted = accounts.map(UInt64.init).sorted()
+        while let a = sorted.first(where: { $0 >= start && $0 < start + c }) {
+            start = (a + 1 + c - 1) / c * c
+        }
+        guard start + c <= UInt64(UInt32.max) else { return nil }
+        return SubIDRange(owner: "", start: UInt32(start), count: UInt32(c))
+    }
+}
+
 /// A parsed security.capability extended attribute (struct vfs_cap_data / vfs_ns_cap_data).
 public struct FileCapability: Sendable, Equatable {
     public var revision: Int
@@ -114,6 +151,14 @@ public enum LinuxFormats {
             out.append(SubIDRange(owner: String(fields[0]), start: start, count: count))
         }
         return out
+    }
+
+    /// The numeric ids (third field) of /etc/passwd or /etc/group lines.
+    public static func accountIDs(_ text: String) -> [UInt32] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            return f.count >= 3 ? UInt32(f[2]) : nil
+        }
     }
 
     /// The ranges of one user, matched by name or by numeric uid.

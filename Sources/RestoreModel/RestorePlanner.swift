@@ -61,6 +61,7 @@ public enum RestorePlanner {
         builder.forced = forced
         defer { made = builder.made }
         try builder.resolveSessions()
+        try builder.requireGroupHelpers()
         try builder.createSessionHelpers()
         try builder.checkForkGraph()
         builder.emitForks()
@@ -546,6 +547,34 @@ private struct PlanBuilder {
 
     enum Inheritance { case ready, waitForLeader }
 
+    func sees(_ a: Int, _ l: Int) -> Bool {
+        nodes[l].namespaces.count >= nodes[a].namespaces.count
+            && Array(nodes[l].namespaces.prefix(nodes[a].namespaces.count)) == nodes[a].namespaces
+    }
+
+    /// The leader of `c`'s group when it lives outside `c`'s PID namespace (so `c` must have
+    /// inherited the group at fork), in `c`'s session.
+    func outsideGroupLeader(of c: Int) -> Int? {
+        let g = finalPgid[c]
+        guard g != 0, g != nodes[c].pid, !nodes[c].isHelper,
+              let e = entryOfPid[g], case let l = nodeOfEntry[e], l >= 0,
+              !sees(c, l), finalSid[l] == finalSid[c] else { return nil }
+        return l
+    }
+
+    /// A reaper's child that inherited a group its parent cannot be in at fork time (a session
+    /// leader, or a parent that cannot see the leader) was forked by a process that has since
+    /// died: a helper of its session stands in, joins the group, forks it and exits.
+    mutating func requireGroupHelpers() throws {
+        for c in 1..<nodes.count where helperSession[c] == nil {
+            let p = parent[c]
+            guard isReaper[p], let l = outsideGroupLeader(of: c) else { continue }
+            let parentCanBeInGroup = nodes[p].pid == finalPgid[c]
+                || (!doesSetsid[p] && (p != 0 || treeHasInit) && sees(p, l) && finalSid[p] == finalSid[c])
+            if !parentCanBeInGroup { try needHelper(c, finalSid[c]) }
+        }
+    }
+
     /// A child whose group leader is outside its PID namespace cannot setpgid() into the group
     /// (the leader's PID is not visible there: its NSpgid reads 0): it must inherit the group
     /// at fork, as children of `unshare --pid --fork` started from a shell do. So the group is
@@ -553,11 +582,7 @@ private struct PlanBuilder {
     /// with the other joins). Waits when the leader is not forked yet.
     mutating func inheritGroup(forker p: Int, child c: Int, forked: Set<Int>) -> Inheritance {
         let g = finalPgid[c]
-        guard g != 0, g != nodes[c].pid, pgidNow[p] != g, !nodes[c].isHelper,
-              let l = (0..<nodes.count).first(where: { nodes[$0].pid == g && ($0 != 0 || treeHasInit) && !nodes[$0].isHelper }),
-              !(nodes[l].namespaces.count >= nodes[c].namespaces.count
-                  && Array(nodes[l].namespaces.prefix(nodes[c].namespaces.count)) == nodes[c].namespaces),
-              finalSid[l] == finalSid[c], finalSid[p] == finalSid[c], p != 0 || treeHasInit
+        guard pgidNow[p] != g, let l = outsideGroupLeader(of: c), finalSid[p] == finalSid[c], p != 0 || treeHasInit
         else { return .ready }
         guard forked.contains(l) else { return .waitForLeader }
         // The leader must have made its setsid() already (a session leader's group is its own).
@@ -567,7 +592,8 @@ private struct PlanBuilder {
             pgidNow[l] = g
         }
         if p != l {
-            if doesSetsid[p] { return .ready } // a session leader never joins another group
+            // A session leader never joins another group, and the forker must see the leader.
+            if doesSetsid[p] || !sees(p, l) { return .ready }
             steps.append(.setpgid(node: p, leader: l))
             pgidNow[p] = g
         }

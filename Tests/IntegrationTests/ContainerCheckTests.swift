@@ -114,4 +114,52 @@ struct ContainerCheckTests {
         #expect(capacity.detail.contains("pid_max of this PID namespace = 54321"), "\(capacity)")
         run.tearDown()
     }
+
+    /// Runs ARGV as the test user from the scratch directory.
+    static func asTestUser(_ run: RestoreRun, _ argv: [String], tag: String) throws -> (Termination, String, String) {
+        let out = run.directory + "/\(tag).out", err = run.directory + "/\(tag).err"
+        let pid = try spawn(try Identity.prefix(for: run.user) + argv, env: Identity.cleanEnvironment, cwd: run.directory,
+                            stdout: out, stderr: err)
+        return (try waitForExit(pid, timeout: 120), readText(out), readText(err))
+    }
+
+    @Test("under no_new_privs, a range map names no_new_privs as what stops newuidmap",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func noNewPrivsStopsNewuidmap() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let setpriv = try #require(Paths.tool("setpriv"))
+        let tree = try run.write("tree.json", TestTree.flat(top: 100, children: [101], comment: "two").json())
+        let (end, _, err) = try Self.asTestUser(run, [setpriv, "--no-new-privs", run.binary, "run", "--map-users", "auto", tree], tag: "nnp")
+        #expect(end == .exited(77), "stderr: \(err)")
+        #expect(err.contains("no_new_privs"), "stderr: \(err)")
+        run.tearDown()
+    }
+
+    @Test("33 nested user namespaces: check names the nesting, and no fix lowers the limit",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func nestedUserNamespaces() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let unshare = try #require(Paths.tool("unshare"))
+        // 33 levels of unshare -U below the test user's (the most the kernel allows: it refuses a
+        // user namespace whose parent is deeper than 32); check's probe then asks for one more.
+        let nest = try run.write("nest.sh", Data("""
+            #!/bin/sh
+            n=$1; shift
+            if [ "$n" -gt 0 ]; then exec \(unshare) -U -r "$0" $((n - 1)) "$@"; fi
+            exec "$@"
+
+            """.utf8), mode: 0o755)
+        let (end, out, err) = try Self.asTestUser(run, [nest, "33", run.binary, "check", "--json"], tag: "nested")
+        #expect(end == .exited(77), "stderr: \(err)")
+        let userns = try Self.line(out, "userns")
+        #expect(userns.verdict == "fail" && userns.detail.contains("nested 33 deep"), "\(userns)")
+        let current = Int(readText("/proc/sys/user/max_user_namespaces").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let fix = userns.fix ?? ""
+        for number in fix.split(whereSeparator: { !$0.isNumber }).compactMap({ Int($0) }) where fix.contains("max_user_namespaces=\(number)") {
+            #expect(number >= current, "the fix lowers user.max_user_namespaces (\(current)): \(fix)")
+        }
+        run.tearDown()
+    }
 }

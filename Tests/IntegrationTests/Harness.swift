@@ -318,8 +318,12 @@ enum ProcFS {
     }
 
     /// Every process /proc lists now (those that vanish while reading are left out).
-    static func scan() -> [HostProcess] {
-        guard let dir = opendir("/proc") else { return [] }
+    static func scan() -> [HostProcess] { scan(root: "/proc") }
+
+    /// The same for another procfs mount, e.g. a simulated node's (`/proc/<its init>/root/proc`):
+    /// `hostPid` and `nspid` are then as that node's PID namespace sees them.
+    static func scan(root: String) -> [HostProcess] {
+        guard let dir = opendir(root) else { return [] }
         defer { closedir(dir) }
         var pids: [Int32] = []
         while let entry = readdir(dir) {
@@ -329,7 +333,7 @@ enum ProcFS {
             if let pid = Int32(name) { pids.append(pid) }
         }
         return pids.compactMap { pid in
-            readFile("/proc/\(pid)/status").flatMap { parseStatus($0, hostPid: pid) }
+            readFile("\(root)/\(pid)/status").flatMap { parseStatus($0, hostPid: pid) }
         }
     }
 
@@ -360,7 +364,8 @@ struct NamespaceProcess: Sendable, CustomStringConvertible {
 extension ProcFS {
     /// The processes below `root` (host PID, by host PPid chain) that live in a PID namespace
     /// nested under the tests' own, seen from the first nested level.
-    static func namespaceProcesses(under root: Int32, in all: [HostProcess]? = nil) -> [NamespaceProcess] {
+    static func namespaceProcesses(under root: Int32, in all: [HostProcess]? = nil,
+                                   outerLevels: Int = OuterNamespace.levels) -> [NamespaceProcess] {
         let all = all ?? scan()
         var byPid: [Int32: HostProcess] = [:]
         for p in all { byPid[p.hostPid] = p }
@@ -378,7 +383,7 @@ extension ProcFS {
             for c in chain { below[c] = answer }
             return answer
         }
-        let level = ownDepth + OuterNamespace.levels
+        let level = ownDepth + outerLevels
         return all.compactMap { p -> NamespaceProcess? in
             guard p.hostPid != root, p.nspid.count > level, isBelow(p.hostPid) else { return nil }
             var ppid: Int32 = 0

@@ -206,6 +206,47 @@ struct EnvironmentVerdictTests {
         #expect(old.detail.contains("has no clone3") && old.fix?.contains("upgrade the kernel") == true, "\(old)")
     }
 
+    @Test("33 nested user namespaces: nesting is named, and no fix lowers the limit")
+    func nestedUserNamespaces() {
+        var f = healthy()
+        f.inInitialUserNamespace = false
+        f.maxUserNamespaces = 100_000
+        f.threadsMax = 2000
+        f.probe = NamespaceProbeResult()
+        f.probe.clone = .failed(LinuxNumbers.ENOSPC)
+        f.probe.userOnly = .failed(LinuxNumbers.ENOSPC)
+        let u = item(f.assess(), "userns")
+        #expect(u.detail.contains("nested 33 deep") && u.fix?.contains("shallower user namespace") == true, "\(u)")
+        let raised = u.fix.flatMap { $0.split(separator: "=").last.flatMap { Int($0.prefix(while: \.isNumber)) } } ?? 0
+        #expect(raised >= 100_000, "a fix must not lower user.max_user_namespaces: \(u.fix ?? "")")
+        // In the initial namespace nesting cannot be the cause.
+        f.inInitialUserNamespace = true
+        let host = item(f.assess(), "userns")
+        #expect(!host.detail.contains("nested") && (host.fix?.contains("max_user_namespaces=200000") == true), "\(host)")
+    }
+
+    @Test("suggested subordinate ranges grant nothing taken; inside a namespace the host is named")
+    func subIDSuggestions() {
+        var f = healthy()
+        f.subuidText = "other:100000:65536\n"
+        f.accountUIDs = [0, 1001, 196700]
+        let s = item(f.assess(), "subuid")
+        #expect(s.fix == "sudo usermod --add-subuids 262144-327679 rrtest", "\(s)")
+        f.inInitialUserNamespace = false
+        #expect(item(f.assess(), "subuid").fix?.contains("granted on the host") == true)
+    }
+
+    @Test("no_new_privs or a bounding set without cap_setuid: newuidmap is named as unable")
+    func helperUnderNoNewPrivs() {
+        var f = healthy()
+        f.noNewPrivs = true
+        #expect(item(f.assess(), "newuidmap").detail.contains("no_new_privs"))
+        f.noNewPrivs = false
+        f.callerCapBnd = 0
+        let h = item(f.assess(), "newuidmap")
+        #expect(h.verdict == .warn && h.detail.contains("bounding set") && h.detail.contains("empty"), "\(h)")
+    }
+
     @Test("a container without CAP_SETFCAP cannot map its uid 0 (Linux 5.12+): named, with podman's option, not AppArmor")
     func setfcapMissing() {
         var f = healthy()

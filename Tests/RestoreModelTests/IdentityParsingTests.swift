@@ -380,6 +380,47 @@ private func planError(_ body: () throws -> IDMapPlan, sourceLocation: SourceLoc
         #expect(other?.message.contains("outer uids 165536...165545 are not yours in /etc/subuid") == true)
     }
 
+    @Test("fix suggestions never grant uid 0, an account's id, or another user's range")
+    func suggestionsGrantNothingTaken() {
+        var f = facts()
+        f.accountUIDs = [0, 1001, 1002, 65534]
+        func message(_ m: IDMapping, _ facts: IDMapFacts) -> String {
+            planError { try IDMapPlan.make(tree: users([nil]), users: [.range(m)], facts: facts) }?.message ?? "no error"
+        }
+        let root = message(IDMapping(containerID: 1, hostID: 0, size: 1), f)
+        #expect(!root.contains("--add-subuids 0-") && root.contains("includes id 0 (root)") && root.contains("usermod --add-subuids 231072-231072 rrtest"), "\(root)")
+        let account = message(IDMapping(containerID: 1, hostID: 1002, size: 1), f)
+        #expect(!account.contains("--add-subuids 1002") && account.contains("id 1002, which belongs to an account"), "\(account)")
+        let others = message(IDMapping(containerID: 1, hostID: 165000, size: 1000), f)
+        #expect(!others.contains("--add-subuids 165000") && others.contains("overlaps other's range 165536-231071"), "\(others)")
+        #expect(others.contains("then map onto it (--map-users 1:232000:1000)"), "\(others)")
+        // auto without a range: a free range, past every line, never the fixed 100000-165535.
+        var none = facts(subuid: "other:100000:65536\n")
+        none.accountUIDs = [0, 1001]
+        let auto = planError { try IDMapPlan.make(tree: users([nil]), users: [.auto], facts: none) }?.message ?? ""
+        #expect(auto.contains("usermod --add-subuids 196608-262143 rrtest"), "\(auto)")
+        // Inside a user namespace (unshare -Urpf, a container) the grant is the host's business.
+        var inside = f
+        inside.inInitialUserNamespace = false
+        let nested = message(IDMapping(containerID: 1, hostID: 300000, size: 10), inside)
+        #expect(!nested.contains("usermod --add-subuids 300000") && nested.contains("granted on the host"), "\(nested)")
+    }
+
+    @Test("no_new_privs and an empty bounding set are named: newuidmap cannot work under them")
+    func noNewPrivsAndBoundingSet() {
+        var f = facts()
+        f.noNewPrivs = true
+        let nnp = planError { try IDMapPlan.make(tree: users([nil]), users: [.auto], facts: f) }
+        #expect(nnp?.message.contains("no_new_privs") == true, "\(String(describing: nnp))")
+        f.noNewPrivs = false
+        f.capBnd = 0
+        let bnd = planError { try IDMapPlan.make(tree: users([nil]), users: [.auto], facts: f) }
+        #expect(bnd?.message.contains("CAP_SETUID is not in this process's capability bounding set (CapBnd: 0, empty)") == true,
+                "\(String(describing: bnd))")
+        f.capBnd = 0x1ff_ffff_ffff
+        #expect(throws: Never.self) { try IDMapPlan.make(tree: users([nil]), users: [.auto], facts: f) }
+    }
+
     @Test func adjacentSubuidRangesJoin() throws {
         let plan = try IDMapPlan.make(tree: users([nil]), users: [.range(IDMapping(containerID: 0, hostID: 100000, size: 20))],
                                       facts: facts(subuid: "rrtest:100010:10\n1001:100000:10\n"))

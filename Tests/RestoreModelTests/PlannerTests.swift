@@ -595,6 +595,22 @@ struct ContainerShapeTests {
     }
 }
 
+@Suite("Planner: groups inherited across PID namespaces by orphans")
+struct InheritedGroupOrphanTests {
+    @Test("a namespace init whose forker died: a helper in the group forks it for the subreaper")
+    func orphanedNamespaceInit() throws {
+        // realtree seed 25: 13 (own group) forked 14, which unshared and forked 15 (PID 1 of a
+        // new namespace, group 13 inherited) and died; 15 went to the subreaper root 10.
+        var t = tree(proc(10, 0, 10, 10, subreaper: true), proc(12, 10, 12, 10), proc(13, 12, 13, 10),
+                     proc(14, 13, 13, 10, .zombie), proc(15, 10, 13, 10), proc(16, 15, 13, 10))
+        t.processes[4].nspid = [15, 1]
+        t.processes[4].newPidNamespace = true
+        t.processes[5].nspid = [16, 2]
+        let plan = try #require(plans(t))
+        #expect(plan.helperCount >= 1)
+    }
+}
+
 @Suite("planner: deep trees")
 struct DeepTreePlanTests {
     // A hang guard, not a speed test (speed is in scripts/bench.sh): the fork-graph check once

@@ -111,6 +111,8 @@ int main(int argc, char **argv) {
     uint64_t total = 0;
     MPI_Reduce(&value, &total, 1, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
     if (rank == 0) printf("result %llu iterations %ld resumed-from %ld\n", (unsigned long long)(total % MODULUS), iterations, start);
+    /* Out before MPI_Finalize, which MPICH 4.0.2 over UCX's TCP transport sometimes never leaves. */
+    fflush(stdout);
     MPI_Finalize();
     return 0;
 }

@@ -243,14 +243,22 @@ enum Puppet {
         var empty = sigset_t()
         sigemptyset(&empty)
         if node.stopped {
+            // A stopped holder's threads exist before it stops (they stop with it), reported
+            // while the socket is still open.
+            if node.path == nil {
+                if !startThreads(world, me) { _exit(1) }
+                if !applyIdentity(world, me) { _exit(126) }
+            }
             // The exec result can no longer be reported once we sleep: give up the socket.
             close(world.answerFD)
             _ = rr_set_signal_mask(&empty)
             _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
         }
         guard let path = node.path else {
-            if !startThreads(world, me) { _exit(1) }
-            if !applyIdentity(world, me) { _exit(126) }
+            if !node.stopped {
+                if !startThreads(world, me) { _exit(1) }
+                if !applyIdentity(world, me) { _exit(126) }
+            }
             if !node.stopped { close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit(world) }
             _ = rr_set_signal_mask(&empty)
