@@ -142,6 +142,12 @@ enum ProcessIdentity {
             let adminAtTheEnd = caps.map { CapabilitySpec.mask($0.effective) & (UInt64(1) << UInt64(Capabilities.sysAdmin)) != 0 }
                 ?? !dropsCaps
             id.seccompEarly = !noNewPrivs && !adminAtTheEnd
+            // The final capset then runs under the filter: a profile that refuses capset would
+            // kill the process (SIGSYS) or fail it during setup, with nothing the user can read.
+            if id.seccompEarly, let refusal = seccomp.refusal(of: "capset") {
+                throw RestoreError(.invalidTree, operation: "validate", entry: where_,
+                                   message: "\(refusal) refuses capset, which the runtime must call after loading this profile: without noNewPrivileges the kernel accepts a filter only from a holder of CAP_SYS_ADMIN, and the final capabilities drop it, so the filter goes first. Set \"noNewPrivileges\": true (the filter is then loaded last, as runc does), or allow capset in the profile")
+            }
             if id.seccompEarly && caps == nil {
                 // Hold on to the capabilities through the uid change to load the filter, then
                 // end as the kernel would have left the process: with none.

@@ -6,6 +6,9 @@ public struct PinnedForks: Sendable, Equatable {
     public var children: [Int32: [Int32]] = [:]
     /// Process's PID -> the TIDs its payload's thread creations get, in order.
     public var threads: [Int32: [Int32]] = [:]
+    /// Pinned PID -> what the recording saw there and how messages name the entry (PinCheck).
+    public var identities: [Int32: RecordedIdentity] = [:]
+    public var labels: [Int32: String] = [:]
 
     public init() {}
 
@@ -38,6 +41,8 @@ public struct PinnedForks: Sendable, Equatable {
                 throw RestoreError.invalid(e.label, "is spawned by its parent's payload inside a nested PID namespace; pinned PIDs work in the tree's top namespace only")
             }
             pinned.children[parent.pid, default: []].append(e.pid)
+            pinned.labels[e.pid] = e.label
+            if let r = e.recorded { pinned.identities[e.pid] = r }
         }
         for e in tree.processes where !e.spawnedByPayload {
             if let parent = byPid[e.ppid], parent.spawnedByPayload {

@@ -130,6 +130,17 @@ public struct SeccompSpec: Sendable, Equatable {
     public var architectures: [String]?
     public var syscalls: [SeccompSyscall]?
 
+    /// What the profile does to `syscall` when it is not allowed outright: the rule (or the
+    /// default action) that may refuse it, for messages; nil when it is always allowed.
+    public func refusal(of syscall: String) -> String? {
+        let passes: Set<String> = ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG"]
+        for (k, rule) in (syscalls ?? []).enumerated() where rule.names.contains(syscall) {
+            if passes.contains(rule.action) && (rule.args ?? []).isEmpty { return nil }
+            if !passes.contains(rule.action) { return "process.seccomp.syscalls[\(k)] (\(rule.action))" }
+        }
+        return passes.contains(defaultAction) ? nil : "process.seccomp.defaultAction (\(defaultAction))"
+    }
+
     public init(defaultAction: String, defaultErrnoRet: UInt32? = nil, architectures: [String]? = nil,
                 syscalls: [SeccompSyscall]? = nil) {
         self.defaultAction = defaultAction

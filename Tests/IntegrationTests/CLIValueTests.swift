@@ -36,3 +36,37 @@ struct CLIValueTests {
         }
     }
 }
+
+@Suite("a seccomp profile that blocks capset", .serialized)
+struct CapsetProfileTests {
+    static func tree(_ action: String, noNewPrivileges: Bool) -> Data {
+        Data("""
+            {"version": 1, "processes": [{"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {
+              "args": ["/bin/true"], "env": ["PATH=/usr/bin:/bin"], "noNewPrivileges": \(noNewPrivileges),
+              "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+              "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["capset"], "action": "\(action)"}]}}}]}
+            """.utf8)
+    }
+
+    @Test("is refused with a message naming the rule, before anything is created; with noNewPrivileges it runs",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func capsetBlocked() throws {
+        for action in ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            try run.startRun(treeFile: try run.write("tree.json", Self.tree(action, noNewPrivileges: false)))
+            let end = try run.waitForExit(timeout: 60)
+            #expect(end == .exited(65), "\(action): \(end), stderr: \(run.stderr)")
+            #expect(run.stderr.contains("process.seccomp.syscalls[0] (\(action)) refuses capset") && run.stderr.contains("noNewPrivileges"),
+                    "\(action): stderr: \(run.stderr)")
+            #expect(run.mostNamespaceProcessesSeen == 0, "\(action): processes were created")
+            run.tearDown()
+        }
+        // With no_new_privs the filter is loaded last: the same profile works.
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        try run.startRun(treeFile: try run.write("tree.json", Self.tree("SCMP_ACT_KILL_PROCESS", noNewPrivileges: true)))
+        #expect(try run.waitForExit(timeout: 60) == .exited(0), "stderr: \(run.stderr)")
+        run.tearDown()
+    }
+}
