@@ -552,6 +552,31 @@ struct RecordFreezeTests {
         run.tearDown()
     }
 
+    @Test("record --freeze of a tree with a process ptrace may not stop is refused by name, and what was frozen is thawed",
+          .enabled(if: Paths.tool("tini") != nil && (try? Identity.user.get())?.dropsPrivileges == true))
+    func freezeRefusedThaws() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let tini = dir + "/tini-x"   // executable, not readable: not dumpable, so not traceable
+        try FileManager.default.copyItem(atPath: try #require(Paths.tool("tini")), toPath: tini)
+        chown(tini, 0, 0)
+        chmod(tini, 0o711)
+        let job = try startAsUser(run, ["/bin/bash", "-c", "\(tini) -s -- sleep 1000 & wait"], log: "job.log")
+        defer { killAll(treeBelow(job), child: job) }
+        try poll(10, "bash, tini and sleep") { treeBelow(job).count == 3 && cmdline(treeBelow(job)[2]) == ["sleep", "1000"] }
+        let tiniPid = treeBelow(job)[1]
+        let (t, err) = try rr(run, ["record", "--freeze", String(job), "-o", dir + "/frozen.json"], name: "record")
+        #expect(t == .exited(66) && err.contains("process \(tiniPid)") && err.contains("cannot be frozen") && err.contains("EPERM"), "\(t) \(err)")
+        #expect(access(dir + "/frozen.json", F_OK) != 0)
+        for pid in treeBelow(job) {
+            let status = readText("/proc/\(pid)/status")
+            #expect(status.contains("TracerPid:\t0") && status.contains("State:\tS"), "pid \(pid) after the refusal: \(status.split(separator: "\n").prefix(3))")
+        }
+        killAll(treeBelow(job), child: job)
+        run.tearDown()
+    }
+
     @Test("a signal sent while record --freeze holds the tree waits, and is handled once record lets go")
     func signalsWhileFrozenAreKept() throws {
         let run = try RestoreRun()
