@@ -19,17 +19,14 @@ public struct PinnedForks: Sendable, Equatable {
 
     /// Splits a tree into what the runtime creates and what the payloads fork. Checks that
     /// every payload-spawned process has a parent that runs a payload (or is payload-spawned
-    /// itself), that the runtime is the namespace init (it is the supervisor), and that the
-    /// tree is a single PID namespace.
+    /// itself), and that the tree is a single PID namespace. With the tree's own PID 1 the
+    /// supervisor runs beside it (OutsideSupervisor).
     public static func split(_ tree: ProcessTree) throws -> (ProcessTree, PinnedForks) {
         var pinned = PinnedForks()
         guard tree.processes.contains(where: \.spawnedByPayload) else { return (tree, pinned) }
         var byPid: [Int32: ProcessEntry] = [:]
         for e in tree.processes { byPid[e.pid] = e }
         for e in tree.processes where e.spawnedByPayload {
-            if tree.processes.contains(where: { $0.pid == 1 }) {
-                throw RestoreError.invalid(e.label, "is spawned by its parent's payload, which needs the runtime as the namespace init (its fork supervisor), but the tree has its own PID 1")
-            }
             guard let parent = byPid[e.ppid], parent.pid != e.pid else {
                 throw RestoreError.invalid(e.label, "is spawned by its parent's payload, but its parent \(e.ppid) is not in the tree")
             }

@@ -52,6 +52,10 @@ public struct RestoreSession {
             // A dead init explains every problem at once: name it rather than the first entry.
             if let first = verified.problems.first { throw channel.initDeath(waitingMs: 1000) ?? first }
             clock.end("verify")
+            if world.plan.treeHasInit, let supervisor = world.puppets.supervisor {
+                let above = max(world.plan.nodes.map(\.pid).max() ?? 1, supervisor.ceiling)
+                ns.supervisorKeeper = try OutsideSupervisor.start(supervisor, initHostPid: ns.initHostPid, abovePid: above)
+            }
             let released = try Release.run(world, channel, tree: tree)
             clock.end("release")
             var report = RestoreReport()

@@ -217,6 +217,15 @@ public final class ForkSupervisor {
         return true
     }
 
+    /// Serving beside a tree's own PID 1 (OutsideSupervisor), which kill(-1) cannot reach: the
+    /// supervisor's keeper kills it from outside once the supervisor has exited.
+    var besideTreeInit = false
+
+    /// --pin-mismatch error: everything in the namespace dies (the caller then exits 125).
+    func endNamespace() {
+        if !besideTreeInit { _ = rr_kill(-1, SIGKILL) }
+    }
+
     // MARK: what pinned forks became
 
     static func exe(of pid: Int32) -> String? {
@@ -265,7 +274,7 @@ public final class ForkSupervisor {
                 let who = labels[p.pid] ?? "process \(p.pid)"
                 SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(who): pin mismatch: its PID was pinned, but the process is not what was recorded there: \(why) (the payload forked in another order than recorded, or a recorded process was not forked again)")
                 if policy == .error {
-                    _ = rr_kill(-1, SIGKILL)
+                    endNamespace()
                     _exit(RestoreError.ExitCode.restoreFailed)
                 }
             }
@@ -307,7 +316,7 @@ public final class ForkSupervisor {
             ?? "\(who): its \(what) got PID \(got.map(String.init) ?? "?") but the recording expected \(expected) next (fork order differs from the recording)"
         SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(text)")
         if policy == .error {
-            _ = rr_kill(-1, SIGKILL)
+            endNamespace()
             _exit(RestoreError.ExitCode.restoreFailed)
         }
     }
