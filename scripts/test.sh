@@ -89,7 +89,7 @@ say "binary: $binary"
 if ((is_root)); then
     say "scripts/testhosts.sh up --user $test_user (simulated nodes for the multi-node tests)"
     if bash scripts/testhosts.sh up --user "$test_user"; then
-        trap 'say "scripts/testhosts.sh down"; bash scripts/testhosts.sh down || true' EXIT
+        trap 'say "scripts/testhosts.sh down --user $test_user"; bash scripts/testhosts.sh down --user "$test_user" || true' EXIT
     elif [[ "${CI:-}" == true ]]; then
         echo "test.sh: FAIL: scripts/testhosts.sh up failed; CI needs the simulated nodes" >&2
         exit 1

@@ -3,25 +3,38 @@
 # Root creates the infrastructure only; everything a user does (ssh, sbatch, srun, mpirun,
 # record, run) runs as the ordinary test user inside it.
 #
-#   scripts/testhosts.sh up --user USER   set up (tears down a previous set-up first)
-#   scripts/testhosts.sh down             tear down (idempotent; also after a failed up)
-#   scripts/testhosts.sh status           say whether the hosts are up (exit 0) or not (1)
+#   scripts/testhosts.sh up --user USER       set up (tears down USER's previous set-up first)
+#   scripts/testhosts.sh down --user USER     tear down (idempotent; also after a failed up)
+#   scripts/testhosts.sh status --user USER   say whether the hosts are up (exit 0) or not (1)
+#   scripts/testhosts.sh ssh --user USER NODE COMMAND...   log in to NODE as USER, run COMMAND
+#
+# Every user's cluster is separate (state directory, namespace names), so test runs of several
+# users on one machine do not collide; the addresses are the same, inside each user's namespaces.
 #
 # Each node is a network namespace (veth to a bridge in the controller's namespace; addresses
 # 10.77.0.0/24 exist only inside these namespaces) plus its own mount, UTS and PID namespaces:
 # hostname node1/node2, /etc/hosts, /etc/ssh/ssh_config and /etc/slurm bind-mounted from the
 # state directory, tini as PID 1, one sshd (port 22, key login of USER) and one slurmd. The
 # controller namespace (hostname ctl, 10.77.0.1) runs munged and slurmctld (Slurm 22.05 without
-# systemd or cgroups). State, logs and keys: $RR_TESTHOSTS_DIR (default /run/rr-testhosts).
+# systemd or cgroups). State, logs and keys: /run/rr-testhosts-USER; namespaces rr-USER-ctl,
+# rr-USER-node1, rr-USER-node2.
 #
 # From the host, enter the cluster as the user through the controller's network namespace:
-#   nsenter --net=/run/netns/rr-ctl setpriv --reuid=USER ... ssh 10.77.0.11 COMMAND
-# (`testhosts.sh ssh NODE COMMAND...` does exactly that, as root, for the user given to up).
+#   nsenter --net=/run/netns/rr-USER-ctl setpriv --reuid=USER ... ssh 10.77.0.11 COMMAND
+# (`testhosts.sh ssh --user USER NODE COMMAND...` does exactly that, as root).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 
-state="${RR_TESTHOSTS_DIR:-/run/rr-testhosts}"
-prefix="${RR_TESTHOSTS_PREFIX:-rr}"
+cmd=${1:-}
+shift || true
+user=""
+if [[ "${1:-}" == --user ]]; then
+    user=${2:?--user needs a name}
+    shift 2
+fi
+[[ -n "$user" ]] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; echo "[testhosts] error: --user USER is needed" >&2; exit 64; }
+state="/run/rr-testhosts-$user"
+prefix="rr-$user"
 ctl_ns="$prefix-ctl"
 nodes=(node1 node2)
 declare -A addr=([ctl]=10.77.0.1 [node1]=10.77.0.11 [node2]=10.77.0.12)
@@ -274,26 +287,15 @@ status() {
     say "up (user $(cat "$state/user"))"
 }
 
-cmd=${1:-}
-shift || true
 [[ $(id -u) -eq 0 ]] || die "run me as root: creating network namespaces and starting sshd, slurmd, slurmctld and munged needs it"
 case "$cmd" in
-    up)
-        user=""
-        while (($#)); do
-            case "$1" in
-                --user) user=$2; shift 2 ;;
-                *) die "unknown argument $1" ;;
-            esac
-        done
-        [[ -n "$user" ]] || die "up needs --user USER (the test user who logs in with ssh)"
-        up "$user" ;;
-    down) down; say "down" ;;
+    up) (($# == 0)) || die "unknown argument $1"; up "$user" ;;
+    down) down; say "down ($user)" ;;
     status) status ;;
     ssh)
-        node=$1; shift
-        user=$(cat "$state/user")
+        node=${1:?ssh needs a node name}; shift
+        [[ -n "${addr[$node]:-}" ]] || die "no node $node"
         exec nsenter --net="/run/netns/$ctl_ns" setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
             ssh -F "$state/ssh_config" -o "IdentityFile=$state/keys/$user" "${addr[$node]}" "$@" ;;
-    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
 esac

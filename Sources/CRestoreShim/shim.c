@@ -150,6 +150,7 @@ uint32_t rr_atomic_add(uint32_t *word, uint32_t delta) {
 }
 
 int rr_prctl_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_setns(int fd, int nstype) { return syscall(SYS_setns, fd, nstype) < 0 ? -errno : 0; }
 int rr_prctl_set_child_subreaper(int on) {
     return prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
 }

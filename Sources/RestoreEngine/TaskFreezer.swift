@@ -15,6 +15,12 @@ final class TaskFreezer {
         var pidfd: Int32
         var startTime: UInt64
         var tids: [Int32]
+        /// Threads caught in a signal-delivery stop (a signal on its way as they were seized):
+        /// the signal, handed back when they are detached, so none is lost.
+        var signals: [Int32: Int32] = [:]
+        /// Threads that ran an injected system call: they end in an interrupt stop, where a
+        /// detach cannot deliver a signal, so theirs is sent again through the pidfd.
+        var injected: Set<Int32> = []
     }
 
     enum Outcome: Equatable {
@@ -67,7 +73,11 @@ final class TaskFreezer {
                 var status: Int32 = 0
                 let r = rr_wait_traced(tid, &status, 1)
                 if r == Int(tid) {
-                    if rr_wifstopped(status) != 0 { pendingStop.remove(tid) }
+                    if rr_wifstopped(status) != 0 {
+                        pendingStop.remove(tid)
+                        let sig = (status >> 8) & 0xff
+                        if rr_ptrace_event(status) == 0 && sig != SIGTRAP { frozen[pid]?.signals[tid] = sig }
+                    }
                     else { pendingStop.remove(tid); frozen[pid]?.tids.removeAll { $0 == tid } } // the thread ended
                 } else if r < 0 {
                     pendingStop.remove(tid)
@@ -95,9 +105,14 @@ final class TaskFreezer {
     /// Detaches every thread of `pid`: each resumes exactly as it was (a stopped one stays stopped).
     func thaw(_ pid: Int32) {
         guard let entry = frozen.removeValue(forKey: pid) else { return }
+        var resend: [Int32] = []
         for tid in entry.tids {
-            _ = rr_ptrace(RR_PTRACE_DETACH, tid, 0, 0, nil)
+            let sig = entry.signals[tid] ?? 0
+            if sig != 0 && entry.injected.contains(tid) { resend.append(sig) }
+            _ = rr_ptrace(RR_PTRACE_DETACH, tid, 0, UInt64(entry.injected.contains(tid) ? 0 : sig), nil)
         }
+        // To the same process only: a pidfd never names a reused PID.
+        for sig in resend { _ = rr_pidfd_send_signal(entry.pidfd, sig) }
         close(entry.pidfd)
     }
 
@@ -114,6 +129,7 @@ final class TaskFreezer {
         guard let code = Self.executableArea(of: pid) else { return (nil, "no executable mapping to run a system call from") }
         // The main thread if it is alive, else any thread (the flag belongs to the process).
         let tid = entry.tids.contains(pid) ? pid : entry.tids[0]
+        frozen[pid]?.injected.insert(tid)
         var result = 0
         var scratch: UInt64 = 0
         let args: [UInt64] = [UInt64(RR_PR_GET_CHILD_SUBREAPER), 0, 0, 0, 0, 0]

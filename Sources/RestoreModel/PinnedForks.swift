@@ -6,6 +6,9 @@ public struct PinnedForks: Sendable, Equatable {
     public var children: [Int32: [Int32]] = [:]
     /// Process's PID -> the TIDs its payload's thread creations get, in order.
     public var threads: [Int32: [Int32]] = [:]
+    /// Pinned PID -> what the recording saw there and how messages name the entry (PinCheck).
+    public var identities: [Int32: RecordedIdentity] = [:]
+    public var labels: [Int32: String] = [:]
 
     public init() {}
 
@@ -16,17 +19,14 @@ public struct PinnedForks: Sendable, Equatable {
 
     /// Splits a tree into what the runtime creates and what the payloads fork. Checks that
     /// every payload-spawned process has a parent that runs a payload (or is payload-spawned
-    /// itself), that the runtime is the namespace init (it is the supervisor), and that the
-    /// tree is a single PID namespace.
+    /// itself), and that the tree is a single PID namespace. With the tree's own PID 1 the
+    /// supervisor runs beside it (OutsideSupervisor).
     public static func split(_ tree: ProcessTree) throws -> (ProcessTree, PinnedForks) {
         var pinned = PinnedForks()
         guard tree.processes.contains(where: \.spawnedByPayload) else { return (tree, pinned) }
         var byPid: [Int32: ProcessEntry] = [:]
         for e in tree.processes { byPid[e.pid] = e }
         for e in tree.processes where e.spawnedByPayload {
-            if tree.processes.contains(where: { $0.pid == 1 }) {
-                throw RestoreError.invalid(e.label, "is spawned by its parent's payload, which needs the runtime as the namespace init (its fork supervisor), but the tree has its own PID 1")
-            }
             guard let parent = byPid[e.ppid], parent.pid != e.pid else {
                 throw RestoreError.invalid(e.label, "is spawned by its parent's payload, but its parent \(e.ppid) is not in the tree")
             }
@@ -38,6 +38,8 @@ public struct PinnedForks: Sendable, Equatable {
                 throw RestoreError.invalid(e.label, "is spawned by its parent's payload inside a nested PID namespace; pinned PIDs work in the tree's top namespace only")
             }
             pinned.children[parent.pid, default: []].append(e.pid)
+            pinned.labels[e.pid] = e.label
+            if let r = e.recorded { pinned.identities[e.pid] = r }
         }
         for e in tree.processes where !e.spawnedByPayload {
             if let parent = byPid[e.ppid], parent.spawnedByPayload {

@@ -536,13 +536,29 @@ final class RestoreRun {
 
     func namespace() -> [NamespaceProcess] { ProcFS.namespaceProcesses(under: pid) }
 
-    /// Signals the runtime (inside an outer namespace: unshare's child, the runtime itself).
+    /// The runtime's host PID (inside an outer namespace: unshare's child, the runtime itself).
+    var runtimeHostPid: Int32? {
+        guard termination == nil, pid > 0 else { return nil }
+        if OuterNamespace.enabled { return ProcFS.scan().first(where: { $0.hostPPid == pid })?.hostPid }
+        return pid
+    }
+
+    /// Signals the runtime.
     func signal(_ sig: Int32) {
-        guard termination == nil, pid > 0 else { return }
-        if OuterNamespace.enabled, let runtime = ProcFS.scan().first(where: { $0.hostPPid == pid }) {
-            kill(runtime.hostPid, sig)
-        } else {
-            kill(pid, sig)
+        if let runtime = runtimeHostPid { kill(runtime, sig) }
+    }
+
+    /// Waits until the runtime says it paused mid-restore (`--testing-fault pause-mid-restore`).
+    func waitForRuntimePaused(timeout: Double = 120) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !stderr.contains("testing aid: paused after") {
+            if let t = reapIfDone() {
+                throw HarnessError("the runtime ended (\(t)) while waiting for it to pause\n" + outputForMessages)
+            }
+            if Date() > deadline {
+                throw HarnessError("timed out after \(timeout) s waiting for the runtime to pause\n" + outputForMessages)
+            }
+            usleep(20_000)
         }
     }
 

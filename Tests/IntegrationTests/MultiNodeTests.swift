@@ -13,7 +13,8 @@ import Glibc
 import Testing
 
 enum TestHosts {
-    static let state = ProcessInfo.processInfo.environment["RR_TESTHOSTS_DIR"] ?? "/run/rr-testhosts"
+    /// scripts/testhosts.sh keeps one cluster per user: /run/rr-testhosts-USER.
+    static var state: String { "/run/rr-testhosts-\(Identity.userName)" }
     static let nodes = ["node1", "node2"]
     static let script = Paths.packageRoot + "/scripts/testhosts.sh"
 
@@ -66,8 +67,8 @@ struct MultiNodeTests {
             try FileManager.default.copyItem(atPath: Paths.packageRoot + "/" + file, toPath: target)
             chmod(target, 0o755)
         }
-        let out = dir + "/job.out"
-        let job = try spawn(["/bin/bash", TestHosts.script, "ssh", "node1", "sh", dir + "/mpi-job.sh", mode, dir],
+        let out = dir + "/mpi-job.log"
+        let job = try spawn(["/bin/bash", TestHosts.script, "ssh", "--user", run.user.name, "node1", "sh", dir + "/mpi-job.sh", mode, dir],
                             env: Identity.cleanEnvironment, cwd: dir, stdout: out, stderr: out)
         var jobEnded: Termination?
         defer { if jobEnded == nil { kill(job, SIGKILL); _ = try? waitForExit(job, timeout: 10) } }

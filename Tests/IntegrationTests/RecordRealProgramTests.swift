@@ -552,6 +552,60 @@ struct RecordFreezeTests {
         run.tearDown()
     }
 
+    @Test("record --freeze of a tree with a process ptrace may not stop is refused by name, and what was frozen is thawed",
+          .enabled(if: Paths.tool("tini") != nil && (try? Identity.user.get())?.dropsPrivileges == true))
+    func freezeRefusedThaws() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let tini = dir + "/tini-x"   // executable, not readable: not dumpable, so not traceable
+        try FileManager.default.copyItem(atPath: try #require(Paths.tool("tini")), toPath: tini)
+        chown(tini, 0, 0)
+        chmod(tini, 0o711)
+        let job = try startAsUser(run, ["/bin/bash", "-c", "\(tini) -s -- sleep 1000 & wait"], log: "job.log")
+        defer { killAll(treeBelow(job), child: job) }
+        try poll(10, "bash, tini and sleep") { treeBelow(job).count == 3 && cmdline(treeBelow(job)[2]) == ["sleep", "1000"] }
+        let tiniPid = treeBelow(job)[1]
+        let (t, err) = try rr(run, ["record", "--freeze", String(job), "-o", dir + "/frozen.json"], name: "record")
+        #expect(t == .exited(66) && err.contains("process \(tiniPid)") && err.contains("cannot be frozen") && err.contains("EPERM"), "\(t) \(err)")
+        #expect(access(dir + "/frozen.json", F_OK) != 0)
+        for pid in treeBelow(job) {
+            let status = readText("/proc/\(pid)/status")
+            #expect(status.contains("TracerPid:\t0") && status.contains("State:\tS"), "pid \(pid) after the refusal: \(status.split(separator: "\n").prefix(3))")
+        }
+        killAll(treeBelow(job), child: job)
+        run.tearDown()
+    }
+
+    @Test("a signal sent while record --freeze holds the tree waits, and is handled once record lets go")
+    func signalsWhileFrozenAreKept() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        mkfifo(dir + "/hold", 0o666)
+        chmod(dir + "/hold", 0o666)
+        let script = try run.write("trap.sh", Data("""
+            #!/bin/bash
+            trap 'echo usr1 >> "$1/got"' USR1
+            echo ready > "$1/ready"
+            while :; do read -r -t 0.05 _ <> "$1/hold"; done
+            """.utf8), mode: 0o755)
+        let job = try startAsUser(run, ["/bin/bash", script, dir], log: "trap.log")
+        defer { killAll([job], child: job) }
+        try poll(10, "the trap script") { access(dir + "/ready", F_OK) == 0 }
+        let argv = try Identity.prefix(for: run.user) + [run.binary, "record", "-q", "--freeze", "--hold-frozen", "1.5", String(job), "-o", "\(dir)/held.json"]
+        let recorder = try spawn(argv, env: Identity.cleanEnvironment, cwd: dir, stdout: "\(dir)/rec.out", stderr: "\(dir)/rec.err")
+        try poll(10, "the script frozen") { readText("/proc/\(job)/status").contains("State:\tt") }
+        kill(job, SIGUSR1)
+        usleep(300_000)
+        #expect(access(dir + "/got", F_OK) != 0, "the frozen script handled a signal")
+        #expect(try waitForExit(recorder, timeout: 20) == .exited(0), "\(readText(dir + "/rec.err"))")
+        try? poll(5, "the signal handled after the thaw") { readText(dir + "/got") == "usr1\n" }
+        #expect(readText(dir + "/got") == "usr1\n", "the signal sent during the freeze was lost")
+        killAll([job], child: job)
+        run.tearDown()
+    }
+
     @Test("inside a container-like tree whose seccomp filter everyone inherits, record says so once, not once per process",
           .enabled(if: Prerequisites.userNamespacesWork))
     func inheritedSeccompIsOneLine() throws {

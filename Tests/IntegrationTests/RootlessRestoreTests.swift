@@ -246,25 +246,25 @@ struct RootlessRestoreTests {
     func interruptDuringRestore() throws {
         let children = TestTree.scatteredPids(count: 2999, maxPid: 32_000, excluding: [1, 100])
         let tree = TestTree.flat(top: 100, children: children, comment: "3000 holders")
-        // On a loaded machine the restore may finish before the harness's scan of /proc sees it
-        // start; such an attempt interrupts nothing and is retried (bounded). The report is
-        // written once every process is restored: its absence proves the signal arrived during
-        // the restore, not after it (when the init would merely forward it).
-        var interrupted = false
-        for attempt in 1...3 where !interrupted {
-            let run = try RestoreRun()
-            defer { run.tearDown() }
-            try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-            let seen = try run.waitForNamespace(timeout: 120, "the restore to start") { $0.count >= 2 }
-            run.signal(SIGINT)
-            let end = try run.waitForExit(timeout: 120)
-            interrupted = access(run.reportPath, F_OK) != 0
-            print("interruptDuringRestore: attempt \(attempt): SIGINT sent with \(seen.count) processes in the namespace"
-                  + (interrupted ? "" : "; the restore had already finished"))
-            #expect(end == .exited(130), "stderr: \(run.stderr)")
-            run.tearDown()
-        }
-        #expect(interrupted, "in 3 attempts the restore always finished before SIGINT arrived: this test did not interrupt a restore")
+
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // The runtime pauses once half the processes exist (a hidden testing aid), so the
+        // signal certainly arrives mid-restore, however fast the restore is.
+        try run.startRun(treeFile: try run.write("tree.json", tree.json()), extra: ["--testing-fault", "pause-mid-restore"])
+        try run.waitForRuntimePaused()
+        let seen = run.namespace()
+        #expect(seen.count > 0 && seen.count < 3000, "SIGINT is meant to arrive mid-restore; \(seen.count) processes exist")
+        #expect(access(run.reportPath, F_OK) != 0, "the report exists although the restore paused halfway")
+        run.signal(SIGINT)
+        let end = try run.waitForExit(timeout: 120)
+        print("interruptDuringRestore: SIGINT sent with \(seen.count) processes in the namespace")
+        #expect(end == .exited(130), "stderr: \(run.stderr)")
+        // The report is written once every process is restored: its absence proves the signal
+        // arrived during the restore, not after it (when the init would merely forward it).
+        #expect(access(run.reportPath, F_OK) != 0,
+                "the restore had finished when SIGINT arrived: this test did not interrupt a restore")
+        run.tearDown()
     }
 
     // MARK: validate

@@ -38,3 +38,40 @@ import Testing
         }
     }
 }
+
+@Suite("PinCheck: what a pinned fork became against what was recorded")
+struct PinCheckTests {
+    let job = RecordedIdentity(exe: "/usr/bin/sleep", cmdline: ["sleep", "1001"])
+
+    @Test("an exec'd job with the recorded exe and argv matches; another job does not, with both argvs")
+    func execdJobs() {
+        #expect(PinCheck.compare(job, .init(exe: "/usr/bin/sleep", cmdline: ["sleep", "1001"], execd: true)) == .matched)
+        guard case .mismatch(let why) = PinCheck.compare(job, .init(exe: "/usr/bin/sleep", cmdline: ["sleep", "1002"], execd: true)) else {
+            Issue.record("another job matched")
+            return
+        }
+        #expect(why.contains("sleep 1002") && why.contains("sleep 1001"))
+        guard case .mismatch(let exe) = PinCheck.compare(job, .init(exe: "/bin/dash", cmdline: ["sleep", "1001"], execd: true)) else {
+            Issue.record("another program matched")
+            return
+        }
+        #expect(exe.contains("/bin/dash"))
+    }
+
+    @Test("forks that never exec, rewritten titles, deleted executables, nothing recorded")
+    func forksAndTitles() {
+        let fork = RecordedIdentity(exe: "/usr/sbin/nginx", cmdline: ["nginx: worker process"], titleRewritten: true, forkedNotExeced: true)
+        #expect(PinCheck.compare(fork, .init(exe: "/usr/sbin/nginx", cmdline: ["nginx: worker process"], execd: false)) == .matched)
+        #expect(PinCheck.compare(fork, .init(exe: "/usr/sbin/nginx", cmdline: [], execd: true)).matched == false)
+        #expect(PinCheck.compare(job, .init(exe: "/usr/bin/make", cmdline: ["make", "-j4"], execd: false)).matched == false)
+        #expect(PinCheck.compare(job, .init(exe: "/usr/bin/sleep (deleted)", cmdline: ["sleep", "1001"], execd: true)) == .matched)
+        #expect(PinCheck.compare(nil, .init(exe: "/x", cmdline: [], execd: true)).matched == nil)
+        #expect(PinCheck.hasExeced(exe: "/usr/bin/make", auxv: [1, 2], forkerExe: "/usr/bin/make", forkerAuxv: [1, 2]) == false)
+        #expect(PinCheck.hasExeced(exe: "/bin/sh", auxv: [1, 3], forkerExe: "/bin/sh", forkerAuxv: [1, 2]))
+        // PostgreSQL's roles: forks with rewritten titles, compared by title after the settle time.
+        let checkpointer = RecordedIdentity(exe: "/usr/lib/postgresql/15/bin/postgres", cmdline: ["postgres: checkpointer "],
+                                            titleRewritten: true, forkedNotExeced: true)
+        #expect(PinCheck.compare(checkpointer, .init(exe: "/usr/lib/postgresql/15/bin/postgres", cmdline: ["postgres: checkpointer "], execd: false)) == .matched)
+        #expect(PinCheck.compare(checkpointer, .init(exe: "/usr/lib/postgresql/15/bin/postgres", cmdline: ["postgres: walwriter "], execd: false)).matched == false)
+    }
+}

@@ -25,7 +25,8 @@ cd "$work"
 RR=$work/rootless-restore
 stamp() { date +%s.%N > "$work/t-$1"; }
 say() { echo "[mpi-job $mode] $*"; }
-rm -rf ref cold ck job-*.json t-* ./*.out pins-*.log
+rm -rf ref cold ck job-node1.json job-node2.json t-live-launch t-restore-launch \
+       ref.out cold.out ck.out restored.out ref-seconds cold-seconds pins-node1.log hosts
 mkdir ref cold ck
 finalize_guard=""
 

@@ -94,6 +94,8 @@ uint32_t rr_atomic_add(uint32_t *word, uint32_t delta);
 
 /// prctl(2) is variadic in glibc, so Swift cannot call it.
 int rr_prctl_set_pdeathsig(int sig);
+/// setns(2); 0 or -errno.
+int rr_setns(int fd, int nstype);
 int rr_prctl_set_child_subreaper(int on);
 int rr_prctl_get_child_subreaper(int *on);
 int rr_prctl_set_name(const char *name);

@@ -10,6 +10,10 @@ final class LiveNamespace {
     /// The init's PID as the runtime sees it; 0 once reaped.
     private(set) var initHostPid: pid_t
     let signalFD: Int32
+    /// The keeper of the fork supervisor when the tree has its own PID 1 (OutsideSupervisor).
+    var supervisorKeeper: pid_t = 0
+    /// The keeper exited with this code (125: a pin mismatch under --pin-mismatch error).
+    private(set) var supervisorExit: Int32?
 
     private init(initHostPid: pid_t, signalFD: Int32) {
         self.initHostPid = initHostPid
@@ -65,8 +69,22 @@ final class LiveNamespace {
         return status
     }
 
+    /// Reaps the supervisor's keeper if it has ended; its code is kept.
+    func reapKeeper(block: Bool = false) {
+        guard supervisorKeeper > 0 else { return }
+        var status: Int32 = 0
+        if waitpid(supervisorKeeper, &status, block ? 0 : WNOHANG) == supervisorKeeper {
+            supervisorExit = InitLoop.exitCode(status)
+            supervisorKeeper = 0
+        }
+    }
+
     /// Kill the namespace's init: the kernel kills everything else in the namespace.
     func tearDown() {
+        if supervisorKeeper > 0 {
+            _ = rr_kill(supervisorKeeper, SIGKILL)
+            reapKeeper(block: true)
+        }
         guard initHostPid > 0 else { return }
         _ = rr_kill(initHostPid, SIGKILL)
         var status: Int32 = 0

@@ -51,6 +51,10 @@ public struct RestoreSession {
             let verified = RestoreVerification.verify(tree: tree, plan: world.plan, observed: observed)
             if let first = verified.problems.first { throw first }
             clock.end("verify")
+            if world.plan.treeHasInit, let supervisor = world.puppets.supervisor {
+                let above = max(world.plan.nodes.map(\.pid).max() ?? 1, supervisor.ceiling)
+                ns.supervisorKeeper = try OutsideSupervisor.start(supervisor, initHostPid: ns.initHostPid, abovePid: above)
+            }
             let released = try Release.run(world, channel, tree: tree)
             clock.end("release")
             var report = RestoreReport()

@@ -41,6 +41,10 @@ public enum TestingFault: String, Sendable, CaseIterable {
     case puppetCrashes = "puppet-crashes"
     /// The namespace init waits a second before it arms its parent-death signal.
     case slowInitStart = "slow-init-start"
+    /// Once half the processes exist, the runtime says so on stderr and waits (up to 60 s) for a
+    /// signal, so a test can signal it at a moment that is certainly mid-restore. (Not SIGSTOP:
+    /// as the PID 1 of an outer namespace the runtime could not stop itself.)
+    case pauseMidRestore = "pause-mid-restore"
 }
 
 /// Where a restore is, for a progress display.

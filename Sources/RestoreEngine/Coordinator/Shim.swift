@@ -1,12 +1,20 @@
 import CRestoreShim
 import Glibc
+import RestoreModel
 
 /// Phase 6: the runtime stays outside as the shim. Forwards the signals it receives to the
 /// namespace init until the init exits, and returns its status.
 enum Shim {
     static func wait(for namespace: LiveNamespace) -> Int32 {
         while true {
-            if let status = namespace.reapIfExited() { return InitLoop.exitCode(status) }
+            namespace.reapKeeper()
+            if let status = namespace.reapIfExited() {
+                // The fork supervisor of a tree's own PID 1 may have ended the restore (pin
+                // mismatch); it dies with the namespace, so its keeper ends now too.
+                namespace.reapKeeper(block: true)
+                if namespace.supervisorExit == RestoreError.ExitCode.restoreFailed { return RestoreError.ExitCode.restoreFailed }
+                return InitLoop.exitCode(status)
+            }
             var fds = pollfd(fd: namespace.signalFD, events: Int16(POLLIN), revents: 0)
             _ = poll(&fds, 1, 1000)
             var info = signalfd_siginfo()

@@ -20,6 +20,12 @@ enum TreeBuilder {
             if world.noiseNodes.contains(child) { control.post(child, .noise) }
             channel.created += 1
             progress?(.building(created: channel.created, total: total))
+            if world.puppets.fault == .pauseMidRestore && channel.created == total / 2 {
+                let note = "rootless-restore testing aid: paused after \(channel.created) of \(total) processes\n"
+                _ = note.withCString { write(2, $0, strlen($0)) }
+                var signalReady = pollfd(fd: channel.namespace.signalFD, events: Int16(POLLIN), revents: 0)
+                _ = poll(&signalReady, 1, 60_000)
+            }
         }
         var index = 0
         while index < plan.steps.count {

@@ -38,6 +38,10 @@ public final class ForkSupervisor {
     let logFD: Int32
     var logFailed = false
     let labels: [Int32: String]
+    /// What the recording saw at each pinned PID, for the check after pinning (PinCheck).
+    let identities: [Int32: RecordedIdentity]
+    /// Pinned forks not checked yet: PID, its forker's exe and argv at the fork, deadline.
+    var pending: [(pid: Int32, forker: Int32, forkerExe: String?, forkerAuxv: [UInt8], deadline: UInt64)] = []
     let request: UnsafeMutablePointer<seccomp_notif>
     let response: UnsafeMutablePointer<seccomp_notif_resp>
     var listeners: [Int32] = []
@@ -83,7 +87,9 @@ public final class ForkSupervisor {
         self.logFD = logFD
         var labels: [Int32: String] = [:]
         for e in tree.processes { labels[e.pid] = e.label }
+        labels.merge(pinned.labels) { a, _ in a }
         self.labels = labels
+        identities = pinned.identities
         var req: UnsafeMutablePointer<seccomp_notif>?
         var resp: UnsafeMutablePointer<seccomp_notif_resp>?
         guard seccomp_notify_alloc(&req, &resp) == 0, let req, let resp else {
@@ -161,11 +167,100 @@ public final class ForkSupervisor {
                 requeue(forker: forker, thread: isThread, e)
             } else {
                 report(forker: forker, thread: isThread, expected: e, got: got, note: nil)
+                if got == e && !isThread {
+                    pending.append((e, forker, Self.exe(of: forker), SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
+                                    MonotonicClock.nanoseconds() + PinCheck.settleNanoseconds))
+                }
             }
         } else if let got {
             log(forker: forker, thread: isThread, expected: nil, got: got, pinned: false)
         }
         return true
+    }
+
+    /// Serving beside a tree's own PID 1 (OutsideSupervisor), which kill(-1) cannot reach: the
+    /// supervisor's keeper kills it from outside once the supervisor has exited.
+    var besideTreeInit = false
+
+    /// --pin-mismatch error: everything in the namespace dies (the caller then exits 125).
+    func endNamespace() {
+        if !besideTreeInit { _ = rr_kill(-1, SIGKILL) }
+    }
+
+    // MARK: what pinned forks became
+
+    static func exe(of pid: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink("/proc/\(pid)/exe", &buf, 4096)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func cmdline(of pid: Int32) -> [String] {
+        guard let bytes = SystemCalls.readFile("/proc/\(pid)/cmdline") else { return [] }
+        var parts = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if parts.last == "" { parts.removeLast() }
+        return parts
+    }
+
+    /// Nanoseconds until the next pending check must be decided (for poll), nil if none.
+    var nextCheckIn: UInt64? {
+        guard !pending.isEmpty else { return nil }
+        return 10_000_000 // exec is seen by polling: every 10 ms while checks are pending
+    }
+
+    /// Checks every pending pinned fork: decided once it has exec'd, or at its deadline as a
+    /// fork that never exec'd, or unchecked when it is gone. Reports mismatches by entry.
+    func checkPending() {
+        let now = MonotonicClock.nanoseconds()
+        var still: [(pid: Int32, forker: Int32, forkerExe: String?, forkerAuxv: [UInt8], deadline: UInt64)] = []
+        for p in pending {
+            let exe = Self.exe(of: p.pid)
+            let argv = Self.cmdline(of: p.pid)
+            let gone = exe == nil && rr_kill(p.pid, 0) == -ESRCH
+            let zombie = exe == nil && !gone
+            let auxv = SystemCalls.readFile("/proc/\(p.pid)/auxv") ?? []
+            let execd = !zombie && PinCheck.hasExeced(exe: exe, auxv: auxv, forkerExe: p.forkerExe, forkerAuxv: p.forkerAuxv)
+            let verdict: PinCheck.Verdict
+            if gone || zombie {
+                verdict = .unchecked("it ended before it could be checked")
+            } else if execd || now >= p.deadline {
+                verdict = PinCheck.compare(identities[p.pid], PinCheck.Observation(exe: exe, cmdline: argv, execd: execd))
+            } else {
+                still.append(p)
+                continue
+            }
+            logCheck(pid: p.pid, verdict: verdict, exe: exe, cmdline: argv, execd: execd)
+            if case .mismatch(let why) = verdict {
+                let who = labels[p.pid] ?? "process \(p.pid)"
+                SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(who): pin mismatch: its PID was pinned, but the process is not what was recorded there: \(why) (the payload forked in another order than recorded, or a recorded process was not forked again)")
+                if policy == .error {
+                    endNamespace()
+                    _exit(RestoreError.ExitCode.restoreFailed)
+                }
+            }
+        }
+        pending = still
+    }
+
+    /// One JSON line of the pin log per checked fork: matched true, false, or null (unchecked).
+    func logCheck(pid: Int32, verdict: PinCheck.Verdict, exe: String?, cmdline: [String], execd: Bool) {
+        guard logFD >= 0, !logFailed else { return }
+        var reason: String?
+        switch verdict {
+        case .matched: reason = nil
+        case .mismatch(let r), .unchecked(let r): reason = r
+        }
+        let line = JSONOutput.object([("pid", .int(pid)), ("kind", .string("check")),
+                                      ("matched", .optional(verdict.matched.map { .bool($0) })),
+                                      ("execd", .bool(execd)), ("exe", .optional(exe.map { .string($0) })),
+                                      ("cmdline", .array(cmdline.map { .string($0) })),
+                                      ("reason", .optional(reason.map { .string($0) }))]).document()
+        let e = OutputFile.writeAll(logFD, Array(line.utf8))
+        if e != 0 {
+            logFailed = true
+            SystemCalls.printError("rootless-restore: warning: cannot write the pin log: \(ErrnoName.describe(e)); it ends here")
+        }
     }
 
     func requeue(forker: Int32, thread: Bool, _ pid: Int32) {
@@ -182,7 +277,7 @@ public final class ForkSupervisor {
             ?? "\(who): its \(what) got PID \(got.map(String.init) ?? "?") but the recording expected \(expected) next (fork order differs from the recording)"
         SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(text)")
         if policy == .error {
-            _ = rr_kill(-1, SIGKILL)
+            endNamespace()
             _exit(RestoreError.ExitCode.restoreFailed)
         }
     }

@@ -79,7 +79,11 @@ enum InitLoop {
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
             fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if poll(&fds, nfds_t(fds.count), -1) <= 0 { continue }
+            // While pinned forks wait to be checked (PinCheck), wake up to look at them.
+            let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            supervisor.checkPending()
+            if ready <= 0 { continue }
             if fds[0].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {

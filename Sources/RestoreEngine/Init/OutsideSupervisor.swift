@@ -1,0 +1,76 @@
+import CRestoreShim
+import Glibc
+import RestoreModel
+
+/// The fork supervisor when the tree has its own PID 1 (a container whose PID 1 is `mpirun`).
+///
+/// The runtime's init normally serves the payloads' fork notifications; a tree's own PID 1 runs
+/// its payload instead. So the supervisor runs as a process of its own, inside the namespace
+/// but nobody's child there: a keeper forked by the coordinator (outside) joins the namespace's
+/// user, PID and mount namespaces with setns() (as the namespace's owner it holds every
+/// capability there) and forks the server, which is thus in the PID namespace (it may write its
+/// ns_last_pid and sees its /proc) with its parent outside: the tree's PID 1 never sees it as a
+/// child, and `ps` inside shows it with PPid 0, at a PID above every PID of the tree. It dies
+/// with the namespace. On `--pin-mismatch error` the server exits 125 at once (kill(-1) from
+/// inside could not reach the tree's PID 1); the keeper then kills the tree's PID 1 from
+/// outside, which ends the namespace, and exits 125, which `run` returns.
+enum OutsideSupervisor {
+    /// Starts the keeper; returns its host PID.
+    static func start(_ supervisor: ForkSupervisor, initHostPid: pid_t, abovePid: Int32) throws -> pid_t {
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for kind in ["user", "pid", "mnt"] {
+            let fd = open("/proc/\(initHostPid)/ns/\(kind)", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw RestoreError(.restoreFailed, operation: "open /proc/\(initHostPid)/ns/\(kind)", errno: SystemCalls.currentErrno,
+                                   message: "cannot reach the namespace for the fork supervisor")
+            }
+            fds.append(fd)
+        }
+        let keeper = fork()
+        if keeper < 0 {
+            throw RestoreError(.restoreFailed, operation: "fork", errno: SystemCalls.currentErrno, message: "cannot start the fork supervisor")
+        }
+        if keeper > 0 { return keeper }
+        // The keeper (outside; dies with the coordinator).
+        _ = rr_prctl_set_pdeathsig(SIGKILL)
+        for fd in fds where rr_setns(fd, 0) != 0 { _exit(126) }
+        var tid = [Int32(abovePid + 1)]
+        var server = rr_clone3(0, SIGCHLD, &tid, 1)
+        if server == -Int(EEXIST) || server == -Int(EINVAL) { server = rr_clone3(0, SIGCHLD, nil, 0) }
+        if server < 0 { _exit(126) }
+        if server == 0 {
+            _ = rr_prctl_set_pdeathsig(SIGKILL)
+            supervisor.besideTreeInit = true
+            serve(supervisor)
+        }
+        var status: Int32 = 0
+        while waitpid(pid_t(server), &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
+        let code = InitLoop.exitCode(status)
+        if code == RestoreError.ExitCode.restoreFailed { _ = rr_kill(initHostPid, SIGKILL) }
+        _exit(code)
+    }
+
+    /// The server's loop: new listeners, notifications, and the checks of pinned forks.
+    static func serve(_ supervisor: ForkSupervisor) -> Never {
+        while true {
+            supervisor.collectListeners()
+            var fds = [pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
+            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            supervisor.checkPending()
+            if ready <= 0 { continue }
+            var finished: [Int32] = []
+            for p in fds.dropFirst() where p.revents != 0 {
+                if p.revents & Int16(POLLIN) != 0 {
+                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
+                } else {
+                    finished.append(p.fd)
+                }
+            }
+            for fd in finished { close(fd) }
+            supervisor.listeners.removeAll { finished.contains($0) }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+// Pinned forks that become something else are caught: a real `make -j4` is recorded with its
+// jobs as payload-spawned processes, killed, and restored; make forks its jobs again and the
+// fork supervisor pins them. Untouched, every pinned job is what was recorded (the pin log says
+// pinned and matched). When a job finished between the recording and the kill, make forks the
+// others in its place: each pinned PID does another job, reported by entry; with
+// --pin-mismatch error the namespace is torn down.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+private func pinJSONLines(_ path: String) -> [[String: Any]] {
+    readText(path).split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+}
+
+@Suite("pinned forks checked against the recording", .serialized)
+struct PinCheckEndToEndTests {
+    static let makefile = """
+        all: a b c d
+        a:
+        \tsleep 1001
+        b:
+        \tsleep 1002
+        c:
+        \tsleep 1003
+        d:
+        \tsleep 1004
+
+        """
+
+    /// Starts make -j4 as the test user in its own session, records it with
+    /// --spawn-by-payload, kills it; returns the recorded tree's path and the jobs' PIDs.
+    func recordMake(_ run: RestoreRun) throws -> (String, [Int32: String]) {
+        let dir = run.directory
+        let make = try #require(Paths.tool("make"), "make is missing (scripts/setup.sh installs it)")
+        let setsid = try #require(Paths.tool("setsid"))
+        try run.write("Makefile", Data(Self.makefile.utf8))
+        let root = try spawn(try Identity.prefix(for: run.user) + [setsid, make, "-j4"], env: Identity.cleanEnvironment,
+                             cwd: dir, stdout: dir + "/make.log", stderr: dir + "/make.log")
+        var killed = false
+        func killTree() {
+            guard !killed else { return }
+            killed = true
+            let pids = ProcFS.scan().filter { $0.hostPPid == root }.map(\.hostPid)
+            kill(root, SIGKILL)
+            for p in pids { kill(p, SIGKILL) }
+            _ = try? waitForExit(root, timeout: 10)
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, pids.contains(where: { readFile("/proc/\($0)/stat") != nil }) { usleep(20_000) }
+        }
+        defer { killTree() }
+        let deadline = Date().addingTimeInterval(20)
+        var jobs: [Int32: String] = [:]
+        while Date() < deadline {
+            jobs = [:]
+            for p in ProcFS.scan() where p.hostPPid == root && p.commandLine.hasPrefix("sleep 100") { jobs[p.hostPid] = p.commandLine }
+            if jobs.count == 4 { break }
+            usleep(20_000)
+        }
+        try #require(jobs.count == 4, "make -j4 did not start 4 jobs: \(readText(dir + "/make.log"))")
+        let out = dir + "/record.out"
+        let rec = try spawn(try Identity.prefix(for: run.user) + [run.binary, "record", "--spawn-by-payload", "-o", dir + "/make.json", String(root)],
+                            env: Identity.cleanEnvironment, cwd: dir, stdout: out, stderr: out)
+        try #require(try waitForExit(rec, timeout: 60) == .exited(0), "record: \(readText(out))")
+        killTree()
+        return (dir + "/make.json", jobs)
+    }
+
+    @Test("make -j4 restored as recorded: every pinned job matched", .enabled(if: Prerequisites.userNamespacesWork))
+    func allJobsMatch() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let (tree, jobs) = try recordMake(run)
+        try run.startRun(treeFile: tree, extra: ["--pin-mismatch", "error", "--pin-log", run.directory + "/pins.log"])
+        try run.waitUntilReady()
+        try run.waitForNamespace(timeout: 20, "4 checked pins") { _ in
+            pinJSONLines(run.directory + "/pins.log").filter { $0["kind"] as? String == "check" }.count == 4
+        }
+        let checks = pinJSONLines(run.directory + "/pins.log").filter { $0["kind"] as? String == "check" }
+        #expect(checks.allSatisfy { $0["matched"] as? Bool == true }, "\(checks)")
+        let seen = run.namespace()
+        for (pid, job) in jobs {
+            let now = seen.first { $0.pid == pid }?.host.commandLine
+            #expect(now == job, "pid \(pid): recorded \(job), now \(now ?? "missing")")
+        }
+    }
+
+    @Test("a job finished before the kill: make forks the others in its place; every mismatch is reported, --pin-mismatch error tears down",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func finishedJobIsCaught() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let (tree, jobs) = try recordMake(run)
+        // Job a "finished": its target exists, so the restored make does not run it again.
+        try run.write("a", Data())
+        let pidOfA = try #require(jobs.first { $0.value == "sleep 1001" }?.key)
+        try run.startRun(treeFile: tree, extra: ["--pin-mismatch", "error", "--pin-log", run.directory + "/pins.log"])
+        let end = try run.waitForExit(timeout: 30)
+        #expect(end == .exited(125), "run: \(end)\n\(run.stderr)")
+        #expect(run.stderr.contains("(pid \(pidOfA)): pin mismatch"), "\(run.stderr)")
+        #expect(run.stderr.contains("sleep 1002") && run.stderr.contains("sleep 1001"), "\(run.stderr)")
+        let checks = pinJSONLines(run.directory + "/pins.log").filter { $0["kind"] as? String == "check" }
+        #expect(checks.contains { $0["matched"] as? Bool == false && $0["pid"] as? Int == Int(pidOfA) }, "\(checks)")
+    }
+
+    @Test("the same with --pin-mismatch warn: the restore goes on, each moved job is named",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func finishedJobWarns() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let (tree, jobs) = try recordMake(run)
+        try run.write("a", Data())
+        try run.startRun(treeFile: tree, extra: ["--pin-log", run.directory + "/pins.log"])
+        try run.waitUntilReady()
+        try run.waitForNamespace(timeout: 20, "3 checked pins") { _ in
+            pinJSONLines(run.directory + "/pins.log").filter { $0["kind"] as? String == "check" }.count >= 3
+        }
+        let wrong = jobs.filter { $0.value != "sleep 1004" }.keys.sorted()
+        for pid in wrong {
+            #expect(run.stderr.contains("(pid \(pid)): pin mismatch"), "pid \(pid) not reported:\n\(run.stderr)")
+        }
+    }
+}
