@@ -8,15 +8,15 @@
 #
 # Per-user Podman settings, nothing written to the user's home: CONTAINERS_STORAGE_CONF (vfs
 # storage under $RR_PODMAN_DIR), CONTAINERS_CONF (cgroupfs, file events, runc: crun 1.8 refuses
-# hybrid cgroup hosts), XDG_RUNTIME_DIR. RR_PODMAN_DIR defaults to /tmp/rr-podman-$USER.
+# hybrid cgroup hosts), XDG_RUNTIME_DIR, HOME. RR_PODMAN_DIR defaults to /tmp/rr-podman-$USER.
 # Prints the image name (default localhost/rootless-restore:static).
 set -euo pipefail
 
 rr_podman_env() {
     local user; user=$(id -un)
     export RR_PODMAN_DIR="${RR_PODMAN_DIR:-/tmp/rr-podman-$user}"
-    mkdir -p "$RR_PODMAN_DIR/storage" "$RR_PODMAN_DIR/run" "$RR_PODMAN_DIR/xdg"
-    chmod 700 "$RR_PODMAN_DIR" "$RR_PODMAN_DIR/xdg"
+    mkdir -p "$RR_PODMAN_DIR/storage" "$RR_PODMAN_DIR/run" "$RR_PODMAN_DIR/xdg" "$RR_PODMAN_DIR/home"
+    chmod 700 "$RR_PODMAN_DIR" "$RR_PODMAN_DIR/xdg" "$RR_PODMAN_DIR/home"
     cat > "$RR_PODMAN_DIR/storage.conf" <<EOF
 [storage]
 driver = "vfs"
@@ -34,6 +34,9 @@ EOF
     export CONTAINERS_STORAGE_CONF="$RR_PODMAN_DIR/storage.conf"
     export CONTAINERS_CONF="$RR_PODMAN_DIR/containers.conf"
     export XDG_RUNTIME_DIR="$RR_PODMAN_DIR/xdg"
+    # Podman also keeps files under $HOME/.local/share; a HOME of our own keeps it off a shared
+    # HOME (the tests' clean environment has HOME=/tmp, which another user may already own).
+    export HOME="$RR_PODMAN_DIR/home"
 }
 
 if [[ "${1:-}" == --env ]]; then
