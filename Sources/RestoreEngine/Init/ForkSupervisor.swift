@@ -263,7 +263,9 @@ public final class ForkSupervisor {
             let verdict: PinCheck.Verdict
             if gone || zombie {
                 verdict = .unchecked("it ended before it could be checked")
-            } else if execd || now >= p.deadline {
+            } else if (execd && !argv.isEmpty) || now >= p.deadline {
+                // An empty argv right after the exe changed is an exec still in progress (the
+                // kernel sets the new argument area after switching the program): look again.
                 verdict = PinCheck.compare(identities[p.pid], PinCheck.Observation(exe: exe, cmdline: argv, execd: execd))
             } else {
                 still.append(p)
