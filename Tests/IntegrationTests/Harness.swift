@@ -206,6 +206,20 @@ func reap(_ pid: pid_t) -> Termination? {
     }
 }
 
+/// Ends a tree the test started itself (not a restore): stops its root so it forks no more,
+/// SIGKILLs it and every descendant, reaps the root and waits (10 s at most) until all are gone.
+func killProcessTree(root: pid_t) {
+    kill(root, SIGSTOP)
+    let all = ProcFS.scan()
+    var pids = [root]
+    var i = 0
+    while i < pids.count { pids += all.filter { $0.hostPPid == pids[i] }.map(\.hostPid); i += 1 }
+    for p in pids { kill(p, SIGKILL) }
+    _ = try? waitForExit(root, timeout: 10)
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline, pids.contains(where: { readFile("/proc/\($0)/stat") != nil }) { usleep(20_000) }
+}
+
 func waitForExit(_ pid: pid_t, timeout: Double) throws -> Termination {
     let deadline = Date().addingTimeInterval(timeout)
     while true {

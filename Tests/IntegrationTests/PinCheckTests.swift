@@ -45,12 +45,7 @@ struct PinCheckEndToEndTests {
         func killTree() {
             guard !killed else { return }
             killed = true
-            let pids = ProcFS.scan().filter { $0.hostPPid == root }.map(\.hostPid)
-            kill(root, SIGKILL)
-            for p in pids { kill(p, SIGKILL) }
-            _ = try? waitForExit(root, timeout: 10)
-            let deadline = Date().addingTimeInterval(10)
-            while Date() < deadline, pids.contains(where: { readFile("/proc/\($0)/stat") != nil }) { usleep(20_000) }
+            killProcessTree(root: root)
         }
         defer { killTree() }
         let deadline = Date().addingTimeInterval(20)

@@ -159,15 +159,7 @@ struct RealTreeTests {
             func killTree() {
                 guard rootAlive else { return }
                 rootAlive = false
-                kill(root, SIGSTOP)
-                let all = ProcFS.scan()
-                var pids = [root]
-                var i = 0
-                while i < pids.count { pids += all.filter { $0.hostPPid == pids[i] }.map(\.hostPid); i += 1 }
-                for p in pids { kill(p, SIGKILL) }
-                _ = try? waitForExit(root, timeout: 10)
-                let deadline = Date().addingTimeInterval(10)
-                while Date() < deadline, pids.contains(where: { readFile("/proc/\($0)/stat") != nil }) { usleep(20_000) }
+                killProcessTree(root: root)
             }
             defer { killTree() }
             let deadline = Date().addingTimeInterval(20)
