@@ -60,20 +60,13 @@ int rr_probe_clone3(void) {
     return -errno;
 }
 
-long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
-                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
-    struct rr_clone_args args;
-    memset(&args, 0, sizeof(args));
-    args.flags = flags;
-    args.stack = (uint64_t)(uintptr_t)stack;
-    args.stack_size = stack_size;
-    args.set_tid = (uint64_t)(uintptr_t)set_tid;
-    args.set_tid_size = set_tid_size;
-    // The new thread starts on `stack` with no frame to return into, so the child path must
-    // not touch the old stack: raw syscall, call fn from registers, exit the thread.
+/* clone3 of a task that starts on `stack` and runs fn(arg), then exits (SYS_exit: the thread,
+ * or the process when it is alone). The child has no frame to return into, so it must not
+ * touch the parent's stack: raw syscall, call fn from registers, exit. */
+static long clone3_on_stack(struct rr_clone_args *args, void *fn, void *arg) {
     long ret;
 #if defined(__x86_64__)
-    register void (*r_fn)(void *) __asm__("r12") = fn;
+    register void *r_fn __asm__("r12") = fn;
     register void *r_arg __asm__("r13") = arg;
     __asm__ volatile(
         "syscall\n\t"
@@ -88,13 +81,13 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
         "hlt\n\t"
         "1:\n\t"
         : "=a"(ret)
-        : "a"((long)SYS_clone3), "D"(&args), "S"(sizeof(args)), "r"(r_fn), "r"(r_arg)
+        : "a"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r_fn), "r"(r_arg)
         : "rcx", "r11", "memory");
 #elif defined(__aarch64__)
-    register long x0 __asm__("x0") = (long)&args;
-    register long x1 __asm__("x1") = (long)sizeof(args);
+    register long x0 __asm__("x0") = (long)args;
+    register long x1 __asm__("x1") = (long)sizeof(*args);
     register long x8 __asm__("x8") = SYS_clone3;
-    register void (*x19)(void *) __asm__("x19") = fn;
+    register void *x19 __asm__("x19") = fn;
     register void *x20 __asm__("x20") = arg;
     __asm__ volatile(
         "svc #0\n\t"
@@ -114,6 +107,52 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
     ret = -ENOSYS;
 #endif
     return ret;
+}
+
+long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+    return clone3_on_stack(&args, (void *)fn, arg);
+}
+
+long rr_clone3_shared(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags | CLONE_VM;
+    args.exit_signal = (uint64_t)exit_signal;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
+    args.set_tid = set_tid_size ? (uint64_t)(uintptr_t)set_tid : 0;
+    args.set_tid_size = set_tid_size;
+    return clone3_on_stack(&args, (void *)fn, arg);
+}
+
+struct rr_shared_start { void (*fn)(void *); void *arg; };
+
+static int shared_trampoline(void *p) {
+    struct rr_shared_start start = *(struct rr_shared_start *)p;
+    start.fn(start.arg);
+    return 0;
+}
+
+long rr_clone_shared(uint64_t flags, int exit_signal, void *stack, size_t stack_size,
+                     void (*fn)(void *), void *arg) {
+    // glibc's clone() runs the child on `stack`; fn and arg ride on the top of that stack,
+    // which nobody else uses, not on this frame, which may be gone when the child reads them.
+    char *top = (char *)stack + stack_size;
+    struct rr_shared_start *start = (struct rr_shared_start *)(((uintptr_t)top - sizeof(*start)) & ~(uintptr_t)15);
+    start->fn = fn;
+    start->arg = arg;
+    int r = clone(shared_trampoline, (void *)(((uintptr_t)start - 64) & ~(uintptr_t)15),
+                  (int)(flags | CLONE_VM) | exit_signal, start);
+    return r < 0 ? -errno : r;
 }
 
 void rr_thread_park(void *unused) {
@@ -168,8 +207,13 @@ void rr_close_all_but2(int a, int b) {
     close_range_or_loop(next, ~0u, 0);
 }
 
+// Puppets share the init's address space, and so this guard's flag: the init, which may
+// allocate once it leaves the child side, is exempted by its stack (the main one), on which
+// no puppet runs (each has its own, PuppetWorld.stacks).
+extern volatile uintptr_t rr_alloc_guard_exempt_sp __attribute__((weak));
+
 void rr_child_side_leave(void) {
-    if (&rr_alloc_guard) rr_alloc_guard = 0;
+    if (&rr_alloc_guard_exempt_sp) rr_alloc_guard_exempt_sp = (uintptr_t)__builtin_frame_address(0);
 }
 
 int rr_setresuid(uid_t uid) { return setresuid(uid, uid, uid) < 0 ? -errno : 0; }
@@ -206,6 +250,7 @@ int rr_prctl_set_child_subreaper(int on) {
 int rr_prctl_get_child_subreaper(int *on) {
     return prctl(PR_GET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
 }
+int rr_prctl_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on, 0, 0, 0) < 0 ? -errno : 0; }
 int rr_prctl_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0) < 0 ? -errno : 0; }
 
 long rr_getpid(void) { return syscall(SYS_getpid); }

@@ -76,13 +76,23 @@ int rr_probe_clone3(void);
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
                       void *stack, size_t stack_size, void (*fn)(void *), void *arg);
 
+/// A puppet: a new process that shares the caller's address space (CLONE_VM, like vfork
+/// without the wait) and runs `fn(arg)` on `stack`, with its PIDs from `set_tid` (clone3) or
+/// as the kernel picks them (legacy clone, for the ns_last_pid dance). No page table or
+/// anonymous memory is copied, so creating one costs the same at any depth of a chain.
+/// Returns the PID in the caller's namespace, or -errno.
+long rr_clone3_shared(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg);
+long rr_clone_shared(uint64_t flags, int exit_signal, void *stack, size_t stack_size,
+                     void (*fn)(void *), void *arg);
+
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 
 /// First call of every child-side process (right after its clone): fault signals get their
 /// default action (no crash backtracer in the namespace), and a test's allocation guard
 /// (LD_PRELOAD defining rr_alloc_guard) starts counting. `leave`: the init loop, which may
-/// allocate, stops the guard.
+/// allocate, is exempted from the guard (by its stack: puppets share its address space).
 void rr_child_side_enter(void);
 void rr_child_side_leave(void);
 /// Descriptors a restored process must not inherit: mark every fd from `first` up
@@ -113,6 +123,8 @@ int rr_setns(int fd, int nstype);
 int rr_prctl_set_child_subreaper(int on);
 int rr_prctl_get_child_subreaper(int *on);
 int rr_prctl_set_name(const char *name);
+/// PR_SET_DUMPABLE: the flag belongs to the address space, which puppets share.
+int rr_prctl_set_dumpable(int on);
 
 /// Raw syscalls without glibc wrappers (or whose wrappers keep caches a raw clone breaks).
 long rr_getpid(void);

@@ -36,6 +36,17 @@ struct PreparedNode {
 /// Size of the stack of a restored (parked) thread; it only ever sleeps.
 let parkedThreadStackSize = 64 * 1024
 
+/// Size of each puppet's stack. Puppets share the init's address space (CLONE_VM), each on its
+/// own stack, cut from one MAP_NORESERVE mapping: only the pages a puppet touches (a few)
+/// cost memory. The child side has no recursion and no large locals.
+let puppetStackSize = 128 * 1024
+
+/// What a new puppet starts from (its clone's argument): the world and its node.
+struct PuppetStart {
+    var world: UnsafeMutablePointer<PuppetWorld>
+    var node: Int
+}
+
 /// The read-only world of every puppet.
 struct PuppetWorld {
     var control: ControlBlock
@@ -57,6 +68,10 @@ struct PuppetWorld {
     var supervisor: ForkSupervisor?
     /// Node indices of the plan's runs of sibling forks, for `forkBatch`.
     var forkList: UnsafeMutablePointer<Int32>
+    /// One stack of `puppetStackSize` per node (node i's ends at stacks + (i+1) * size), and
+    /// the argument each node's clone passes to Puppet.start.
+    var stacks: UnsafeMutableRawPointer
+    var starts: UnsafeMutablePointer<PuppetStart>
     /// The signals the coordinator blocks and the inits wait for (InitLoop.signalSet()).
     var initSignals = InitLoop.signalSet()
     /// Testing aid: the fault to inject, and the node that commits it.

@@ -6,13 +6,15 @@ import Glibc
 ///
 /// The rule: no allocation, no locks, no Swift runtime services between clone and exec. The
 /// coordinator is single-threaded when it clones (asserted), every buffer used here was
-/// prepared beforehand (PreparedWorld), and a puppet only makes system calls on them. A
+/// prepared beforehand (PreparedWorld), and a puppet only makes system calls on them. Every
+/// puppet but the init shares the init's address space (and its thread-local storage), each on
+/// its own stack: that is what makes the rule necessary, not just tidy. A
 /// failing puppet reports stage + errno and ends with `_exit`. The integration test
 /// ChildSideTests runs restores under an LD_PRELOAD guard that kills any puppet that
 /// allocates. Only the runtime's init, once released, leaves the child side (InitLoop).
 enum Puppet {
     static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
-        var me = start
+        let me = start
         var seen = initialSeen
         answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
         commands: while true {
@@ -24,15 +26,7 @@ enum Puppet {
             case .forkBatch:
                 for i in 0..<Int(b) {
                     let child = Int(world.forkList[Int(a) + i])
-                    let childSeen = world.control.sequence(child)
                     let pid = clone(world, child)
-                    if pid == 0 {
-                        me = child
-                        seen = childSeen
-                        if world.nodes[child].mountsProc { mountFreshProc(world, me) }
-                        answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
-                        continue commands
-                    }
                     if pid < 0 {
                         if pid != -Int(ECANCELED) { answer(world, child, .failed, stage: .clone3, value: Int32(-pid)) }
                         break
@@ -42,16 +36,8 @@ enum Puppet {
                 setUpNamespace(world, me, neededPidMax: a)
             case .fork:
                 let child = Int(a)
-                let node = world.nodes[child]
-                let childSeen = world.control.sequence(child)
                 let pid = clone(world, child)
-                if pid == -Int(ECANCELED) { continue }
-                if pid == 0 {
-                    me = child
-                    seen = childSeen
-                    if node.mountsProc { mountFreshProc(world, me) }
-                    answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
-                } else if pid < 0 {
+                if pid < 0 && pid != -Int(ECANCELED) {
                     answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
                 }
             case .setsid:
@@ -89,12 +75,15 @@ enum Puppet {
         }
     }
 
-    /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance.
-    /// Returns 0 in the child, the PID in the parent, -errno on failure, -ECANCELED when the
-    /// failure was already reported.
+    /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance. The
+    /// child shares this address space (CLONE_VM) and starts in `start` on its own stack, so
+    /// a fork copies no page tables and links no anonymous memory to its ancestors' (which
+    /// made chains quadratic: every level of a chain of forks links to every level above it).
+    /// Returns the PID, -errno on failure, -ECANCELED when the failure was already reported.
     static func clone(_ world: PuppetWorld, _ child: Int) -> Int {
         let node = world.nodes[child]
-        let pid: Int
+        let stack = world.stacks + child * puppetStackSize
+        let arg = UnsafeMutableRawPointer(world.starts + child)
         if world.useDance {
             // The next PID the kernel hands out in this namespace is ns_last_pid + 1. Safe only
             // because the coordinator serialises every fork in the namespace.
@@ -102,12 +91,22 @@ enum Puppet {
                 fail(world, child, .nsLastPid)
                 return -Int(ECANCELED)
             }
-            pid = rr_fork_flags(node.cloneFlags, SIGCHLD)
-        } else {
-            pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+            return rr_clone_shared(node.cloneFlags, SIGCHLD, stack, puppetStackSize, { Puppet.start($0) }, arg)
         }
-        if pid == 0 { rr_child_side_enter() }
-        return pid
+        return rr_clone3_shared(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount,
+                                stack, puppetStackSize, { Puppet.start($0) }, arg)
+    }
+
+    /// Where every puppet but the init begins, right after its clone.
+    static func start(_ raw: UnsafeMutableRawPointer?) {
+        rr_child_side_enter()
+        let start = raw!.assumingMemoryBound(to: PuppetStart.self).pointee
+        let world = start.world.pointee
+        let me = start.node
+        // Nothing is posted to a node before it says it is ready: this sequence is current.
+        let seen = world.control.sequence(me)
+        if world.nodes[me].mountsProc { mountFreshProc(world, me) }
+        run(world, as: me, seen: seen)
     }
 
     /// Testing aid (`--testing-fault`): break the child side's rules on purpose.
