@@ -123,6 +123,16 @@ public final class ForkSupervisor {
 
     // MARK: init side
 
+    /// The init (or the server beside a tree's PID 1) closes every descriptor above 2 but the
+    /// supervisor's: the receiving end (listeners arrive there), the pin log, and its own copy
+    /// of the sending end. That copy matters: once every puppet has exec'd (CLOEXEC) or closed
+    /// its copy and the coordinator has dropped its own, the receiving end would read as end of
+    /// file forever, and the poll loop would spin at full CPU, starving the payloads whose
+    /// pinned children it checks.
+    func closeAllButOwn() {
+        rr_close_all_but3(receiveFD, sendFD, logFD)
+    }
+
     /// Takes every listener the puppets have sent so far.
     func collectListeners() {
         while true {
