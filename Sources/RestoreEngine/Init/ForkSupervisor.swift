@@ -82,8 +82,10 @@ public final class ForkSupervisor {
         let size = Int(lseek(memfd, 0, SEEK_END))
         guard size > 0, size % 8 == 0 else { throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", message: "unexpected filter size \(size)") }
         instructions = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        guard pread(memfd, instructions, size, 0) == size else {
-            throw RestoreError(.restoreFailed, operation: "pread", errno: Glibc.errno, message: "cannot read the exported fork filter")
+        let got = pread(memfd, instructions, size, 0)
+        guard got == size else {
+            // A short read leaves errno as it was: EIO rather than a stale value.
+            throw RestoreError(.restoreFailed, operation: "pread", errno: got < 0 ? Glibc.errno : EIO, message: "cannot read the exported fork filter")
         }
         instructionCount = UInt16(size / 8)
 
