@@ -158,13 +158,20 @@ static void close_range_or_loop(unsigned first, unsigned last, int cloexec) {
 
 void rr_cloexec_from(int first) { close_range_or_loop((unsigned)first, ~0u, 1); }
 
-void rr_close_all_but(int keep) { rr_close_all_but2(keep, -1); }
+void rr_close_all_but(int keep) { rr_close_all_but3(keep, -1, -1); }
 
-void rr_close_all_but2(int a, int b) {
-    int lo = a < b ? a : b, hi = a < b ? b : a;
+void rr_close_all_but3(int a, int b, int c) {
+    int keep[3] = { a, b, c };
+    // Sorted, so that the gaps between them are closed in one call each.
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) { int t = keep[i]; keep[i] = keep[j]; keep[j] = t; }
     unsigned next = 3;
-    if (lo >= 3) { close_range_or_loop(next, (unsigned)lo - 1, 0); next = (unsigned)lo + 1; }
-    if (hi >= 3 && hi != lo) { close_range_or_loop(next, (unsigned)hi - 1, 0); next = (unsigned)hi + 1; }
+    for (int i = 0; i < 3; i++) {
+        if (keep[i] < (int)next) continue;
+        close_range_or_loop(next, (unsigned)keep[i] - 1, 0);
+        next = (unsigned)keep[i] + 1;
+    }
     close_range_or_loop(next, ~0u, 0);
 }
 

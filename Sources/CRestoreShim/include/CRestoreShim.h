@@ -87,10 +87,11 @@ void rr_child_side_enter(void);
 void rr_child_side_leave(void);
 /// Descriptors a restored process must not inherit: mark every fd from `first` up
 /// close-on-exec (close_range CLOSE_RANGE_CLOEXEC, or one fcntl each on older kernels);
-/// close every fd above 2 but `keep` (-1: none), for processes that hold without exec.
+/// close every fd above 2 but `keep` (-1: none), for processes that hold without exec, and
+/// the runtime's init and fork supervisor, which keep theirs.
 void rr_cloexec_from(int first);
 void rr_close_all_but(int keep);
-void rr_close_all_but2(int a, int b);
+void rr_close_all_but3(int a, int b, int c);
 /// Whether the other end of a connected socket is closed (poll, no wait).
 int rr_peer_closed(int fd);
 
