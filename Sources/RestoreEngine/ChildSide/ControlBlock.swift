@@ -27,6 +27,9 @@ enum PuppetCommand: UInt32 {
     case noise
     /// Become what the tree says: exec the payload, hold, or (init) run the init loop.
     case release
+    /// The PID dance only: create the holder's recorded threads now, while nothing else forks
+    /// (their TIDs come from ns_last_pid, which a concurrent fork would race).
+    case startThreads
 }
 
 /// One answer from a puppet. Sent as one SOCK_SEQPACKET record; the kernel adds the sender's
@@ -51,6 +54,8 @@ enum PuppetStage: Int32 {
     case clone3 = 1, setsid, setpgid, subreaper, mountPrivate, mountProc, pidMax, reap, awaitZombie
     case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid, seccompNotify
     case setgroups, setrlimit, capabilities, noNewPrivileges, seccomp
+    /// The dance gave a thread another TID (the value) than recorded.
+    case threadTid
 
     var operation: String {
         switch self {
@@ -76,6 +81,7 @@ enum PuppetStage: Int32 {
         case .capabilities: return "capset"
         case .noNewPrivileges: return "prctl(PR_SET_NO_NEW_PRIVS)"
         case .seccomp: return "seccomp(SECCOMP_SET_MODE_FILTER)"
+        case .threadTid: return "clone(CLONE_THREAD)"
         }
     }
 }
