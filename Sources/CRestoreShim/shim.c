@@ -621,3 +621,31 @@ int rr_saved_argc(void) { return saved_argc; }
 char **rr_saved_argv(void) { return saved_argv; }
 
 int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }
+
+/* Terminals: thin wrappers over the tty ioctls (Swift cannot call variadic ioctl without
+   allocating). Each returns 0 or a result, or -errno. */
+#include <sys/ioctl.h>
+#include <termios.h>
+
+int rr_tty_set_controlling(int fd) { return ioctl(fd, TIOCSCTTY, 0) < 0 ? -errno : 0; }
+int rr_tty_drop_controlling(int fd) { return ioctl(fd, TIOCNOTTY) < 0 ? -errno : 0; }
+int rr_tty_set_foreground(int fd, pid_t pgrp) { return ioctl(fd, TIOCSPGRP, &pgrp) < 0 ? -errno : 0; }
+int rr_pty_unlock(int master) {
+    int unlock = 0, n = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return -errno;
+    if (ioctl(master, TIOCGPTN, &n) < 0) return -errno;
+    return n;
+}
+int rr_tty_get_winsize(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize w;
+    if (ioctl(fd, TIOCGWINSZ, &w) < 0) return -errno;
+    *rows = w.ws_row;
+    *cols = w.ws_col;
+    return 0;
+}
+int rr_tty_set_winsize(int fd, unsigned short rows, unsigned short cols) {
+    struct winsize w = { .ws_row = rows, .ws_col = cols };
+    return ioctl(fd, TIOCSWINSZ, &w) < 0 ? -errno : 0;
+}
+/* tty_nr / st_rdev major of Unix98 pty slaves (136..143). */
+int rr_is_pty_slave_major(unsigned major) { return major >= 136 && major <= 143; }

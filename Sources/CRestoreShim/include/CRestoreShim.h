@@ -226,4 +226,14 @@ int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6],
 int rr_saved_argc(void);
 char **rr_saved_argv(void);
 
+/* Terminals (ioctl wrappers; 0 or a result, or -errno). */
+int rr_tty_set_controlling(int fd);
+int rr_tty_drop_controlling(int fd);
+int rr_tty_set_foreground(int fd, pid_t pgrp);
+/* Unlocks a pty master and returns its slave's number. */
+int rr_pty_unlock(int master);
+int rr_tty_get_winsize(int fd, unsigned short *rows, unsigned short *cols);
+int rr_tty_set_winsize(int fd, unsigned short rows, unsigned short cols);
+int rr_is_pty_slave_major(unsigned major);
+
 #endif
