@@ -11,6 +11,8 @@ struct TerminalPlan {
     /// Terminal k -> (the node of its session leader, the foreground group as that leader's
     /// namespace numbers it), for the leaders the runtime creates.
     var foreground: [(terminal: Int32, leader: Int, pgrp: pid_t)] = []
+    /// Terminal k -> the node of its session leader, for the leaders the runtime creates.
+    var leaders: [Int: Int] = [:]
 
     static func slavePath(_ k: Int) -> String { "/dev/pts/\(k)" }
 
@@ -27,6 +29,7 @@ struct TerminalPlan {
                 throw RestoreError(.invalidTree, operation: "plan", entry: plan.nodes[leader].label(in: tree),
                                    message: "leads the session of \(t.label(k)) but the plan gives it no setsid of its own, so it cannot take the terminal as its controlling terminal")
             }
+            leaders[k] = leader
             guard let fg = t.foreground else { continue }
             guard let group = plan.nodes.firstIndex(where: { $0.pid == fg }) else {
                 throw RestoreError(.invalidTree, operation: "plan", entry: t.label(k),
