@@ -52,7 +52,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How PIDs are chosen: clone3 (set_tid, Linux 5.5+, race-free), dance (write ns_last_pid then fork; for older kernels, serialised and verified), or auto (clone3 when the kernel has it).", valueName: "METHOD"))
     var pidMethod: PidMethod = .auto
 
-    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
+    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says, becomes another process than recorded, or a recorded one is never forked (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
     var pinMismatch: PinMismatchPolicy = .warn
 
     @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))

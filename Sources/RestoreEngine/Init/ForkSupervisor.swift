@@ -308,6 +308,9 @@ public final class ForkSupervisor {
             }
         }
         pending = still
+        // Owed PIDs: looked at once a second (a forker that ended), or when one is due.
+        guard ledger.owesAny, now >= nextOwedLook || (ledger.nextDue().map { now >= $0 } ?? false) else { return }
+        nextOwedLook = now + 1_000_000_000
         for m in ledger.overdue(now: now, forkerGone: { !Self.alive($0) }) {
             let who = labels[m.pid] ?? "process \(m.pid)"
             let what = m.thread ? "thread \(m.pid) of \(labels[m.forker] ?? "process \(m.forker)")" : who
@@ -325,6 +328,8 @@ public final class ForkSupervisor {
             }
         }
     }
+
+    var nextOwedLook: UInt64 = 0
 
     /// Whether a forker can still fork: it exists and is not a zombie.
     static func alive(_ pid: Int32) -> Bool {
