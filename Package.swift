@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel", "RestoreTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RestoreCheckTests", dependencies: ["RestoreModel", "RestoreCheck"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel", "RestoreTestSupport"],
+        .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel", "RestoreEngine", "RestoreTestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

@@ -158,13 +158,20 @@ static void close_range_or_loop(unsigned first, unsigned last, int cloexec) {
 
 void rr_cloexec_from(int first) { close_range_or_loop((unsigned)first, ~0u, 1); }
 
-void rr_close_all_but(int keep) { rr_close_all_but2(keep, -1); }
+void rr_close_all_but(int keep) { rr_close_all_but3(keep, -1, -1); }
 
-void rr_close_all_but2(int a, int b) {
-    int lo = a < b ? a : b, hi = a < b ? b : a;
+void rr_close_all_but3(int a, int b, int c) {
+    int keep[3] = { a, b, c };
+    // Sorted, so that the gaps between them are closed in one call each.
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) { int t = keep[i]; keep[i] = keep[j]; keep[j] = t; }
     unsigned next = 3;
-    if (lo >= 3) { close_range_or_loop(next, (unsigned)lo - 1, 0); next = (unsigned)lo + 1; }
-    if (hi >= 3 && hi != lo) { close_range_or_loop(next, (unsigned)hi - 1, 0); next = (unsigned)hi + 1; }
+    for (int i = 0; i < 3; i++) {
+        if (keep[i] < (int)next) continue;
+        close_range_or_loop(next, (unsigned)keep[i] - 1, 0);
+        next = (unsigned)keep[i] + 1;
+    }
     close_range_or_loop(next, ~0u, 0);
 }
 
@@ -559,3 +566,31 @@ int rr_saved_argc(void) { return saved_argc; }
 char **rr_saved_argv(void) { return saved_argv; }
 
 int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }
+
+/* Terminals: thin wrappers over the tty ioctls (Swift cannot call variadic ioctl without
+   allocating). Each returns 0 or a result, or -errno. */
+#include <sys/ioctl.h>
+#include <termios.h>
+
+int rr_tty_set_controlling(int fd) { return ioctl(fd, TIOCSCTTY, 0) < 0 ? -errno : 0; }
+int rr_tty_drop_controlling(int fd) { return ioctl(fd, TIOCNOTTY) < 0 ? -errno : 0; }
+int rr_tty_set_foreground(int fd, pid_t pgrp) { return ioctl(fd, TIOCSPGRP, &pgrp) < 0 ? -errno : 0; }
+int rr_pty_unlock(int master) {
+    int unlock = 0, n = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return -errno;
+    if (ioctl(master, TIOCGPTN, &n) < 0) return -errno;
+    return n;
+}
+int rr_tty_get_winsize(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize w;
+    if (ioctl(fd, TIOCGWINSZ, &w) < 0) return -errno;
+    *rows = w.ws_row;
+    *cols = w.ws_col;
+    return 0;
+}
+int rr_tty_set_winsize(int fd, unsigned short rows, unsigned short cols) {
+    struct winsize w = { .ws_row = rows, .ws_col = cols };
+    return ioctl(fd, TIOCSWINSZ, &w) < 0 ? -errno : 0;
+}
+/* tty_nr / st_rdev major of Unix98 pty slaves (136..143). */
+int rr_is_pty_slave_major(unsigned major) { return major >= 136 && major <= 143; }

@@ -111,8 +111,11 @@ public struct OutputFile {
         if path == "-" { return }
         let (directory, name) = try split(path, what: what)
         var st = stat()
-        guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw RestoreError(.input, operation: "stat", errno: Glibc.errno == 0 ? ENOTDIR : Glibc.errno, entry: path,
+        let statResult = stat(directory, &st)
+        // errno is only meaningful when stat failed; a non-directory is ENOTDIR whatever errno holds.
+        let statErrno = statResult == 0 ? ENOTDIR : Glibc.errno
+        guard statResult == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw RestoreError(.input, operation: "stat", errno: statErrno, entry: path,
                                message: "cannot write \(what): \(directory) is not a directory")
         }
         guard access(directory, W_OK | X_OK) == 0 else {

@@ -315,9 +315,11 @@ public enum SeccompCompiler {
                                message: "\(path) compiles to \(size / 8) BPF instructions; the kernel accepts at most \(maxInstructions) per filter")
         }
         let instructions = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        guard pread(memfd, instructions, size, 0) == size else {
+        let got = pread(memfd, instructions, size, 0)
+        guard got == size else {
+            let e = got < 0 ? Glibc.errno : EIO  // read before free(); a short read sets none
             instructions.deallocate()
-            throw RestoreError(.restoreFailed, operation: "pread", errno: Glibc.errno, entry: entry, message: "cannot read the exported seccomp profile")
+            throw RestoreError(.restoreFailed, operation: "pread", errno: e, entry: entry, message: "cannot read the exported seccomp profile")
         }
         return (instructions, UInt16(size / 8))
     }

@@ -29,11 +29,14 @@ extension TreeRecorder {
         return p
     }
 
-    static func readLink(_ path: String) -> String? {
+    static func readLink(_ path: String) -> String? { readLinkOrErrno(path).target }
+
+    /// readlink(2), with the errno read right after a failure (before anything can clobber it).
+    static func readLinkOrErrno(_ path: String) -> (target: String?, errno: Int32) {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink(path, &buf, buf.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard n > 0 else { return (nil, n < 0 ? Glibc.errno : ENOENT) }
+        return (String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self), 0)
     }
 
     /// Whether `name`, looked up as execvp would (a `/` in it: relative to `cwd`; else in
@@ -141,8 +144,8 @@ extension TreeRecorder {
                     problems.append("\(who): is in a user namespace of its own (\(ns), uid_map \(map)), below the root's; a tree is restored in one user namespace: record PID \(s.hostPid) instead, whose map then becomes the tree's")
                 }
                 var spec = ProcessSpec()
-                let cwd = readLink("/proc/\(s.hostPid)/cwd")
-                if cwd == nil { problems.append("\(who): cannot read /proc/\(s.hostPid)/cwd (\(ErrnoName.describe(Glibc.errno)))") }
+                let (cwd, cwdErrno) = readLinkOrErrno("/proc/\(s.hostPid)/cwd")
+                if cwd == nil { problems.append("\(who): cannot read /proc/\(s.hostPid)/cwd (\(ErrnoName.describe(cwdErrno)))") }
                 spec.cwd = cwd
                 let cmdline = SystemCalls.readFile("/proc/\(s.hostPid)/cmdline")
                 if cmdline == nil { problems.append("\(who): cannot read /proc/\(s.hostPid)/cmdline") }

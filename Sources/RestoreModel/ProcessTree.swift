@@ -7,14 +7,48 @@ public struct ProcessTree: Sendable, Equatable {
     /// OCI-style id maps; nil means the default single-id map (caller's id -> 0).
     public var uidMappings: [IDMapping]?
     public var gidMappings: [IDMapping]?
+    /// The terminals the tree's processes had (controlling terminal or on fds 0-2): each is
+    /// rebuilt as a pty of the restore's own devpts instance (docs/tree-format.md, "Terminals").
+    public var terminals: [TerminalSpec] = []
 
     public init(version: Int = ProcessTree.currentVersion, processes: [ProcessEntry],
-                uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil) {
+                uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil,
+                terminals: [TerminalSpec] = []) {
         self.version = version
         self.processes = processes
         self.uidMappings = uidMappings
         self.gidMappings = gidMappings
+        self.terminals = terminals
     }
+}
+
+/// One recorded terminal (`terminals[k]`). Processes name it by `id`.
+public struct TerminalSpec: Sendable, Equatable {
+    /// Opaque name, unique in the tree ("pts3" when recorded from /dev/pts/3).
+    public var id: String
+    /// The session whose controlling terminal it is: the PID of its leader (a process of the
+    /// tree with sid == pid). nil: no session of the tree had it as controlling terminal.
+    public var session: Int32?
+    /// The foreground process group (tcgetpgrp; tpgid in /proc/PID/stat), a group of `session`.
+    public var foreground: Int32?
+    /// What it was when recorded, for messages only ("/dev/pts/3").
+    public var recordedAs: String?
+    /// Window size (TIOCGWINSZ), when it could be read.
+    public var rows: UInt16?
+    public var columns: UInt16?
+
+    public init(id: String, session: Int32? = nil, foreground: Int32? = nil, recordedAs: String? = nil,
+                rows: UInt16? = nil, columns: UInt16? = nil) {
+        self.id = id
+        self.session = session
+        self.foreground = foreground
+        self.recordedAs = recordedAs
+        self.rows = rows
+        self.columns = columns
+    }
+
+    /// How messages name it: `terminals[0] ("pts3")`.
+    public func label(_ k: Int) -> String { "terminals[\(k)] (\(JSONValue.quoted(id, limit: 40)))" }
 }
 
 /// One line of a uid_map or gid_map, OCI names: `containerID hostID size`.
@@ -80,6 +114,12 @@ public struct ProcessEntry: Sendable, Equatable {
     /// What `record` saw the process be (`"recorded"`): the runtime compares a pinned fork
     /// with it; nil when the tree was not recorded or nothing was worth keeping.
     public var recorded: RecordedIdentity?
+    /// `"terminal"`: the id of its controlling terminal (a `terminals` entry whose session is
+    /// this process's); nil: none.
+    public var terminal: String?
+    /// `"stdio"`: per descriptor 0, 1, 2, the id of the terminal it had open there (nil: not a
+    /// recorded terminal; such descriptors are run's own, as for every process).
+    public var stdio: [String?] = []
 
     public var pid: Int32 { nspid[0] }
 

@@ -6,12 +6,23 @@ public enum TreeEncoder {
         if let comment { members.append(("comment", .string(comment))) }
         if let m = tree.uidMappings { members.append(("uidMappings", mappings(m))) }
         if let m = tree.gidMappings { members.append(("gidMappings", mappings(m))) }
+        if !tree.terminals.isEmpty { members.append(("terminals", .array(tree.terminals.map(terminal), layout: .lines))) }
         members.append(("processes", .array(tree.processes.map(entry), layout: .lines)))
         return JSONOutput.object(members, layout: .lines).document()
     }
 
     static func mappings(_ m: [IDMapping]) -> JSONOutput {
         .array(m.map { .object([("containerID", .int($0.containerID)), ("hostID", .int($0.hostID)), ("size", .int($0.size))]) })
+    }
+
+    static func terminal(_ t: TerminalSpec) -> JSONOutput {
+        var fields: [(String, JSONOutput)] = [("id", .string(t.id))]
+        if let s = t.session { fields.append(("session", .int(s))) }
+        if let g = t.foreground { fields.append(("foreground", .int(g))) }
+        if let r = t.recordedAs { fields.append(("recordedAs", .string(r))) }
+        if let r = t.rows { fields.append(("rows", .int(r))) }
+        if let c = t.columns { fields.append(("columns", .int(c))) }
+        return .object(fields)
     }
 
     static func entry(_ e: ProcessEntry) -> JSONOutput {
@@ -31,6 +42,8 @@ public enum TreeEncoder {
         if e.newPidNamespace { fields.append(("newPidNamespace", .bool(true))) }
         if e.childSubreaper { fields.append(("childSubreaper", .bool(true))) }
         if e.spawnedByPayload { fields.append(("spawn", .string("payload"))) }
+        if let t = e.terminal { fields.append(("terminal", .string(t))) }
+        if !e.stdio.isEmpty { fields.append(("stdio", .array(e.stdio.map { $0.map { JSONOutput.string($0) } ?? .null }))) }
         if let p = e.process {
             var spec: [(String, JSONOutput)] = []
             if let a = p.args { spec.append(("args", .strings(a))) }

@@ -18,9 +18,10 @@ public enum TreeParser {
     /// The keys accepted in each kind of object, by section. The section names are the
     /// `$defs` names of docs/tree.schema.json; "tree" is the top-level object.
     public static let knownKeys: [String: [String]] = [
-        "tree": ["version", "comment", "processes", "uidMappings", "gidMappings"],
+        "tree": ["version", "comment", "processes", "uidMappings", "gidMappings", "terminals"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
-                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded"],
+                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio"],
+        "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns"],
         "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
         "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
         "userSpec": ["uid", "gid", "additionalGids", "umask"],
@@ -107,7 +108,26 @@ public enum TreeParser {
         }
         return ProcessTree(version: Int(version), processes: processes,
                            uidMappings: try o["uidMappings"].map { try decodeMappings($0.value, "uidMappings") },
-                           gidMappings: try o["gidMappings"].map { try decodeMappings($0.value, "gidMappings") })
+                           gidMappings: try o["gidMappings"].map { try decodeMappings($0.value, "gidMappings") },
+                           terminals: try o["terminals"].map { try decodeTerminals($0.value) } ?? [])
+    }
+
+    private static func decodeTerminals(_ value: JSONValue) throws -> [TerminalSpec] {
+        try array(value, "terminals", Place(entry: nil)).enumerated().map { k, element in
+            let at = Place(entry: "terminals[\(k)]")
+            guard case .object(let o) = element.kind else {
+                throw at.error(element.position, "each element of terminals must be an object such as "
+                               + "{\"id\": \"pts0\", \"session\": 100, \"foreground\": 100}, found \(element.shortDescription)")
+            }
+            try checkKeys(o, section: "terminal", at)
+            var t = TerminalSpec(id: try string(try required(o, "id", element, at, in: nil), "id", at))
+            t.session = try o["session"].map { try integer($0.value, "session", at, as: Int32.self) }
+            t.foreground = try o["foreground"].map { try integer($0.value, "foreground", at, as: Int32.self) }
+            t.recordedAs = try o["recordedAs"].map { try string($0.value, "recordedAs", at) }
+            t.rows = try o["rows"].map { try integer($0.value, "rows", at, as: UInt16.self) }
+            t.columns = try o["columns"].map { try integer($0.value, "columns", at, as: UInt16.self) }
+            return t
+        }
     }
 
     private static func decodeMappings(_ value: JSONValue, _ name: String) throws -> [IDMapping] {
@@ -226,6 +246,20 @@ public enum TreeParser {
         entry.spawnedByPayload = spawnedByPayload
         entry.threadLevels = threadLevels
         entry.recorded = try o["recorded"].map { try decodeRecorded($0.value, at) }
+        entry.terminal = try o["terminal"].map { try string($0.value, "terminal", at) }
+        if let m = o["stdio"] {
+            let items = try array(m.value, "stdio", at)
+            guard items.count <= 3 else {
+                throw at.error(m.value.position, "stdio has \(items.count) elements; it lists descriptors 0, 1 and 2 only")
+            }
+            entry.stdio = try items.enumerated().map { k, item in
+                if case .null = item.kind { return nil }
+                guard case .string(let id) = item.kind else {
+                    throw at.error(item.position, "stdio[\(k)] must be a terminal id (a string) or null, found \(item.shortDescription)")
+                }
+                return id
+            }
+        }
         return entry
     }
 
@@ -486,7 +520,7 @@ public enum TreeParser {
                            + "integers without a fraction or an exponent)")
         }
         guard let wide = n.int64Value, let value = T(exactly: wide) else {
-            let kind = T.isSigned ? "a 32-bit signed integer" : "a 32-bit unsigned integer"
+            let kind = "a \(T.bitWidth)-bit \(T.isSigned ? "signed" : "unsigned") integer"
             throw at.error(v.position, "\(name) is \(v.shortDescription), out of range for \(kind) "
                            + "(\(T.min)...\(T.max))")
         }
@@ -539,6 +573,7 @@ public enum TreeParser {
         ("processSpec", "inside \"process\""),
         ("userSpec", "inside \"process\": {\"user\": {...}}"),
         ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
+        ("terminal", "in each element of \"terminals\""),
         ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
         ("capabilities", "inside \"process\": {\"capabilities\": {...}}"),
         ("rlimit", "in each element of \"process\": {\"rlimits\": [...]}"),

@@ -258,6 +258,7 @@ private struct Checker {
         checkInits()
         checkZombieChildren()
         checkNamespaces()
+        checkTerminals()
         checkMappings(tree.uidMappings, "uidMappings")
         checkMappings(tree.gidMappings, "gidMappings")
     }
@@ -398,6 +399,66 @@ private struct Checker {
                 }
             } else {
                 byPid[pid] = i
+            }
+        }
+    }
+
+    /// Terminals: unique ids; a terminal's session is led by a live process of the tree whose
+    /// controlling terminal it is; its foreground group is a group of that session; a process
+    /// names as controlling terminal only the terminal of its own session; stdio names known ids.
+    mutating func checkTerminals() {
+        var index: [String: Int] = [:]
+        let terms = tree.terminals
+        for (k, t) in terms.enumerated() {
+            let who = t.label(k)
+            if t.id.isEmpty { report(entry: "terminals[\(k)]", "id is empty: give each terminal a name its processes refer to") }
+            if let j = index[t.id] {
+                report(entry: who, "the id is used by terminals[\(j)] too; each terminal needs its own")
+            } else {
+                index[t.id] = k
+            }
+            guard let session = t.session else {
+                if let fg = t.foreground {
+                    report(entry: who, "has foreground group \(fg) but no session; a foreground group belongs to the session whose controlling terminal it is")
+                }
+                continue
+            }
+            guard let leader = byPid[session] else {
+                report(entry: who, "its session \(session) has no leader in the tree (no process has pid \(session)); a session that lost its leader has no controlling terminal any more (the kernel detaches it), so drop \"session\" or add the leader")
+                continue
+            }
+            let l = procs[leader]
+            if l.sid != l.pid {
+                report(entry: who, "its session \(session) is led by \(name(leader)), which is not a session leader (its sid is \(l.sid)); session is the pid of a process with sid == pid")
+            } else if l.state == .zombie {
+                report(entry: who, "its session leader \(name(leader)) is a zombie; a session leader that exits detaches its controlling terminal, so drop \"session\"")
+            } else if l.terminal != t.id {
+                report(entry: who, "its session leader \(name(leader)) does not have it as controlling terminal (give that process \"terminal\": \(JSONValue.quoted(t.id, limit: 40)))")
+            }
+            if let fg = t.foreground, !procs.contains(where: { $0.pgid == fg && $0.sid == session }) {
+                report(entry: who, "its foreground group \(fg) is not a process group of session \(session): no process of the tree has pgid \(fg) and sid \(session)")
+            }
+        }
+        for i in procs.indices {
+            let e = procs[i]
+            if let id = e.terminal {
+                if let k = index[id] {
+                    let t = terms[k]
+                    if t.session != e.sid {
+                        report(i, "has controlling terminal \(JSONValue.quoted(id, limit: 40)), the controlling terminal of "
+                               + (t.session.map { "session \($0)" } ?? "no session") + ", but it is in session \(e.sid); a process's controlling terminal is its session's")
+                    }
+                } else {
+                    report(i, "terminal \(JSONValue.quoted(id, limit: 40)) is not in terminals" + TreeParser.didYouMean(id, terms.map(\.id)))
+                }
+            }
+            for (fd, id) in e.stdio.enumerated() {
+                if let id, index[id] == nil {
+                    report(i, "stdio[\(fd)] \(JSONValue.quoted(id, limit: 40)) is not in terminals" + TreeParser.didYouMean(id, terms.map(\.id)))
+                }
+            }
+            if e.state == .zombie && (e.terminal != nil || e.stdio.contains(where: { $0 != nil })) {
+                report(i, "is a zombie but has a terminal: a zombie has no descriptors or controlling terminal")
             }
         }
     }

@@ -78,10 +78,19 @@ struct EngineHardeningTests {
         #expect(t == .exited(7), "\(t): \(run.stdout) \(run.stderr)")
     }
 
-    @Test("restored processes inherit no descriptor but 0, 1, 2: not the caller's, not the runtime's sockets or pin log",
-          .enabled(if: Prerequisites.userNamespacesWork))
-    func noInheritedDescriptors() throws {
-        let tree = """
+    /// Trees for the descriptor test: plain (the runtime's init does not supervise), with a
+    /// payload-spawned child (the runtime's init supervises forks), and with the tree's own PID 1
+    /// forking pinned children (the supervisor runs beside it, OutsideSupervisor).
+    static let descriptorTrees: [String: String] = [
+        "plain": """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["sh", "-c", "sleep 1000 & wait"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 101, "ppid": 100, "pgid": 100, "sid": 100},
+          {"pid": 102, "ppid": 100, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 103, "ppid": 100, "pgid": 100, "sid": 100, "state": "stopped"}
+        ]}
+        """,
+        "pinned": """
         {"version": 1, "processes": [
           {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["sh", "-c", "sleep 1000 & wait"], "env": ["PATH=/usr/bin:/bin"]}},
           {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"},
@@ -89,19 +98,57 @@ struct EngineHardeningTests {
           {"pid": 102, "ppid": 100, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
           {"pid": 103, "ppid": 100, "pgid": 100, "sid": 100, "state": "stopped"}
         ]}
-        """
+        """,
+        "pid1-pinned": """
+        {"version": 1, "processes": [
+          {"pid": 1, "ppid": 0, "pgid": 1, "sid": 1, "process": {"args": ["sh", "-c", "sleep 1000 & wait"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 5000, "ppid": 1, "pgid": 1, "sid": 1, "spawn": "payload"},
+          {"pid": 101, "ppid": 1, "pgid": 1, "sid": 1}
+        ]}
+        """,
+    ]
+
+    @Test("nothing in the namespace inherits the caller's descriptors: not the init, not the fork supervisor, not a restored process (which keep 0, 1, 2 only)",
+          .enabled(if: Prerequisites.userNamespacesWork), arguments: ["plain", "pinned", "pid1-pinned"])
+    func noInheritedDescriptors(shape: String) throws {
         let run = try RestoreRun()
         defer { run.tearDown() }
         // The caller leaves descriptor 7 open (not close-on-exec), as a careless shell would.
-        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)), extra: ["--pin-log", run.directory + "/pins.log"],
+        let pins = run.directory + "/pins.log"
+        try run.startRun(treeFile: try run.write("tree.json", Data(Self.descriptorTrees[shape]!.utf8)), extra: ["--pin-log", pins],
                          launcher: ["/bin/sh", "-c", "exec 7</etc/hostname; exec \"$0\" \"$@\""])
         try run.waitUntilReady()
-        let seen = try run.waitForNamespace(timeout: 20, "the payload's pinned child 5000") { $0.contains { $0.pid == 5000 } }
-        for p in seen where p.pid != 1 {
-            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.host.hostPid)/fd")) ?? ["?"]
-            let extra = fds.filter { !["0", "1", "2"].contains($0) }.sorted()
-            let targets = extra.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.host.hostPid)/fd/\($0)")) ?? "?" }
-            #expect(extra.isEmpty, "pid \(p.pid) (\(p.host.commandLine)) holds descriptors \(zip(extra, targets).map { "\($0)->\($1)" })")
+        let pinned = shape != "plain"
+        let seen = try run.waitForNamespace(timeout: 20, "every process (the pinned child 5000, the supervisor)") { now in
+            !pinned || (now.contains { $0.pid == 5000 } && (shape != "pid1-pinned" || now.contains { $0.ppid == 0 && $0.pid > 5000 }))
+        }
+        // The runtime's own processes in the namespace: its init (PID 1 unless the tree has
+        // one) and the supervisor beside a tree's PID 1 (nobody's child there).
+        let runtimeOwn = seen.filter { shape == "pid1-pinned" ? ($0.ppid == 0 && $0.pid != 1) : $0.pid == 1 }
+        #expect(runtimeOwn.count == 1, "\(seen)")
+        for p in seen {
+            let dir = "/proc/\(p.host.hostPid)/fd"
+            let fds = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? ["?"]).filter { !["0", "1", "2"].contains($0) }.sorted()
+            let targets = fds.map { "\($0)->" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/\($0)")) ?? "?") }
+            if runtimeOwn.contains(where: { $0.pid == p.pid }) {
+                #expect(!targets.contains { $0.hasSuffix("->/etc/hostname") }, "the runtime's \(p.pid) holds the caller's descriptor 7: \(targets)")
+            } else {
+                #expect(fds.isEmpty, "pid \(p.pid) (\(p.host.commandLine)) holds descriptors \(targets)")
+            }
+        }
+        if pinned, let server = runtimeOwn.first {
+            // The supervisor keeps its own socket's sending end: with it closed the socket reads
+            // as end of file forever and the poll loop spins (it once did, starving pin checks).
+            func cpuTicks() -> Int {
+                let stat = readText("/proc/\(server.host.hostPid)/stat")
+                guard let close = stat.lastIndex(of: ")") else { return 0 }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 12 ? (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0) : 0
+            }
+            let before = cpuTicks()
+            usleep(1_000_000)
+            let used = cpuTicks() - before
+            #expect(used < sysconf(Int32(_SC_CLK_TCK)) / 4, "the idle supervisor (pid \(server.pid)) used \(used) clock ticks of CPU in 1 s")
         }
     }
 

@@ -7,6 +7,8 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import RestoreEngine
+import RestoreModel
 import Testing
 
 @Suite("files run writes: planted symlinks, full filesystems", .serialized)
@@ -92,6 +94,19 @@ struct OutputFileTests {
             #expect(readText(dir + "/report.json").contains("\"processes\""))
             #expect(readText(dir + "/pins.log").contains("\"expected\": 150"), "pin log: \(readText(dir + "/pins.log"))")
             run.tearDown()
+        }
+    }
+
+    @Test("a target whose directory is a file is refused as ENOTDIR, whatever errno held before")
+    func notADirectoryNamesItsOwnErrno() throws {
+        // stat succeeds on a regular file, so errno is not set: a stale value must not be reported.
+        errno = ENOENT
+        do {
+            try OutputFile.checkWritable("/etc/hostname/report.json", what: "the report")
+            Issue.record("a path below a regular file was accepted")
+        } catch let e as RestoreError {
+            #expect(e.errno == ENOTDIR, "\(e)")
+            #expect("\(e)".contains("ENOTDIR"), "\(e)")
         }
     }
 

@@ -87,10 +87,11 @@ void rr_child_side_enter(void);
 void rr_child_side_leave(void);
 /// Descriptors a restored process must not inherit: mark every fd from `first` up
 /// close-on-exec (close_range CLOSE_RANGE_CLOEXEC, or one fcntl each on older kernels);
-/// close every fd above 2 but `keep` (-1: none), for processes that hold without exec.
+/// close every fd above 2 but `keep` (-1: none), for processes that hold without exec, and
+/// the runtime's init and fork supervisor, which keep theirs.
 void rr_cloexec_from(int first);
 void rr_close_all_but(int keep);
-void rr_close_all_but2(int a, int b);
+void rr_close_all_but3(int a, int b, int c);
 /// Whether the other end of a connected socket is closed (poll, no wait).
 int rr_peer_closed(int fd);
 
@@ -220,5 +221,15 @@ int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6],
  * CommandLine reads /proc/self/cmdline on Linux, which is missing without /proc. */
 int rr_saved_argc(void);
 char **rr_saved_argv(void);
+
+/* Terminals (ioctl wrappers; 0 or a result, or -errno). */
+int rr_tty_set_controlling(int fd);
+int rr_tty_drop_controlling(int fd);
+int rr_tty_set_foreground(int fd, pid_t pgrp);
+/* Unlocks a pty master and returns its slave's number. */
+int rr_pty_unlock(int master);
+int rr_tty_get_winsize(int fd, unsigned short *rows, unsigned short *cols);
+int rr_tty_set_winsize(int fd, unsigned short rows, unsigned short cols);
+int rr_is_pty_slave_major(unsigned major);
 
 #endif

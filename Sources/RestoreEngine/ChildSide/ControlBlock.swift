@@ -23,6 +23,9 @@ enum PuppetCommand: UInt32 {
     case reap
     /// waitid(a, WEXITED|WNOWAIT): wait until the zombie-to-be is dead without reaping it.
     case awaitZombie
+    /// Session leader: make group b (its own namespace's number) the foreground group of
+    /// terminal a (tcsetpgrp), once every group exists.
+    case setForeground
     /// Testing aid: fork and reap children without chosen PIDs until the next command.
     case noise
     /// Become what the tree says: exec the payload, hold, or (init) run the init loop.
@@ -51,6 +54,7 @@ enum PuppetStage: Int32 {
     case clone3 = 1, setsid, setpgid, subreaper, mountPrivate, mountProc, pidMax, reap, awaitZombie
     case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid, seccompNotify
     case setgroups, setrlimit, capabilities, noNewPrivileges, seccomp
+    case mountDevpts, bindPtmx, controllingTerminal, foreground, terminalStdio
 
     var operation: String {
         switch self {
@@ -76,6 +80,11 @@ enum PuppetStage: Int32 {
         case .capabilities: return "capset"
         case .noNewPrivileges: return "prctl(PR_SET_NO_NEW_PRIVS)"
         case .seccomp: return "seccomp(SECCOMP_SET_MODE_FILTER)"
+        case .mountDevpts: return "mount devpts /dev/pts (newinstance)"
+        case .bindPtmx: return "mount --bind /dev/pts/ptmx /dev/ptmx"
+        case .controllingTerminal: return "ioctl(TIOCSCTTY)"
+        case .foreground: return "tcsetpgrp"
+        case .terminalStdio: return "open the pty slave onto 0, 1, 2"
         }
     }
 }

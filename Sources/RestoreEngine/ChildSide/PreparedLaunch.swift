@@ -31,6 +31,8 @@ struct PreparedNode {
     var threadStacks: UnsafeMutablePointer<UnsafeMutableRawPointer?>? = nil
     /// User, capabilities, limits, seccomp: applied after all forking, right before exec.
     var identity: UnsafeMutablePointer<PreparedIdentity>? = nil
+    /// Controlling terminal and pty slaves on 0-2 (TerminalAttachment).
+    var terminals = PreparedTerminals()
 }
 
 /// Size of the stack of a restored (parked) thread; it only ever sleeps.
@@ -57,6 +59,10 @@ struct PuppetWorld {
     var supervisor: ForkSupervisor?
     /// Node indices of the plan's runs of sibling forks, for `forkBatch`.
     var forkList: UnsafeMutablePointer<Int32>
+    /// Slave paths of the restore's ptys ("/dev/pts/K" in the namespace's devpts instance), one
+    /// per recorded terminal; nil when the tree has none.
+    var terminalPaths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
+    var terminalCount: Int = 0
     /// The signals the coordinator blocks and the inits wait for (InitLoop.signalSet()).
     var initSignals = InitLoop.signalSet()
     /// Testing aid: the fault to inject, and the node that commits it.
@@ -72,6 +78,11 @@ struct FixedStrings {
     let pidMax: UnsafeMutablePointer<CChar>
     let nsLastPid: UnsafeMutablePointer<CChar>
     let execFailedStopped: UnsafeMutablePointer<CChar>
+    let devpts: UnsafeMutablePointer<CChar>
+    let devptsDir: UnsafeMutablePointer<CChar>
+    let devptsOptions: UnsafeMutablePointer<CChar>
+    let ptmx: UnsafeMutablePointer<CChar>
+    let ptsPtmx: UnsafeMutablePointer<CChar>
 
     init(_ arena: Arena) {
         root = arena.cString("/")
@@ -80,6 +91,12 @@ struct FixedStrings {
         pidMax = arena.cString("/proc/sys/kernel/pid_max")
         nsLastPid = arena.cString("/proc/sys/kernel/ns_last_pid")
         execFailedStopped = arena.cString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
+        devpts = arena.cString("devpts")
+        devptsDir = arena.cString("/dev/pts")
+        // A devpts of the namespace's own: its ptys are numbered from 0 and nobody else's show.
+        devptsOptions = arena.cString("newinstance,ptmxmode=0666,mode=0620")
+        ptmx = arena.cString("/dev/ptmx")
+        ptsPtmx = arena.cString("/dev/pts/ptmx")
     }
 }
 

@@ -55,7 +55,12 @@ enum Puppet {
                     answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
                 }
             case .setsid:
-                if setsid() < 0 { fail(world, me, .setsid) } else { answer(world, me, .done) }
+                if setsid() < 0 { fail(world, me, .setsid); break }
+                let e = TerminalAttachment.takeControlling(world, me)
+                if e != 0 { answer(world, me, .failed, stage: .controllingTerminal, value: e) } else { answer(world, me, .done) }
+            case .setForeground:
+                let e = TerminalAttachment.setForeground(world, terminal: a, pgrp: b)
+                if e != 0 { answer(world, me, .failed, stage: .foreground, value: e) } else { answer(world, me, .done) }
             case .setpgid:
                 if setpgid(0, a) < 0 { fail(world, me, .setpgid) } else { answer(world, me, .done) }
             case .setChildSubreaper:
@@ -138,6 +143,7 @@ enum Puppet {
     /// PID namespace, and a pid_max large enough for the tree.
     static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) {
         if !mountFreshProc(world, me) { return }
+        if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return }
         if neededPidMax > 0 && !ensurePidMax(world, neededPidMax) { fail(world, me, .pidMax); return }
         answer(world, me, .done)
     }
@@ -150,6 +156,18 @@ enum Puppet {
             fail(world, me, .mountProc)
             return false
         }
+        return true
+    }
+
+    /// For trees with terminals: a devpts instance of the namespace's own on /dev/pts, and
+    /// /dev/ptmx leading to it, so the restore's ptys (and any a payload opens) live there.
+    static func mountOwnDevpts(_ world: PuppetWorld, _ me: Int) -> Bool {
+        let s = world.strings
+        if mount(s.devpts, s.devptsDir, s.devpts, UInt(MS_NOSUID | MS_NOEXEC), s.devptsOptions) < 0 {
+            fail(world, me, .mountDevpts)
+            return false
+        }
+        if mount(s.ptsPtmx, s.ptmx, nil, UInt(MS_BIND), nil) < 0 { fail(world, me, .bindPtmx); return false }
         return true
     }
 
@@ -237,6 +255,11 @@ enum Puppet {
             close(world.answerFD)
             rr_child_side_leave()
             InitLoop.runtimeInit(world)
+        }
+        let terminalError = TerminalAttachment.attachStdio(world, me)
+        if terminalError != 0 {
+            answer(world, me, .failed, stage: .terminalStdio, value: terminalError)
+            _exit(126)
         }
         _ = rr_reset_signal_dispositions()
         var empty = sigset_t()

@@ -14,6 +14,8 @@ final class LiveNamespace {
     var supervisorKeeper: pid_t = 0
     /// The keeper exited with this code (125: a pin mismatch under --pin-mismatch error).
     private(set) var supervisorExit: Int32?
+    /// The ptys of the tree's terminals, held until the namespace ends.
+    var terminals: TerminalMasters?
 
     private init(initHostPid: pid_t, signalFD: Int32) {
         self.initHostPid = initHostPid

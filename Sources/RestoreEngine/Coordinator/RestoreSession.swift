@@ -44,8 +44,13 @@ public struct RestoreSession {
             namespace = ns
             let channel = PuppetChannel(world: world, namespace: ns, tree: tree, stepTimeout: options.stepTimeout)
             try ns.setUp(world, channel)
+            if !tree.terminals.isEmpty { ns.terminals = try TerminalMasters(tree: tree, initHostPid: ns.initHostPid) }
             clock.end("namespace")
             try TreeBuilder.build(world, channel, tree: tree, progress: options.onProgress)
+            for f in world.terminals.foreground {
+                world.puppets.control.post(f.leader, .setForeground, f.terminal, f.pgrp)
+                try channel.awaitAnswer(from: f.leader, expecting: .done)
+            }
             clock.end("build")
             let observed = ProcObservation.observe(world, channel)
             let verified = RestoreVerification.verify(tree: tree, plan: world.plan, observed: observed)

@@ -15,8 +15,11 @@ enum Shim {
                 if namespace.supervisorExit == RestoreError.ExitCode.restoreFailed { return RestoreError.ExitCode.restoreFailed }
                 return InitLoop.exitCode(status)
             }
-            var fds = pollfd(fd: namespace.signalFD, events: Int16(POLLIN), revents: 0)
-            _ = poll(&fds, 1, 1000)
+            var fds = [pollfd(fd: namespace.signalFD, events: Int16(POLLIN), revents: 0)]
+            fds += (namespace.terminals?.masters ?? []).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            _ = poll(&fds, nfds_t(fds.count), 1000)
+            // Without a caller's terminal, what the restored terminals print is discarded.
+            for p in fds.dropFirst() where p.revents != 0 { TerminalMasters.drain(p.fd) }
             var info = signalfd_siginfo()
             while read(namespace.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
                 let sig = Int32(info.ssi_signo)

@@ -20,13 +20,15 @@ final class PreparedWorld {
     let ownLevels: Int
     /// Kept alive with the world: the puppets use the filters it compiled.
     let identities: ProcessIdentity.Preparer
+    /// Who takes which terminal, and the foreground groups to set once groups exist.
+    let terminals: TerminalPlan
 
     /// The kernel allows 32 PID-namespace levels below the initial one (MAX_PID_NS_LEVEL).
     static let maxPidNamespaceLevel = 32
 
     private init(arena: Arena, puppets: PuppetWorld, plan: RestorePlan, maps: IDMapWriter,
                  forkBatches: [Int: (offset: Int, count: Int)], noiseNodes: Set<Int>, ownLevels: Int,
-                 identities: ProcessIdentity.Preparer) {
+                 identities: ProcessIdentity.Preparer, terminals: TerminalPlan) {
         self.arena = arena
         self.puppets = puppets
         self.plan = plan
@@ -35,6 +37,7 @@ final class PreparedWorld {
         self.noiseNodes = noiseNodes
         self.ownLevels = ownLevels
         self.identities = identities
+        self.terminals = terminals
     }
 
     func label(_ node: Int, _ tree: ProcessTree) -> String { plan.nodes[node].label(in: tree) }
@@ -57,6 +60,7 @@ final class PreparedWorld {
 
         let count = plan.nodes.count
         let nodes = arena.allocate(PreparedNode.self, count: count)
+        let terminals = try TerminalPlan(tree: tree, plan: plan)
         var topLevel: [pid_t] = []
         for (i, n) in plan.nodes.enumerated() {
             let setTid = arena.allocate(pid_t.self, count: n.depth)
@@ -86,6 +90,7 @@ final class PreparedWorld {
                     prepared.cwd = arena.cString(dir)
                 }
                 prepared.identity = try identities.prepare(entry)
+                prepared.terminals = terminals.prepared(for: entry)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
                     // Per thread, its set_tid array: innermost level first.
@@ -174,10 +179,16 @@ final class PreparedWorld {
                                   topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(arena),
                                   scratch: arena.allocate(UInt8.self, count: 64), useDance: dance,
                                   supervisor: supervisor, forkList: forkList)
+        if !tree.terminals.isEmpty {
+            let paths = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: tree.terminals.count)
+            for k in tree.terminals.indices { paths[k] = arena.cString(TerminalPlan.slavePath(k)) }
+            puppets.terminalPaths = paths
+            puppets.terminalCount = tree.terminals.count
+        }
         puppets.fault = options.testingFault
         puppets.faultNode = plan.nodeOfEntry.first ?? -1
         return PreparedWorld(arena: arena, puppets: puppets, plan: plan, maps: maps, forkBatches: batches,
-                             noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities)
+                             noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities, terminals: terminals)
     }
 
     /// Runs of consecutive forks by one parent become one batch: the parent clones them one

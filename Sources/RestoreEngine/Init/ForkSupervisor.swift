@@ -94,8 +94,10 @@ public final class ForkSupervisor {
         let size = Int(lseek(memfd, 0, SEEK_END))
         guard size > 0, size % 8 == 0 else { throw RestoreError(.restoreFailed, operation: "seccomp_export_bpf", message: "unexpected filter size \(size)") }
         instructions = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        guard pread(memfd, instructions, size, 0) == size else {
-            throw RestoreError(.restoreFailed, operation: "pread", errno: Glibc.errno, message: "cannot read the exported fork filter")
+        let got = pread(memfd, instructions, size, 0)
+        guard got == size else {
+            // A short read leaves errno as it was: EIO rather than a stale value.
+            throw RestoreError(.restoreFailed, operation: "pread", errno: got < 0 ? Glibc.errno : EIO, message: "cannot read the exported fork filter")
         }
         instructionCount = UInt16(size / 8)
 
@@ -134,6 +136,16 @@ public final class ForkSupervisor {
     }
 
     // MARK: init side
+
+    /// The init (or the server beside a tree's PID 1) closes every descriptor above 2 but the
+    /// supervisor's: the receiving end (listeners arrive there), the pin log, and its own copy
+    /// of the sending end. That copy matters: once every puppet has exec'd (CLOEXEC) or closed
+    /// its copy and the coordinator has dropped its own, the receiving end would read as end of
+    /// file forever, and the poll loop would spin at full CPU, starving the payloads whose
+    /// pinned children it checks.
+    func closeAllButOwn() {
+        rr_close_all_but3(receiveFD, sendFD, logFD)
+    }
 
     /// Takes every listener the puppets have sent so far.
     func collectListeners() {

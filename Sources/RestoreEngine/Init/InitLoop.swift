@@ -20,9 +20,9 @@ enum InitLoop {
     /// by having been orphaned; SIGWINCH goes to the terminal's foreground group when it is in
     /// the namespace; every other signal to the top-level processes.
     static func runtimeInit(_ world: PuppetWorld) -> Never {
-        // The caller's descriptors are not the namespace's. A supervising init keeps its own:
-        // the supervisor holds descriptors of its own (listeners, pin checks).
-        if world.supervisor == nil { rr_close_all_but(-1) }
+        // The caller's descriptors are not the namespace's; a supervising init keeps the
+        // supervisor's (ForkSupervisor.closeAllButOwn).
+        if let supervisor = world.supervisor { supervisor.closeAllButOwn() } else { rr_close_all_but(-1) }
         var set = world.initSignals
         var old = sigset_t()
         _ = rr_block_signals(&set, &old)

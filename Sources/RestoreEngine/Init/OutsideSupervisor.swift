@@ -37,13 +37,23 @@ enum OutsideSupervisor {
         for fd in fds where rr_setns(fd, 0) != 0 { _exit(126) }
         var tid = [Int32(abovePid + 1)]
         var server = rr_clone3(0, SIGCHLD, &tid, 1)
-        if server == -Int(EEXIST) || server == -Int(EINVAL) { server = rr_clone3(0, SIGCHLD, nil, 0) }
+        if server == -Int(ENOSYS) {
+            // No clone3 (an older kernel, or a profile that hides it): the ns_last_pid dance.
+            // Nothing else forks in the namespace now (no payload is released yet).
+            _ = SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(abovePid)")
+            server = rr_fork_flags(0, SIGCHLD)
+        } else if server == -Int(EEXIST) || server == -Int(EINVAL) {
+            server = rr_clone3(0, SIGCHLD, nil, 0)
+        }
         if server < 0 { _exit(126) }
         if server == 0 {
             _ = rr_prctl_set_pdeathsig(SIGKILL)
+            // Inside the namespace: nothing of the caller's or the coordinator's.
+            supervisor.closeAllButOwn()
             supervisor.besideTreeInit = true
             serve(supervisor)
         }
+        rr_close_all_but(-1)
         var status: Int32 = 0
         while waitpid(pid_t(server), &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
         let code = InitLoop.exitCode(status)

@@ -1,0 +1,74 @@
+import CRestoreShim
+import Glibc
+
+/// A node's recorded terminals, as indices into `PuppetWorld.terminalPaths` (-1: none).
+struct PreparedTerminals {
+    /// Session leader: takes this pty as controlling terminal right after its setsid, before
+    /// it forks anyone of its session, so that they inherit it (the kernel gives a controlling
+    /// terminal only to a session leader, and copies it to children at fork).
+    var controlling: Int32 = -1
+    /// Descriptors 0, 1, 2: the pty slave to put there before exec.
+    var stdio: (Int32, Int32, Int32) = (-1, -1, -1)
+    /// A member of a terminal's session that had no controlling terminal (TIOCNOTTY): drops
+    /// the one it inherited, before exec.
+    var dropInherited: Int32 = -1
+
+    var attachesStdio: Bool { stdio.0 >= 0 || stdio.1 >= 0 || stdio.2 >= 0 || dropInherited >= 0 }
+}
+
+/// The child side of terminals: the only place a puppet touches a pty. System calls on
+/// prepared paths only (no allocation). The coordinator made the ptys beforehand
+/// (TerminalMasters), in the namespace's own devpts instance that the init mounted.
+enum TerminalAttachment {
+    /// After setsid: TIOCSCTTY on the pty slave. Returns errno, or 0.
+    static func takeControlling(_ world: PuppetWorld, _ me: Int) -> Int32 {
+        let k = world.nodes[me].terminals.controlling
+        guard k >= 0, let path = world.terminalPaths?[Int(k)] else { return 0 }
+        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        if fd < 0 { return Glibc.errno }
+        let r = rr_tty_set_controlling(fd)
+        close(fd)
+        return r < 0 ? -r : 0
+    }
+
+    /// Session leader, once every group exists: make group `pgrp` (as this process's
+    /// namespace numbers it) the foreground group of terminal `k`. Returns errno, or 0.
+    static func setForeground(_ world: PuppetWorld, terminal k: Int32, pgrp: pid_t) -> Int32 {
+        guard k >= 0, k < world.terminalCount, let path = world.terminalPaths?[Int(k)] else { return EINVAL }
+        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        if fd < 0 { return Glibc.errno }
+        let r = rr_tty_set_foreground(fd, pgrp)
+        close(fd)
+        return r < 0 ? -r : 0
+    }
+
+    /// Before exec (or holding): the pty slaves onto 0, 1, 2 as recorded, and an inherited
+    /// controlling terminal dropped where the recording had none. Returns errno, or 0.
+    static func attachStdio(_ world: PuppetWorld, _ me: Int) -> Int32 {
+        let t = world.nodes[me].terminals
+        guard t.attachesStdio, let paths = world.terminalPaths else { return 0 }
+        if t.dropInherited >= 0, let path = paths[Int(t.dropInherited)] {
+            let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            if fd < 0 { return Glibc.errno }
+            let r = rr_tty_drop_controlling(fd)
+            close(fd)
+            if r < 0 && r != -ENOTTY { return -r }
+        }
+        // In order 0, 1, 2 (no array: nothing allocates here).
+        var e = place(paths, t.stdio.0, on: 0)
+        if e == 0 { e = place(paths, t.stdio.1, on: 1) }
+        if e == 0 { e = place(paths, t.stdio.2, on: 2) }
+        return e
+    }
+
+    private static func place(_ paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ k: Int32, on target: Int32) -> Int32 {
+        guard k >= 0, let path = paths[Int(k)] else { return 0 }
+        let fd = open(path, O_RDWR | O_NOCTTY)
+        if fd < 0 { return Glibc.errno }
+        if fd != target {
+            if dup2(fd, target) < 0 { let e = Glibc.errno; close(fd); return e }
+            close(fd)
+        }
+        return 0
+    }
+}

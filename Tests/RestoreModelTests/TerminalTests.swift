@@ -1,0 +1,110 @@
+import Foundation
+import RestoreModel
+import Testing
+
+// Terminals in the tree format: parsing, writing, and the validation rules (a terminal's
+// session is led by a live process of the tree that has it as controlling terminal, its
+// foreground group is a group of that session, processes name only their session's terminal).
+
+private func parse(_ text: String) throws -> ProcessTree { try TreeParser.parse(Array(text.utf8)) }
+
+/// A bash session under a pty: bash 100 leads session 100 with terminal "pts3", a job 105
+/// (group 105) in the foreground, a background job 107 without the terminal on stdout.
+private let shellTree = """
+    {"version": 1,
+     "terminals": [{"id": "pts3", "session": 100, "foreground": 105, "recordedAs": "/dev/pts/3", "rows": 40, "columns": 120}],
+     "processes": [
+      {"pid": 100, "ppid": 1, "pgid": 100, "sid": 100, "terminal": "pts3", "stdio": ["pts3", "pts3", "pts3"]},
+      {"pid": 105, "ppid": 100, "pgid": 105, "sid": 100, "terminal": "pts3", "stdio": ["pts3", "pts3", "pts3"]},
+      {"pid": 107, "ppid": 100, "pgid": 107, "sid": 100, "terminal": "pts3", "stdio": [null, null, "pts3"]}
+     ]}
+    """
+
+private func problems(_ tree: ProcessTree) -> [String] { TreeValidator.problems(in: tree).map(\.description) }
+
+@Suite("Terminals in the tree format")
+struct TerminalTests {
+    @Test func parsesAndRoundTrips() throws {
+        let tree = try parse(shellTree)
+        #expect(tree.terminals == [TerminalSpec(id: "pts3", session: 100, foreground: 105, recordedAs: "/dev/pts/3", rows: 40, columns: 120)])
+        #expect(tree.processes[0].terminal == "pts3" && tree.processes[0].stdio == ["pts3", "pts3", "pts3"])
+        #expect(tree.processes[2].stdio == [nil, nil, "pts3"])
+        #expect(problems(tree).isEmpty, "\(problems(tree))")
+        let again = try parse(TreeEncoder.encode(tree))
+        #expect(again.terminals == tree.terminals)
+        #expect(again.processes.map(\.terminal) == tree.processes.map(\.terminal))
+        #expect(again.processes.map(\.stdio) == tree.processes.map(\.stdio))
+    }
+
+    @Test func shapeErrorsNameTheElement() throws {
+        func refused(_ text: String, _ fragment: String) {
+            do {
+                _ = try parse(text)
+                Issue.record("accepted: \(text)")
+            } catch let e as RestoreError {
+                #expect(e.description.contains(fragment), "\(e.description)")
+            } catch { Issue.record("\(error)") }
+        }
+        refused(#"{"version": 1, "terminals": [{"session": 1}], "processes": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1}]}"#,
+                "terminals[0], line 1")
+        refused(#"{"version": 1, "terminals": [{"id": "a", "sesion": 1}], "processes": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1}]}"#,
+                "did you mean \"session\"")
+        refused(#"{"version": 1, "terminals": [{"id": "a", "rows": 70000}], "processes": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1}]}"#,
+                "16-bit unsigned")
+        refused(#"{"version": 1, "processes": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1, "stdio": ["a", "a", "a", "a"]}]}"#,
+                "stdio has 4 elements")
+        refused(#"{"version": 1, "processes": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1, "stdio": [3]}]}"#,
+                "stdio[0] must be a terminal id")
+    }
+
+    @Test func sessionLeaderMustBeInTheTreeAndHoldIt() throws {
+        var tree = try parse(shellTree)
+        tree.terminals[0].session = 200
+        tree.terminals[0].foreground = nil
+        #expect(problems(tree).contains { $0.contains("terminals[0] (\"pts3\")") && $0.contains("session 200 has no leader in the tree") }, "\(problems(tree))")
+
+        tree = try parse(shellTree)
+        tree.terminals[0].session = 105
+        #expect(problems(tree).contains { $0.contains("led by process #1 (pid 105), which is not a session leader") }, "\(problems(tree))")
+
+        tree = try parse(shellTree)
+        tree.processes[0].terminal = nil
+        #expect(problems(tree).contains { $0.contains("does not have it as controlling terminal") }, "\(problems(tree))")
+
+        tree = try parse(shellTree)
+        tree.processes[0].state = .zombie
+        tree.processes[0].stdio = []
+        tree.processes[0].terminal = nil
+        #expect(problems(tree).contains { $0.contains("is a zombie") }, "\(problems(tree))")
+    }
+
+    @Test func foregroundMustBeAGroupOfTheSession() throws {
+        var tree = try parse(shellTree)
+        tree.terminals[0].foreground = 106
+        #expect(problems(tree) == [#"terminals[0] ("pts3"): its foreground group 106 is not a process group of session 100: no process of the tree has pgid 106 and sid 100"#], "\(problems(tree))")
+        tree.terminals[0].session = nil
+        for i in tree.processes.indices { tree.processes[i].terminal = nil }
+        #expect(problems(tree).contains { $0.contains("has foreground group 106 but no session") }, "\(problems(tree))")
+    }
+
+    @Test func processesNameTheirSessionsTerminal() throws {
+        var tree = try parse(shellTree)
+        tree.processes.append(ProcessEntry(index: 3, pid: 300, ppid: 1, pgid: 300, sid: 300))
+        tree.processes[3].terminal = "pts3"
+        #expect(problems(tree).contains { $0.contains("process #3 (pid 300)") && $0.contains("is in session 300") }, "\(problems(tree))")
+        tree.processes[3].terminal = "pts4"
+        tree.processes[3].stdio = ["pts33"]
+        let found = problems(tree)
+        #expect(found.contains { $0.contains(#"terminal "pts4" is not in terminals"#) }, "\(found)")
+        #expect(found.contains { $0.contains(#"stdio[0] "pts33" is not in terminals (did you mean "pts3"?)"#) }, "\(found)")
+    }
+
+    @Test func duplicateAndEmptyIds() throws {
+        var tree = try parse(shellTree)
+        tree.terminals.append(TerminalSpec(id: "pts3"))
+        tree.terminals.append(TerminalSpec(id: ""))
+        let found = problems(tree)
+        #expect(found.contains { $0.contains("terminals[1] (\"pts3\"): the id is used by terminals[0] too") }, "\(found)")
+        #expect(found.contains { $0.contains("terminals[2]: id is empty") }, "\(found)")
+    }
+}
