@@ -70,6 +70,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The same for gids, through newgidmap and /etc/subgid; a subgid range also allows setgroups (additionalGids). Replaces the tree's gidMappings.", valueName: "inner:outer:count|auto"), transform: parseMapRequest)
     var mapGroups: [IDMapRequest] = []
 
+    @Flag(name: .long, help: "Connect the restored terminal of the tree's foreground session (the session of its first process, or its only terminal) to this terminal, as CRIU's --shell-job: a restored bash, tmux server or script session is used from here. This terminal is in raw mode until run ends; window size changes are passed on. Needs standard input to be a terminal.")
+    var shellJob = false
+
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
 
@@ -109,6 +112,9 @@ struct Run: ParsableCommand {
         if !rootArgs && !newRootArguments.isEmpty {
             throw ValidationError("words after `--` (\(newRootArguments.joined(separator: " "))) are only taken with --root-args")
         }
+        if shellJob && isatty(0) != 1 {
+            throw ValidationError("--shell-job connects the restored terminal to yours, but standard input is not a terminal (run it from a terminal, or without --shell-job: the restored terminals are then held by run, their output discarded)")
+        }
         let envProblems = LaunchOverrides.problems(environmentPrefixes: envFromCaller)
         if !envProblems.isEmpty { throw ValidationError(envProblems.joined(separator: "\n")) }
     }
@@ -141,6 +147,9 @@ struct Run: ParsableCommand {
         options.pinWaitNanoseconds = UInt64(pinWait * 1e9)
         options.mapUsers = mapUsers
         options.mapGroups = mapGroups
+        if shellJob {
+            do { options.shellJobTerminal = try ShellJob.terminal(of: loaded.tree) } catch { throw fail(error) }
+        }
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in

@@ -307,9 +307,16 @@ enum Puppet {
         rr_cloexec_from(3)
         if !applyIdentity(world, me) { _exit(126) }
         if !node.stopped { _ = rr_set_signal_mask(&empty) }
+        let waits = node.terminals.awaitForeground > 0 && !node.stopped
+        if waits {
+            // Released like the rest: the coordinator must not wait for this exec.
+            close(world.answerFD)
+            TerminalAttachment.awaitForegroundJob(world, me)
+        }
         execve(path, node.argv!, node.envp!)
         let e = Glibc.errno
-        if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+        if waits { _ = write(2, world.strings.execFailedAfterJob, strlen(world.strings.execFailedAfterJob)) }
+        else if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
         else { answer(world, me, .failed, stage: .exec, value: e) }
         _exit(e == ENOENT ? 127 : 126)
     }

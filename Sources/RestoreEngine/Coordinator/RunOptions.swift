@@ -31,6 +31,9 @@ public struct RunOptions: Sendable {
     /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
     public var mapUsers: [IDMapRequest] = []
     public var mapGroups: [IDMapRequest] = []
+    /// --shell-job: the index in `terminals` of the terminal to connect to the caller's
+    /// (ShellJob.terminal(of:)); nil: every terminal is held and drained.
+    public var shellJobTerminal: Int?
 
     public init() {}
 }

@@ -90,7 +90,7 @@ final class PreparedWorld {
                     prepared.cwd = arena.cString(dir)
                 }
                 prepared.identity = try identities.prepare(entry)
-                prepared.terminals = terminals.prepared(for: entry)
+                prepared.terminals = terminals.prepared(for: entry, node: i)
                 let extra = entry.threads.filter { $0 != entry.pid }
                 if !extra.isEmpty && prepared.path == nil && entry.state != .zombie {
                     // Per thread, its set_tid array: innermost level first.
