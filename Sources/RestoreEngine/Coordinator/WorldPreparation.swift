@@ -174,7 +174,8 @@ final class PreparedWorld {
                 logFD = log.fd
             }
             do {
-                supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD)
+                supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD,
+                                            missingAfter: options.pinWaitNanoseconds)
                 for (i, n) in plan.nodes.enumerated() where n.entryIndex != nil { supervisor?.nodeLabels[Int32(i)] = n.label(in: tree) }
             } catch {
                 if logFD >= 0 { close(logFD) }
