@@ -52,11 +52,14 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How PIDs are chosen: clone3 (set_tid, Linux 5.5+, race-free), dance (write ns_last_pid then fork; for older kernels, serialised and verified), or auto (clone3 when the kernel has it).", valueName: "METHOD"))
     var pidMethod: PidMethod = .auto
 
-    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
+    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says, becomes another process than recorded, or a recorded one is never forked (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
     var pinMismatch: PinMismatchPolicy = .warn
 
     @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))
     var pinLog: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a payload may fork nothing while recorded PIDs of its children are still to come before they are reported missing (an error with --pin-mismatch error); above 0, at most 86400.", valueName: "SECONDS"))
+    var pinWait: Double = Double(PinLedger.missingAfterNanoseconds) / 1e9
 
     @Option(name: .long, help: ArgumentHelp("The tree is a CRIU pstree: read task states and zombie exit statuses from the decoded core-<PID>.json files in DIR.", valueName: "DIR"))
     var criuCores: String?
@@ -66,6 +69,9 @@ struct Run: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("The same for gids, through newgidmap and /etc/subgid; a subgid range also allows setgroups (additionalGids). Replaces the tree's gidMappings.", valueName: "inner:outer:count|auto"), transform: parseMapRequest)
     var mapGroups: [IDMapRequest] = []
+
+    @Flag(name: .long, help: "Connect the restored terminal of the tree's foreground session (the session of its first process, or its only terminal) to this terminal, as CRIU's --shell-job: a restored bash, tmux server or script session is used from here. This terminal is in raw mode until run ends; window size changes are passed on. Needs standard input to be a terminal.")
+    var shellJob = false
 
     @Option(name: .long, help: .hidden)
     var occupyPid: Int32?
@@ -86,6 +92,9 @@ struct Run: ParsableCommand {
         guard stepTimeout.isFinite, stepTimeout > 0, stepTimeout <= Self.maxStepTimeout else {
             throw ValidationError("--step-timeout \(stepTimeout): give a number of seconds above 0 and at most \(Int(Self.maxStepTimeout)) (one day)")
         }
+        guard pinWait.isFinite, pinWait > 0, pinWait <= Self.maxStepTimeout else {
+            throw ValidationError("--pin-wait \(pinWait): give a number of seconds above 0 and at most \(Int(Self.maxStepTimeout)) (one day)")
+        }
         if let occupyPid, occupyPid < 2 || occupyPid > LinuxNumbers.pidMaxLimit {
             throw ValidationError("--occupy-pid \(occupyPid): a PID from 2 to \(LinuxNumbers.pidMaxLimit)")
         }
@@ -102,6 +111,9 @@ struct Run: ParsableCommand {
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
         if !rootArgs && !newRootArguments.isEmpty {
             throw ValidationError("words after `--` (\(newRootArguments.joined(separator: " "))) are only taken with --root-args")
+        }
+        if shellJob && isatty(0) != 1 {
+            throw ValidationError("--shell-job connects the restored terminal to yours, but standard input is not a terminal (run it from a terminal, or without --shell-job: the restored terminals are then held by run, their output discarded)")
         }
         let envProblems = LaunchOverrides.problems(environmentPrefixes: envFromCaller)
         if !envProblems.isEmpty { throw ValidationError(envProblems.joined(separator: "\n")) }
@@ -132,8 +144,12 @@ struct Run: ParsableCommand {
         options.pinned = loaded.pinned
         options.pinMismatch = pinMismatch
         options.pinLogPath = pinLog
+        options.pinWaitNanoseconds = UInt64(pinWait * 1e9)
         options.mapUsers = mapUsers
         options.mapGroups = mapGroups
+        if shellJob {
+            do { options.shellJobTerminal = try ShellJob.terminal(of: loaded.tree) } catch { throw fail(error) }
+        }
         let reportPath = report
         let verbose = self.verbose
         options.onReady = { report in

@@ -44,6 +44,8 @@ public enum TreeRecorder {
         var uid: UInt32
         var gid: UInt32
         var groups: [UInt32]
+        var ttyNr: UInt32 = 0
+        var tpgid: Int32 = -1
     }
 
     /// What a recording found out beyond the snapshot.
@@ -208,7 +210,8 @@ public enum TreeRecorder {
             }
             out.append(Snapshot(hostPid: pid, startTime: stat.startTime, hostPPid: stat.ppid, nspid: status.nspid,
                                 nspgid: status.nspgid, nssid: status.nssid, state: stat.state, exitCode: stat.exitCode,
-                                taskNSpids: tasks, uid: status.uid, gid: status.gid, groups: status.groups))
+                                taskNSpids: tasks, uid: status.uid, gid: status.gid, groups: status.groups,
+                                ttyNr: stat.ttyNr, tpgid: stat.tpgid))
         }
         guard out.first?.hostPid == root else {
             throw RestoreError(.input, operation: "record", entry: "process \(root)", message: "the process ended while it was read")

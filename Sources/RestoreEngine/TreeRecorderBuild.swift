@@ -243,7 +243,8 @@ extension TreeRecorder {
             }
             warnings += problems
         }
-        var tree = ProcessTree(processes: entries)
+        let terminals = recordTerminals(snaps, &entries, level: level, warnings: &warnings)
+        var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap
             tree.gidMappings = gidMap
@@ -378,6 +379,10 @@ struct StatLine {
     var ppid: Int32
     var startTime: UInt64
     var exitCode: Int32
+    /// tty_nr (the controlling terminal's device, 0: none) and tpgid (its foreground group,
+    /// in the reader's PID namespace; -1: none).
+    var ttyNr: UInt32 = 0
+    var tpgid: Int32 = -1
     /// startcode, endcode, startstack, start_data, end_data, start_brk, arg_start, arg_end,
     /// env_start, env_end (fields 26-28, 45-51): equal in a parent and a fork that never exec'd.
     var layout: [UInt64]
@@ -391,6 +396,7 @@ struct StatLine {
         if fields.count > 48 {
             layout = ([23, 24, 25] + Array(42...48)).map { UInt64(fields[$0]) ?? 0 }
         }
-        return StatLine(state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit, layout: layout)
+        return StatLine(state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit,
+                        ttyNr: UInt32(truncatingIfNeeded: Int64(fields[4]) ?? 0), tpgid: Int32(fields[5]) ?? -1, layout: layout)
     }
 }

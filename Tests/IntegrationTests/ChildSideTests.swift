@@ -101,12 +101,12 @@ struct ChildSideTests {
         try guardedRun(tree, expectReady: true)
     }
 
-    @Test("no puppet allocates: terminals (controlling terminal after setsid, slaves on 0-2, foreground group, an inherited one dropped)",
+    @Test("no puppet allocates: terminals (controlling terminal after setsid, slaves on 0-2, foreground group, an inherited one dropped, a leader waiting for its foreground job)",
           .enabled(if: Prerequisites.userNamespacesWork))
     func terminalsDoNotAllocate() throws {
         let tree = """
         {"version": 1, "terminals": [{"id": "t0", "session": 100, "foreground": 101, "rows": 30, "columns": 100}], "processes": [
-          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "terminal": "t0", "stdio": ["t0", "t0", "t0"]},
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "terminal": "t0", "stdio": ["t0", "t0", "t0"], "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
           {"pid": 101, "ppid": 100, "pgid": 101, "sid": 100, "terminal": "t0", "stdio": ["t0", null, "t0"], "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
           {"pid": 102, "ppid": 100, "pgid": 101, "sid": 100, "state": "stopped", "terminal": "t0", "stdio": ["t0", "t0", "t0"]},
           {"pid": 103, "ppid": 100, "pgid": 100, "sid": 100}

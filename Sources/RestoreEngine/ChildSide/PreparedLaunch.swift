@@ -93,6 +93,7 @@ struct FixedStrings {
     let pidMax: UnsafeMutablePointer<CChar>
     let nsLastPid: UnsafeMutablePointer<CChar>
     let execFailedStopped: UnsafeMutablePointer<CChar>
+    let execFailedAfterJob: UnsafeMutablePointer<CChar>
     let devpts: UnsafeMutablePointer<CChar>
     let devptsDir: UnsafeMutablePointer<CChar>
     let devptsOptions: UnsafeMutablePointer<CChar>
@@ -106,6 +107,7 @@ struct FixedStrings {
         pidMax = arena.cString("/proc/sys/kernel/pid_max")
         nsLastPid = arena.cString("/proc/sys/kernel/ns_last_pid")
         execFailedStopped = arena.cString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
+        execFailedAfterJob = arena.cString("rootless-restore: a session leader could not exec its payload once its foreground job ended\n")
         devpts = arena.cString("devpts")
         devptsDir = arena.cString("/dev/pts")
         // A devpts of the namespace's own: its ptys are numbered from 0 and nobody else's show.

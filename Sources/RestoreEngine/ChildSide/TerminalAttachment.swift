@@ -12,6 +12,10 @@ struct PreparedTerminals {
     /// A member of a terminal's session that had no controlling terminal (TIOCNOTTY): drops
     /// the one it inherited, before exec.
     var dropInherited: Int32 = -1
+    /// A session leader whose terminal's foreground group is a job of its own children (a
+    /// shell waiting for its foreground pipeline): before exec it waits for that job, as the
+    /// shell did, then takes the terminal back and execs. 0: none.
+    var awaitForeground: pid_t = 0
 
     var attachesStdio: Bool { stdio.0 >= 0 || stdio.1 >= 0 || stdio.2 >= 0 || dropInherited >= 0 }
 }
@@ -40,6 +44,33 @@ enum TerminalAttachment {
         let r = rr_tty_set_foreground(fd, pgrp)
         close(fd)
         return r < 0 ? -r : 0
+    }
+
+    /// Right before exec, with the answer socket already closed: wait until no child of the
+    /// foreground group is left running (exited ones reaped, as the shell would have; a
+    /// stopped one ends the wait, as ^Z gives a shell its terminal back), then make the own
+    /// group the foreground group again (SIGTTOU blocked meanwhile, as shells do), so the
+    /// freshly started shell finds itself in the foreground.
+    static func awaitForegroundJob(_ world: PuppetWorld, _ me: Int) {
+        let t = world.nodes[me].terminals
+        guard t.awaitForeground > 0, t.controlling >= 0, let path = world.terminalPaths?[Int(t.controlling)] else { return }
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(-t.awaitForeground, &status, WUNTRACED)
+            if r > 0 { if rr_wifstopped(status) != 0 { break } else { continue } }
+            if r < 0 && Glibc.errno == EINTR { continue }
+            break
+        }
+        var ttou = sigset_t(), old = sigset_t()
+        sigemptyset(&ttou)
+        sigaddset(&ttou, SIGTTOU)
+        _ = rr_block_signals(&ttou, &old)
+        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = rr_tty_set_foreground(fd, getpgrp())
+            close(fd)
+        }
+        _ = rr_set_signal_mask(&old)
     }
 
     /// Before exec (or holding): the pty slaves onto 0, 1, 2 as recorded, and an inherited

@@ -16,6 +16,8 @@ final class LiveNamespace {
     private(set) var supervisorExit: Int32?
     /// The ptys of the tree's terminals, held until the namespace ends.
     var terminals: TerminalMasters?
+    /// --shell-job: the host PID of the connected terminal's session leader.
+    var shellJobLeader: pid_t = 0
 
     private init(initHostPid: pid_t, signalFD: Int32) {
         self.initHostPid = initHostPid

@@ -25,7 +25,11 @@ public struct RestoreSession {
             namespace.tearDown()
             throw error
         }
-        return Shim.wait(for: namespace)
+        var shellJob: ShellJob?
+        if let k = options.shellJobTerminal, let masters = namespace.terminals?.masters, k < masters.count {
+            shellJob = ShellJob(master: masters[k], leader: namespace.shellJobLeader)
+        }
+        return Shim.wait(for: namespace, shellJob: shellJob)
     }
 
     /// Everything up to the report: the namespace is built, verified and released.
@@ -51,6 +55,7 @@ public struct RestoreSession {
                 world.puppets.control.post(f.leader, .setForeground, f.terminal, f.pgrp)
                 try channel.awaitAnswer(from: f.leader, expecting: .done)
             }
+            if let k = options.shellJobTerminal, let leader = world.terminals.leaders[k] { ns.shellJobLeader = channel.hostPid[leader] }
             clock.end("build")
             let observed = ProcObservation.observe(world, channel)
             let verified = RestoreVerification.verify(tree: tree, plan: world.plan, observed: observed)

@@ -26,9 +26,14 @@ public struct RunOptions: Sendable {
     public var pinMismatch: PinMismatchPolicy = .warn
     /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
     public var pinLogPath: String?
+    /// How long a forker may take no pinned PID while it owes some before they are reported missing.
+    public var pinWaitNanoseconds = PinLedger.missingAfterNanoseconds
     /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
     public var mapUsers: [IDMapRequest] = []
     public var mapGroups: [IDMapRequest] = []
+    /// --shell-job: the index in `terminals` of the terminal to connect to the caller's
+    /// (ShellJob.terminal(of:)); nil: every terminal is held and drained.
+    public var shellJobTerminal: Int?
 
     public init() {}
 }

@@ -11,6 +11,11 @@ struct TerminalPlan {
     /// Terminal k -> (the node of its session leader, the foreground group as that leader's
     /// namespace numbers it), for the leaders the runtime creates.
     var foreground: [(terminal: Int32, leader: Int, pgrp: pid_t)] = []
+    /// Terminal k -> the node of its session leader, for the leaders the runtime creates.
+    var leaders: [Int: Int] = [:]
+    /// Leader node -> the foreground group (its namespace's number) it waits for before it
+    /// execs: a shell that was waiting for its foreground job (TerminalAttachment).
+    var awaitsJob: [Int: pid_t] = [:]
 
     static func slavePath(_ k: Int) -> String { "/dev/pts/\(k)" }
 
@@ -27,6 +32,7 @@ struct TerminalPlan {
                 throw RestoreError(.invalidTree, operation: "plan", entry: plan.nodes[leader].label(in: tree),
                                    message: "leads the session of \(t.label(k)) but the plan gives it no setsid of its own, so it cannot take the terminal as its controlling terminal")
             }
+            leaders[k] = leader
             guard let fg = t.foreground else { continue }
             guard let group = plan.nodes.firstIndex(where: { $0.pid == fg }) else {
                 throw RestoreError(.invalidTree, operation: "plan", entry: t.label(k),
@@ -34,13 +40,20 @@ struct TerminalPlan {
             }
             let level = plan.nodes[leader].depth - 1
             guard plan.nodes[group].depth > level else { continue }
-            foreground.append((Int32(k), leader, plan.nodes[group].nspid[level]))
+            let local = plan.nodes[group].nspid[level]
+            foreground.append((Int32(k), leader, local))
+            let entry = tree.processes[plan.nodes[leader].entryIndex!]
+            if fg != entry.pgid, !(entry.process?.args ?? []).isEmpty,
+               tree.processes.contains(where: { $0.pgid == fg && $0.ppid == entry.pid && $0.state != .zombie }) {
+                awaitsJob[leader] = local
+            }
         }
     }
 
-    func prepared(for entry: ProcessEntry) -> PreparedTerminals {
+    func prepared(for entry: ProcessEntry, node: Int) -> PreparedTerminals {
         var p = PreparedTerminals()
         guard !tree.terminals.isEmpty else { return p }
+        p.awaitForeground = awaitsJob[node] ?? 0
         if let id = entry.terminal, let k = index[id], entry.pid == entry.sid, tree.terminals[Int(k)].session == entry.pid {
             p.controlling = k
         }
