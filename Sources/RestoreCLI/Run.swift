@@ -59,11 +59,14 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How PIDs are chosen: clone3 (set_tid, Linux 5.5+, race-free), dance (write ns_last_pid then fork; for older kernels, serialised and verified), or auto (clone3 when the kernel has it).", valueName: "METHOD"))
     var pidMethod: PidMethod = .auto
 
-    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
+    @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says, becomes another process than recorded, or a recorded one is never forked (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
     var pinMismatch: PinMismatchPolicy = .warn
 
     @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))
     var pinLog: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a payload may fork nothing while recorded PIDs of its children are still to come before they are reported missing (an error with --pin-mismatch error); above 0, at most 86400.", valueName: "SECONDS"))
+    var pinWait: Double = Double(PinLedger.missingAfterNanoseconds) / 1e9
 
     @Option(name: .long, help: ArgumentHelp("The tree is a CRIU pstree: read task states and zombie exit statuses from the decoded core-<PID>.json files in DIR.", valueName: "DIR"))
     var criuCores: String?
@@ -95,6 +98,9 @@ struct Run: ParsableCommand {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
         guard stepTimeout.isFinite, stepTimeout > 0, stepTimeout <= Self.maxStepTimeout else {
             throw ValidationError("--step-timeout \(stepTimeout): give a number of seconds above 0 and at most \(Int(Self.maxStepTimeout)) (one day)")
+        }
+        guard pinWait.isFinite, pinWait > 0, pinWait <= Self.maxStepTimeout else {
+            throw ValidationError("--pin-wait \(pinWait): give a number of seconds above 0 and at most \(Int(Self.maxStepTimeout)) (one day)")
         }
         if let occupyPid, occupyPid < 2 || occupyPid > LinuxNumbers.pidMaxLimit {
             throw ValidationError("--occupy-pid \(occupyPid): a PID from 2 to \(LinuxNumbers.pidMaxLimit)")
@@ -145,6 +151,7 @@ struct Run: ParsableCommand {
         options.pinned = loaded.pinned
         options.pinMismatch = pinMismatch
         options.pinLogPath = pinLog
+        options.pinWaitNanoseconds = UInt64(pinWait * 1e9)
         options.mapUsers = mapUsers
         options.mapGroups = mapGroups
         if shellJob {

@@ -10,7 +10,13 @@
 /// - a child that has not exec'd after `settleNanoseconds` is compared as a fork: it must have
 ///   been recorded `forkedNotExeced`, with the same exe and the same argv or title (PostgreSQL's
 ///   "postgres: checkpointer "), else it is a mismatch;
-/// - a child that ended before it could be checked is reported unchecked, not matched.
+/// - a fork that never execs but rewrites its title is matched as soon as its title and exe
+///   are the recorded ones (nginx's workers, PostgreSQL's roles), without the settle time;
+/// - a child that ended and was reaped before it showed what it became was not the recorded
+///   process (that one was alive when recorded): PostgreSQL's startup process, a backend
+///   forked for a connection during startup. Its PID is owed again (PinLedger), so the
+///   forker's next fork gets it;
+/// - a child that ended but stays a zombie until the settle time is reported unchecked.
 /// An entry without `recorded` (hand-written trees) is never checked.
 public enum PinCheck {
     /// How long a pinned fork that has not exec'd is given before it is judged as a fork.
@@ -52,6 +58,38 @@ public enum PinCheck {
         exe != forkerExe || auxv != forkerAuxv
     }
 
+    /// Whether the child is still there: alive, a zombie (exited, not reaped: its PID is still
+    /// taken), or gone (reaped: its PID is free).
+    public enum Liveness: Sendable, Equatable { case alive, zombie, gone }
+
+    /// What the supervisor does with a pinned fork it watches.
+    public enum Decision: Sendable, Equatable {
+        /// Not decided yet: look again.
+        case wait
+        case decided(Verdict)
+        /// It was reaped before it showed what it became: its PID is owed again.
+        case ended
+    }
+
+    /// The rule above, for one look at the child (`seen` is meaningless unless `.alive`).
+    public static func decide(_ recorded: RecordedIdentity?, _ seen: Observation, liveness: Liveness, pastDeadline: Bool) -> Decision {
+        switch liveness {
+        case .gone:
+            return .ended
+        case .zombie:
+            return pastDeadline ? .decided(.unchecked("it ended before it could be checked (a zombie its parent has not reaped)")) : .wait
+        case .alive:
+            break
+        }
+        // An empty argv right after the exe changed is an exec still in progress (the kernel
+        // sets the new argument area after switching the program): look again.
+        if seen.execd && !seen.cmdline.isEmpty { return .decided(compare(recorded, seen)) }
+        if !seen.execd, let r = recorded, r.forkedNotExeced, r.titleRewritten, compare(r, seen) == .matched {
+            return .decided(.matched)
+        }
+        return pastDeadline ? .decided(compare(recorded, seen)) : .wait
+    }
+
     public static func compare(_ recorded: RecordedIdentity?, _ seen: Observation) -> Verdict {
         guard let recorded, recorded.exe != nil || recorded.cmdline != nil else {
             return .unchecked("the tree records no identity for it")
@@ -68,17 +106,28 @@ public enum PinCheck {
         }
         // An exec'd program is compared by argv unless it rewrites its title (it may not have
         // yet); a fork that never exec'd is compared by title, set by then.
-        if !seen.execd || !recorded.titleRewritten, let want = recorded.cmdline, want != seen.cmdline {
-            differences.append("its argv is \(quoted(seen.cmdline)), the recording's \(quoted(want))")
+        // A title is compared without the NUL padding after it (record drops it; /proc shows
+        // the rest of the argument area as empty strings).
+        let got = recorded.titleRewritten ? unpadded(seen.cmdline) : seen.cmdline
+        if !seen.execd || !recorded.titleRewritten, let want = recorded.cmdline,
+           (recorded.titleRewritten ? unpadded(want) : want) != got {
+            differences.append("its argv is \(quoted(got)), the recording's \(quoted(want))")
         }
         return differences.isEmpty ? .matched : .mismatch(differences.joined(separator: "; "))
+    }
+
+    /// A title without the empty strings of padding that follow it.
+    public static func unpadded(_ argv: [String]) -> [String] {
+        var out = argv
+        while out.count > 1, out.last?.isEmpty == true { out.removeLast() }
+        return out
     }
 
     static func strippedDeleted(_ path: String) -> String {
         path.hasSuffix(" (deleted)") ? String(path.dropLast(10)) : path
     }
 
-    static func quoted(_ argv: [String]) -> String {
+    public static func quoted(_ argv: [String]) -> String {
         let text = argv.map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }.joined(separator: " ")
         return text.count > 160 ? String(text.prefix(160)) + "…" : text
     }

@@ -102,6 +102,26 @@ struct PinCheckEndToEndTests {
         #expect(checks.contains { $0["matched"] as? Bool == false && $0["pid"] as? Int == Int(pidOfA) }, "\(checks)")
     }
 
+    @Test("the last job finished before the kill: the others match, its PID is reported never created; --pin-mismatch error tears down after --pin-wait",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func missingJobIsReported() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let (tree, jobs) = try recordMake(run)
+        try run.write("d", Data())
+        let pidOfD = try #require(jobs.first { $0.value == "sleep 1004" }?.key)
+        try run.startRun(treeFile: tree, extra: ["--pin-mismatch", "error", "--pin-wait", "2", "--pin-log", run.directory + "/pins.log"])
+        let end = try run.waitForExit(timeout: 30)
+        #expect(end == .exited(125), "run: \(end)\n\(run.stderr)")
+        #expect(run.stderr.contains("(pid \(pidOfD)): pin missing: not created yet: its forker has made no fork for 2 s"), "\(run.stderr)")
+        #expect(!run.stderr.contains("pin mismatch"), "\(run.stderr)")
+        let checks = pinJSONLines(run.directory + "/pins.log").filter { $0["kind"] as? String == "check" }
+        #expect(checks.contains { $0["pid"] as? Int == Int(pidOfD) && $0["matched"] as? Bool == false && $0["created"] as? Bool == false }, "\(checks)")
+        for (pid, job) in jobs where pid != pidOfD {
+            #expect(checks.contains { $0["pid"] as? Int == Int(pid) && $0["matched"] as? Bool == true }, "\(job) at \(pid): \(checks)")
+        }
+    }
+
     @Test("the same with --pin-mismatch warn: the restore goes on, each moved job is named",
           .enabled(if: Prerequisites.userNamespacesWork))
     func finishedJobWarns() throws {

@@ -75,3 +75,92 @@ struct PinCheckTests {
         #expect(PinCheck.compare(checkpointer, .init(exe: "/usr/lib/postgresql/15/bin/postgres", cmdline: ["postgres: walwriter "], execd: false)).matched == false)
     }
 }
+
+@Suite("PinCheck.decide and PinLedger: every pinned PID ends matched or reported")
+struct PinLedgerTests {
+    let walwriter = RecordedIdentity(exe: "/usr/lib/postgresql/15/bin/postgres", cmdline: ["postgres: walwriter "],
+                                     titleRewritten: true, forkedNotExeced: true)
+    let postgres = "/usr/lib/postgresql/15/bin/postgres"
+
+    @Test("a fork that shows its recorded title matches at once; one still titled as its forker waits; a reaped one gives its PID back")
+    func decisions() {
+        let asForker = PinCheck.Observation(exe: postgres, cmdline: [postgres, "-D", "data"], execd: false)
+        #expect(PinCheck.decide(walwriter, asForker, liveness: .alive, pastDeadline: false) == .wait)
+        #expect(PinCheck.decide(walwriter, asForker, liveness: .alive, pastDeadline: true) == .decided(PinCheck.compare(walwriter, asForker)))
+        let titled = PinCheck.Observation(exe: postgres, cmdline: ["postgres: walwriter "], execd: false)
+        #expect(PinCheck.decide(walwriter, titled, liveness: .alive, pastDeadline: false) == .decided(.matched))
+        // PostgreSQL's startup process in the walwriter's PID: not decided before the deadline
+        // while alive, and its PID is owed again once it is reaped.
+        let startup = PinCheck.Observation(exe: postgres, cmdline: ["postgres: startup "], execd: false)
+        #expect(PinCheck.decide(walwriter, startup, liveness: .alive, pastDeadline: false) == .wait)
+        #expect(PinCheck.decide(walwriter, startup, liveness: .gone, pastDeadline: false) == .ended)
+        #expect(PinCheck.decide(walwriter, startup, liveness: .zombie, pastDeadline: false) == .wait)
+        #expect(PinCheck.decide(walwriter, startup, liveness: .zombie, pastDeadline: true) == .decided(.unchecked("it ended before it could be checked (a zombie its parent has not reaped)")))
+        // An exec with its argument area not set yet is looked at again.
+        let job = RecordedIdentity(exe: "/usr/bin/sleep", cmdline: ["sleep", "1001"])
+        #expect(PinCheck.decide(job, .init(exe: "/usr/bin/sleep", cmdline: [], execd: true), liveness: .alive, pastDeadline: false) == .wait)
+        #expect(PinCheck.decide(job, .init(exe: "/usr/bin/sleep", cmdline: ["sleep", "1001"], execd: true), liveness: .alive, pastDeadline: false) == .decided(.matched))
+    }
+
+    func pinned(_ children: [Int32: [Int32]], threads: [Int32: [Int32]] = [:]) -> PinnedForks {
+        var p = PinnedForks()
+        p.children = children
+        p.threads = threads
+        return p
+    }
+
+    @Test("PostgreSQL's order: an unrecorded short-lived fork gives its PID back, so every later role gets its own")
+    func givenBackKeepsOrder() {
+        var ledger = PinLedger(pinned([10: [11, 12, 14, 15, 16]]), now: 0, missingAfter: 100)
+        #expect(ledger.take(forker: 10, thread: false, now: 1) == 11) // checkpointer
+        #expect(ledger.take(forker: 10, thread: false, now: 2) == 12) // background writer
+        #expect(ledger.take(forker: 10, thread: false, now: 3) == 14) // startup, in the walwriter's PID
+        ledger.giveBack(14, forker: 10, thread: false, now: 4)         // reaped before it was matched
+        #expect(ledger.take(forker: 10, thread: false, now: 5) == 14) // walwriter
+        #expect(ledger.take(forker: 10, thread: false, now: 6) == 15)
+        #expect(ledger.take(forker: 10, thread: false, now: 7) == 16)
+        #expect(ledger.take(forker: 10, thread: false, now: 8) == nil) // a backend: unpinned
+        #expect(!ledger.owesAny && ledger.nextDue() == nil)
+        #expect(ledger.overdue(now: 1000, forkerGone: { _ in false }).isEmpty)
+    }
+
+    @Test("owed PIDs are reported: once when the forker is idle (and still pinned later), for good when it is gone, with a missing forker's own")
+    func missing() {
+        var ledger = PinLedger(pinned([10: [11, 12], 11: [20]], threads: [10: [13]]), now: 0, missingAfter: 100)
+        #expect(ledger.take(forker: 10, thread: false, now: 50) == 11)
+        ledger.created(11, now: 50)
+        #expect(ledger.nextDue() == 150)
+        #expect(ledger.overdue(now: 149, forkerGone: { _ in false }).isEmpty)
+        let idle = ledger.overdue(now: 150, forkerGone: { _ in false })
+        #expect(idle.map(\.pid).sorted() == [12, 13, 20] && idle.allSatisfy { !$0.final }, "\(idle)")
+        #expect(idle.first { $0.pid == 13 }?.thread == true)
+        #expect(ledger.overdue(now: 400, forkerGone: { _ in false }).isEmpty, "said once")
+        #expect(ledger.take(forker: 10, thread: false, now: 500) == 12, "late, but still pinned")
+        #expect(ledger.wasReported(12))
+        // 11 ends without forking 20: final.
+        let gone = ledger.overdue(now: 501, forkerGone: { $0 == 11 })
+        #expect(gone.map(\.pid) == [20] && gone.allSatisfy { $0.final && !$0.thread && $0.forker == 11 && $0.why == "its forker ended before forking it" }, "\(gone)")
+        #expect(ledger.children[11] == nil)
+    }
+
+    @Test("a pinned forker never created takes its own debts with it")
+    func unbornForker() {
+        var ledger = PinLedger(pinned([10: [11], 11: [20, 21]]), now: 0, missingAfter: 100)
+        #expect(ledger.nextDue() == 100, "only the existing forker's clock runs")
+        let gone = ledger.overdue(now: 10, forkerGone: { $0 == 10 })
+        #expect(gone.map(\.pid) == [11, 20, 21] && gone.allSatisfy(\.final), "\(gone)")
+        #expect(gone.last?.why.contains("pid 11") == true && !ledger.owesAny)
+    }
+}
+
+extension PinLedgerTests {
+    @Test("a title is compared without the NUL padding /proc shows after it")
+    func paddedTitle() {
+        let padded = PinCheck.Observation(exe: postgres, cmdline: ["postgres: walwriter "] + Array(repeating: "", count: 40), execd: false)
+        #expect(PinCheck.compare(walwriter, padded) == .matched)
+        #expect(PinCheck.decide(walwriter, padded, liveness: .alive, pastDeadline: false) == .decided(.matched))
+        let other = PinCheck.Observation(exe: postgres, cmdline: ["postgres: startup ", "", ""], execd: false)
+        guard case .mismatch(let why) = PinCheck.compare(walwriter, other) else { Issue.record("matched"); return }
+        #expect(!why.contains("''"), "\(why)")
+    }
+}

@@ -26,6 +26,8 @@ public struct RunOptions: Sendable {
     public var pinMismatch: PinMismatchPolicy = .warn
     /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
     public var pinLogPath: String?
+    /// How long a forker may take no pinned PID while it owes some before they are reported missing.
+    public var pinWaitNanoseconds = PinLedger.missingAfterNanoseconds
     /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
     public var mapUsers: [IDMapRequest] = []
     public var mapGroups: [IDMapRequest] = []

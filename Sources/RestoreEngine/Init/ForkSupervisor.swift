@@ -31,8 +31,10 @@ public final class ForkSupervisor {
     /// Puppets send their listener here (CLOEXEC); the init receives on `receiveFD`.
     let sendFD: Int32
     let receiveFD: Int32
-    var children: [Int32: [Int32]]
-    var threads: [Int32: [Int32]]
+    /// What each forker still owes (PinLedger); its clock starts when the init starts serving.
+    let pinned: PinnedForks
+    let missingAfter: UInt64
+    lazy var ledger = PinLedger(pinned, now: MonotonicClock.nanoseconds(), missingAfter: missingAfter)
     let ceiling: Int32
     let policy: PinMismatchPolicy
     let logFD: Int32
@@ -40,8 +42,17 @@ public final class ForkSupervisor {
     let labels: [Int32: String]
     /// What the recording saw at each pinned PID, for the check after pinning (PinCheck).
     let identities: [Int32: RecordedIdentity]
-    /// Pinned forks not checked yet: PID, its forker's exe and argv at the fork, deadline.
-    var pending: [(pid: Int32, forker: Int32, forkerExe: String?, forkerAuxv: [UInt8], deadline: UInt64)] = []
+    /// A pinned fork not checked yet: its forker's exe and auxv at the fork (to tell whether it
+    /// has exec'd), its deadline, and its argv when last seen (for messages).
+    struct Pending {
+        var pid: Int32
+        var forker: Int32
+        var forkerExe: String?
+        var forkerAuxv: [UInt8]
+        var deadline: UInt64
+        var lastSeen: [String] = []
+    }
+    var pending: [Pending] = []
     let request: UnsafeMutablePointer<seccomp_notif>
     let response: UnsafeMutablePointer<seccomp_notif_resp>
     var listeners: [Int32] = []
@@ -49,7 +60,8 @@ public final class ForkSupervisor {
     var listenerNodes: [Int32: Int32] = [:]
     var nodeLabels: [Int32: String] = [:]
 
-    init(pinned: PinnedForks, tree: ProcessTree, policy: PinMismatchPolicy, logFD: Int32) throws {
+    init(pinned: PinnedForks, tree: ProcessTree, policy: PinMismatchPolicy, logFD: Int32,
+         missingAfter: UInt64 = PinLedger.missingAfterNanoseconds) throws {
         guard seccomp_api_get() >= 5 else {
             throw RestoreError(.environment, operation: "seccomp_api_get", errno: EOPNOTSUPP, entry: nil,
                                message: "pinned PIDs need seccomp user notification (libseccomp API level 5, Linux 5.0+); this system reports level \(seccomp_api_get())")
@@ -95,8 +107,8 @@ public final class ForkSupervisor {
         }
         receiveFD = fds[0]
         sendFD = fds[1]
-        children = pinned.children
-        threads = pinned.threads
+        self.pinned = pinned
+        self.missingAfter = missingAfter
         ceiling = pinned.allPinned.max() ?? 0
         self.policy = policy
         self.logFD = logFD
@@ -186,10 +198,10 @@ public final class ForkSupervisor {
         }
         let isThread = flags & UInt64(RR_CLONE_THREAD) != 0
         let forker = threadGroup(of: tid)
-        var expected: Int32?
-        if isThread { expected = threads[forker]?.first } else { expected = children[forker]?.first }
+        // A pinned child of this forker reaped since the last look gives its PID back first.
+        if !isThread { checkPending() }
+        var expected = ledger.take(forker: forker, thread: isThread, now: MonotonicClock.nanoseconds())
         if let e = expected {
-            if isThread { threads[forker]!.removeFirst() } else { children[forker]!.removeFirst() }
             if rr_kill(e, 0) != -ESRCH {
                 report(forker: forker, thread: isThread, expected: e, got: nil, note: "the pinned PID is already taken")
                 expected = nil
@@ -218,9 +230,16 @@ public final class ForkSupervisor {
                 requeue(forker: forker, thread: isThread, e)
             } else {
                 report(forker: forker, thread: isThread, expected: e, got: got, note: nil)
+                if got == e {
+                    if ledger.wasReported(e) {
+                        SystemCalls.printError("rootless-restore: note: \(labels[e] ?? "process \(e)"): its \(isThread ? "thread" : "process") was created after all, after it was reported missing")
+                    }
+                    ledger.created(e, now: MonotonicClock.nanoseconds())
+                }
                 if got == e && !isThread {
-                    pending.append((e, forker, Self.exe(of: forker), SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
-                                    MonotonicClock.nanoseconds() + PinCheck.settleNanoseconds))
+                    pending.append(Pending(pid: e, forker: forker, forkerExe: Self.exe(of: forker),
+                                           forkerAuxv: SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
+                                           deadline: MonotonicClock.nanoseconds() + PinCheck.settleNanoseconds))
                 }
             }
         } else if let got {
@@ -254,50 +273,86 @@ public final class ForkSupervisor {
         return parts
     }
 
-    /// Nanoseconds until the next pending check must be decided (for poll), nil if none.
+    /// Nanoseconds until the next look (for poll), nil if nothing is watched: every 10 ms while
+    /// pinned forks wait to be checked (exec is seen by polling), else at most every second
+    /// while PIDs are owed (a forker that ends is seen by looking).
     var nextCheckIn: UInt64? {
-        guard !pending.isEmpty else { return nil }
-        return 10_000_000 // exec is seen by polling: every 10 ms while checks are pending
+        if !pending.isEmpty { return 10_000_000 }
+        guard let due = ledger.nextDue() else { return ledger.owesAny ? 1_000_000_000 : nil }
+        let now = MonotonicClock.nanoseconds()
+        return min(due > now ? due - now : 0, 1_000_000_000) + 1_000_000
     }
 
-    /// Checks every pending pinned fork: decided once it has exec'd, or at its deadline as a
-    /// fork that never exec'd, or unchecked when it is gone. Reports mismatches by entry.
+    /// Checks every pending pinned fork (PinCheck.decide): decided once it has exec'd or shows
+    /// its recorded title, or at its deadline; its PID owed again when it was reaped before it
+    /// showed what it became. Then reports every owed PID that is not coming (PinLedger).
     func checkPending() {
         let now = MonotonicClock.nanoseconds()
-        var still: [(pid: Int32, forker: Int32, forkerExe: String?, forkerAuxv: [UInt8], deadline: UInt64)] = []
-        for p in pending {
+        var still: [Pending] = []
+        for var p in pending {
             let exe = Self.exe(of: p.pid)
             let argv = Self.cmdline(of: p.pid)
-            let gone = exe == nil && rr_kill(p.pid, 0) == -ESRCH
-            let zombie = exe == nil && !gone
+            let liveness: PinCheck.Liveness = exe != nil ? .alive : rr_kill(p.pid, 0) == -ESRCH ? .gone : .zombie
             let auxv = SystemCalls.readFile("/proc/\(p.pid)/auxv") ?? []
-            let execd = !zombie && PinCheck.hasExeced(exe: exe, auxv: auxv, forkerExe: p.forkerExe, forkerAuxv: p.forkerAuxv)
-            let verdict: PinCheck.Verdict
-            if gone || zombie {
-                verdict = .unchecked("it ended before it could be checked")
-            } else if (execd && !argv.isEmpty) || now >= p.deadline {
-                // An empty argv right after the exe changed is an exec still in progress (the
-                // kernel sets the new argument area after switching the program): look again.
-                verdict = PinCheck.compare(identities[p.pid], PinCheck.Observation(exe: exe, cmdline: argv, execd: execd))
-            } else {
+            let execd = liveness == .alive && PinCheck.hasExeced(exe: exe, auxv: auxv, forkerExe: p.forkerExe, forkerAuxv: p.forkerAuxv)
+            if liveness == .alive && !argv.isEmpty { p.lastSeen = PinCheck.unpadded(argv) }
+            let seen = PinCheck.Observation(exe: exe, cmdline: argv, execd: execd)
+            switch PinCheck.decide(identities[p.pid], seen, liveness: liveness, pastDeadline: now >= p.deadline) {
+            case .wait:
                 still.append(p)
-                continue
-            }
-            logCheck(pid: p.pid, verdict: verdict, exe: exe, cmdline: argv, execd: execd)
-            if case .mismatch(let why) = verdict {
+            case .ended:
+                ledger.giveBack(p.pid, forker: p.forker, thread: false, now: now)
+                let last = p.lastSeen.isEmpty ? "" : " (last seen as \(PinCheck.quoted(p.lastSeen)))"
+                logCheck(pid: p.pid, verdict: .unchecked("it ended before it showed what it became\(last): not the recorded process; its PID is pinned again for its forker's next fork"),
+                         exe: nil, cmdline: p.lastSeen, execd: false, extra: [("repinned", .bool(true))])
+            case .decided(let verdict):
+                logCheck(pid: p.pid, verdict: verdict, exe: exe, cmdline: PinCheck.unpadded(argv), execd: execd)
                 let who = labels[p.pid] ?? "process \(p.pid)"
-                SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(who): pin mismatch: its PID was pinned, but the process is not what was recorded there: \(why) (the payload forked in another order than recorded, or a recorded process was not forked again)")
-                if policy == .error {
-                    endNamespace()
-                    _exit(RestoreError.ExitCode.restoreFailed)
+                if case .mismatch(let why) = verdict {
+                    SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(who): pin mismatch: its PID was pinned, but the process is not what was recorded there: \(why) (the payload forked in another order than recorded, or a recorded process was not forked again)")
+                    if policy == .error {
+                        endNamespace()
+                        _exit(RestoreError.ExitCode.restoreFailed)
+                    }
+                } else if case .unchecked(let why) = verdict, identities[p.pid] != nil {
+                    SystemCalls.printError("rootless-restore: warning: \(who): pinned but not checked: \(why)")
                 }
             }
         }
         pending = still
+        // Owed PIDs: looked at once a second (a forker that ended), or when one is due.
+        guard ledger.owesAny, now >= nextOwedLook || (ledger.nextDue().map { now >= $0 } ?? false) else { return }
+        nextOwedLook = now + 1_000_000_000
+        for m in ledger.overdue(now: now, forkerGone: { !Self.alive($0) }) {
+            let who = labels[m.pid] ?? "process \(m.pid)"
+            let what = m.thread ? "thread \(m.pid) of \(labels[m.forker] ?? "process \(m.forker)")" : who
+            let text = m.final
+                ? "\(what): pin missing: never created: \(m.why), so nothing holds its recorded PID"
+                : "\(what): pin missing: not created yet: \(m.why) (it still gets its PID if forked later; --pin-wait sets how long to wait)"
+            SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(text)")
+            if !m.thread {
+                logCheck(pid: m.pid, verdict: .mismatch("never created: \(m.why)"), exe: nil, cmdline: [], execd: false,
+                         extra: [("created", .bool(false))])
+            }
+            if policy == .error {
+                endNamespace()
+                _exit(RestoreError.ExitCode.restoreFailed)
+            }
+        }
+    }
+
+    var nextOwedLook: UInt64 = 0
+
+    /// Whether a forker can still fork: it exists and is not a zombie.
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = SystemCalls.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
+        return state != "Z" && state != "X"
     }
 
     /// One JSON line of the pin log per checked fork: matched true, false, or null (unchecked).
-    func logCheck(pid: Int32, verdict: PinCheck.Verdict, exe: String?, cmdline: [String], execd: Bool) {
+    func logCheck(pid: Int32, verdict: PinCheck.Verdict, exe: String?, cmdline: [String], execd: Bool,
+                  extra: [(String, JSONOutput)] = []) {
         guard logFD >= 0, !logFailed else { return }
         var reason: String?
         switch verdict {
@@ -308,7 +363,7 @@ public final class ForkSupervisor {
                                       ("matched", .optional(verdict.matched.map { .bool($0) })),
                                       ("execd", .bool(execd)), ("exe", .optional(exe.map { .string($0) })),
                                       ("cmdline", .array(cmdline.map { .string($0) })),
-                                      ("reason", .optional(reason.map { .string($0) }))]).document()
+                                      ("reason", .optional(reason.map { .string($0) }))] + extra).document()
         let e = OutputFile.writeAll(logFD, Array(line.utf8))
         if e != 0 {
             logFailed = true
@@ -317,7 +372,7 @@ public final class ForkSupervisor {
     }
 
     func requeue(forker: Int32, thread: Bool, _ pid: Int32) {
-        if thread { threads[forker, default: []].insert(pid, at: 0) } else { children[forker, default: []].insert(pid, at: 0) }
+        ledger.giveBack(pid, forker: forker, thread: thread, now: MonotonicClock.nanoseconds())
     }
 
     func report(forker: Int32, thread: Bool, expected: Int32, got: Int32?, note: String?) {
