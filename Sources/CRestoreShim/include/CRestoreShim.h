@@ -59,6 +59,25 @@ static const uint64_t RR_CLONE_SIGHAND = CLONE_SIGHAND;
 static const uint64_t RR_CLONE_SYSVSEM = CLONE_SYSVSEM;
 static const uint64_t RR_CLONE_PARENT = CLONE_PARENT;
 
+/// The child side's system calls, made without glibc's errno (raw syscalls: 0 or a result, or
+/// -errno). Puppets share one address space and so one thread-local errno: an errno read
+/// after a failing libc call could be another puppet's. Every rr_ function a puppet uses
+/// works this way.
+long rr_setsid(void);
+int rr_setpgid(pid_t pid, pid_t pgid);
+int rr_mount(const char *source, const char *target, const char *type, unsigned long flags, const void *data);
+int rr_open(const char *path, int flags);
+long rr_read(int fd, void *buf, size_t len);
+long rr_write(int fd, const void *buf, size_t len);
+long rr_pwrite(int fd, const void *buf, size_t len, long offset);
+int rr_close(int fd);
+int rr_chdir(const char *path);
+int rr_execve(const char *path, char *const argv[], char *const envp[]);
+/// dup3(fd, target, 0): fd must differ from target.
+int rr_dup_onto(int fd, int target);
+/// wait4(pid, status, options, NULL), again on EINTR: the PID, 0 or -errno.
+long rr_wait4(pid_t pid, int *status, int options);
+
 /// clone3() without a new stack: returns like fork() (0 in the child, the child's PID in
 /// the parent's namespace), or -errno. `set_tid` is innermost-first, as the kernel wants.
 long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size);
@@ -155,6 +174,11 @@ int rr_set_signal_mask(const sigset_t *set);
 /// SIGTTIN and SIGTTOU (glibc's sigfillset already leaves out its own two).
 void rr_forwarded_signals(sigset_t *set);
 int rr_reset_signal_dispositions(void);
+/// The signals whose disposition is not SIG_DFL (handled or ignored), into `out` (at most
+/// `max`): their count. And back to SIG_DFL for just those: one sigaction each, instead of
+/// one for each of the 64 signals in every restored process.
+int rr_changed_signals(int *out, int max);
+int rr_reset_signals(const int *sigs, int count);
 int rr_ignore_signal(int sig);
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);
 

@@ -78,6 +78,11 @@ struct PuppetWorld {
     /// per recorded terminal; nil when the tree has none.
     var terminalPaths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
     var terminalCount: Int = 0
+    /// The signals whose disposition a released puppet sets back to SIG_DFL: those not at
+    /// SIG_DFL in the coordinator before the first clone (the Swift runtime's handlers, what
+    /// the caller ignored).
+    var changedSignals: UnsafeMutablePointer<Int32>
+    var changedSignalCount: Int32
     /// The signals the coordinator blocks and the inits wait for (InitLoop.signalSet()).
     var initSignals = InitLoop.signalSet()
     /// Testing aid: the fault to inject, and the node that commits it.

@@ -41,14 +41,16 @@ enum Puppet {
                     answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
                 }
             case .setsid:
-                if setsid() < 0 { fail(world, me, .setsid); break }
+                let sid = rr_setsid()
+                if sid < 0 { fail(world, me, .setsid, Int32(-sid)); break }
                 let e = TerminalAttachment.takeControlling(world, me)
                 if e != 0 { answer(world, me, .failed, stage: .controllingTerminal, value: e) } else { answer(world, me, .done) }
             case .setForeground:
                 let e = TerminalAttachment.setForeground(world, terminal: a, pgrp: b)
                 if e != 0 { answer(world, me, .failed, stage: .foreground, value: e) } else { answer(world, me, .done) }
             case .setpgid:
-                if setpgid(0, a) < 0 { fail(world, me, .setpgid) } else { answer(world, me, .done) }
+                let r = rr_setpgid(0, a)
+                if r < 0 { fail(world, me, .setpgid, -r) } else { answer(world, me, .done) }
             case .setChildSubreaper:
                 let r = rr_prctl_set_child_subreaper(1)
                 if r < 0 { answer(world, me, .failed, stage: .subreaper, value: -r) } else { answer(world, me, .done) }
@@ -58,7 +60,8 @@ enum Puppet {
                 die(a)
             case .reap:
                 var status: Int32 = 0
-                let (_, e) = SystemCalls.retrying { waitpid(a, &status, 0) }
+                let r = rr_wait4(a, &status, 0)
+                let e = r < 0 ? Int32(-r) : 0
                 if e != 0 { answer(world, me, .failed, stage: .reap, value: e) } else { answer(world, me, .done) }
             case .awaitZombie:
                 let r = rr_wait_exited_nowait(a)
@@ -94,8 +97,9 @@ enum Puppet {
         if world.useDance {
             // The next PID the kernel hands out in this namespace is ns_last_pid + 1. Safe only
             // because the coordinator serialises every fork in the namespace.
-            if !writeNumber(world, world.strings.nsLastPid, node.dancePid - 1) {
-                fail(world, child, .nsLastPid)
+            let e = writeNumber(world, world.strings.nsLastPid, node.dancePid - 1)
+            if e != 0 {
+                fail(world, child, .nsLastPid, e)
                 return -Int(ECANCELED)
             }
             return rr_clone_shared(node.cloneFlags, SIGCHLD, stack, puppetStackSize, { Puppet.start($0) }, arg)
@@ -136,8 +140,9 @@ enum Puppet {
         _ = withUnsafeBytes(of: &record) { rr_send_record(world.answerFD, $0.baseAddress, $0.count) }
     }
 
-    static func fail(_ world: PuppetWorld, _ node: Int, _ stage: PuppetStage) {
-        answer(world, node, .failed, stage: stage, value: Glibc.errno)
+    /// `e`: the errno the failing call returned (raw: puppets share one errno variable).
+    static func fail(_ world: PuppetWorld, _ node: Int, _ stage: PuppetStage, _ e: Int32) {
+        answer(world, node, .failed, stage: stage, value: e)
     }
 
     /// Init only, after the coordinator wrote the id maps: private mounts, a /proc for the new
@@ -145,16 +150,18 @@ enum Puppet {
     static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) {
         if !mountFreshProc(world, me) { return }
         if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return }
-        if neededPidMax > 0 && !ensurePidMax(world, neededPidMax) { fail(world, me, .pidMax); return }
+        if neededPidMax > 0 { let e = ensurePidMax(world, neededPidMax); if e != 0 { fail(world, me, .pidMax, e); return } }
         answer(world, me, .done)
     }
 
     @discardableResult
     static func mountFreshProc(_ world: PuppetWorld, _ me: Int) -> Bool {
         let s = world.strings
-        if mount(nil, s.root, nil, UInt(MS_REC | MS_PRIVATE), nil) < 0 { fail(world, me, .mountPrivate); return false }
-        if mount(s.proc, s.procDir, s.proc, UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) < 0 {
-            fail(world, me, .mountProc)
+        var r = rr_mount(nil, s.root, nil, UInt(MS_REC | MS_PRIVATE), nil)
+        if r < 0 { fail(world, me, .mountPrivate, -r); return false }
+        r = rr_mount(s.proc, s.procDir, s.proc, UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil)
+        if r < 0 {
+            fail(world, me, .mountProc, -r)
             return false
         }
         return true
@@ -164,27 +171,30 @@ enum Puppet {
     /// /dev/ptmx leading to it, so the restore's ptys (and any a payload opens) live there.
     static func mountOwnDevpts(_ world: PuppetWorld, _ me: Int) -> Bool {
         let s = world.strings
-        if mount(s.devpts, s.devptsDir, s.devpts, UInt(MS_NOSUID | MS_NOEXEC), s.devptsOptions) < 0 {
-            fail(world, me, .mountDevpts)
+        var r = rr_mount(s.devpts, s.devptsDir, s.devpts, UInt(MS_NOSUID | MS_NOEXEC), s.devptsOptions)
+        if r < 0 {
+            fail(world, me, .mountDevpts, -r)
             return false
         }
-        if mount(s.ptsPtmx, s.ptmx, nil, UInt(MS_BIND), nil) < 0 { fail(world, me, .bindPtmx); return false }
+        r = rr_mount(s.ptsPtmx, s.ptmx, nil, UInt(MS_BIND), nil)
+        if r < 0 { fail(world, me, .bindPtmx, -r); return false }
         return true
     }
 
-    /// Reads this namespace's pid_max and raises it when the tree needs more.
-    static func ensurePidMax(_ world: PuppetWorld, _ needed: Int32) -> Bool {
-        let fd = open(world.strings.pidMax, O_RDWR | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
+    /// Reads this namespace's pid_max and raises it when the tree needs more. 0 or errno.
+    static func ensurePidMax(_ world: PuppetWorld, _ needed: Int32) -> Int32 {
+        let fd = rr_open(world.strings.pidMax, O_RDWR | O_CLOEXEC)
+        if fd < 0 { return -fd }
+        defer { _ = rr_close(fd) }
         let buf = world.scratch
-        let n = read(fd, buf, 31)
-        if n <= 0 { return false }
+        let n = rr_read(fd, buf, 31)
+        if n <= 0 { return n < 0 ? Int32(-n) : EIO }
         var current: Int32 = 0
         for i in 0..<n where buf[i] >= 48 && buf[i] <= 57 { current = current * 10 + Int32(buf[i] - 48) }
-        if current >= needed { return true }
+        if current >= needed { return 0 }
         let (start, length) = formatDecimal(world, needed)
-        return pwrite(fd, start, length, 0) == length
+        let w = rr_pwrite(fd, start, length, 0)
+        return w == length ? 0 : (w < 0 ? Int32(-w) : EIO)
     }
 
     /// Formats a non-negative number, newline-terminated, at the end of the scratch buffer.
@@ -197,13 +207,14 @@ enum Puppet {
         return (buf + pos, 32 - pos)
     }
 
-    /// Writes a number to a /proc/sys file with one write(2).
-    static func writeNumber(_ world: PuppetWorld, _ path: UnsafeMutablePointer<CChar>, _ value: Int32) -> Bool {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
+    /// Writes a number to a /proc/sys file with one write(2). 0 or errno.
+    static func writeNumber(_ world: PuppetWorld, _ path: UnsafeMutablePointer<CChar>, _ value: Int32) -> Int32 {
+        let fd = rr_open(path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { return -fd }
+        defer { _ = rr_close(fd) }
         let (start, length) = formatDecimal(world, value)
-        return write(fd, start, length) == length
+        let w = rr_write(fd, start, length)
+        return w == length ? 0 : (w < 0 ? Int32(-w) : EIO)
     }
 
     /// Recreates a holding process's recorded threads with their TIDs; they sleep until the
@@ -216,8 +227,8 @@ enum Puppet {
         let flags = RR_CLONE_VM | RR_CLONE_FS | RR_CLONE_FILES | RR_CLONE_SIGHAND | RR_CLONE_THREAD | RR_CLONE_SYSVSEM
         for t in 0..<node.threadCount {
             let tid = tids[t * node.setTidCount]
-            if world.useDance && !writeNumber(world, world.strings.nsLastPid, tid - 1) {
-                if report || !node.stopped { fail(world, me, .nsLastPid) }
+            if world.useDance, case let e = writeNumber(world, world.strings.nsLastPid, tid - 1), e != 0 {
+                if report || !node.stopped { fail(world, me, .nsLastPid, e) }
                 return false
             }
             let r = world.useDance
@@ -273,7 +284,7 @@ enum Puppet {
             answer(world, me, .failed, stage: .terminalStdio, value: terminalError)
             _exit(126)
         }
-        _ = rr_reset_signal_dispositions()
+        _ = rr_reset_signals(world.changedSignals, world.changedSignalCount)
         var empty = sigset_t()
         sigemptyset(&empty)
         if node.stopped {
@@ -304,8 +315,8 @@ enum Puppet {
             _ = rr_set_signal_mask(&empty)
             while true { pause() }
         }
-        if let cwd = node.cwd, chdir(cwd) < 0 {
-            let e = Glibc.errno
+        if let cwd = node.cwd, case let r = rr_chdir(cwd), r < 0 {
+            let e = -r
             if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
             else { answer(world, me, .failed, stage: .chdir, value: e) }
             _exit(127)
@@ -325,8 +336,7 @@ enum Puppet {
             close(world.answerFD)
             TerminalAttachment.awaitForegroundJob(world, me)
         }
-        execve(path, node.argv!, node.envp!)
-        let e = Glibc.errno
+        let e = -rr_execve(path, node.argv!, node.envp!)
         if waits { _ = write(2, world.strings.execFailedAfterJob, strlen(world.strings.execFailedAfterJob)) }
         else if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
         else { answer(world, me, .failed, stage: .exec, value: e) }

@@ -192,13 +192,16 @@ final class PreparedWorld {
         }
         // The world the puppets read lives in the arena too: each clone passes a pointer to its
         // node's start record, which points at it.
+        let changedSignals = arena.allocate(Int32.self, count: 128)
+        let changedSignalCount = rr_changed_signals(changedSignals, 128)
         let worldCell = arena.allocate(PuppetWorld.self, count: 1)
         let starts = arena.allocate(PuppetStart.self, count: count)
         for i in 0..<count { starts[i] = PuppetStart(world: worldCell, node: i) }
         var puppets = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                                   topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(arena),
                                   scratch: arena.allocate(UInt8.self, count: 64), useDance: dance,
-                                  supervisor: supervisor, forkList: forkList, stacks: stacks, starts: starts)
+                                  supervisor: supervisor, forkList: forkList, stacks: stacks, starts: starts,
+                                  changedSignals: changedSignals, changedSignalCount: changedSignalCount)
         if !tree.terminals.isEmpty {
             let paths = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: tree.terminals.count)
             for k in tree.terminals.indices { paths[k] = arena.cString(TerminalPlan.slavePath(k)) }
