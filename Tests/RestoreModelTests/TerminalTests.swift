@@ -108,3 +108,27 @@ struct TerminalTests {
         #expect(found.contains { $0.contains("terminals[2]: id is empty") }, "\(found)")
     }
 }
+
+@Suite("Terminals in tree diffs")
+struct TerminalDiffTests {
+    @Test func comparedByWhatTheyAreNotByName() throws {
+        let a = try parse(shellTree)
+        var b = a
+        // A restore numbers its ptys from 0: another name, the same terminal.
+        b.terminals[0].id = "pts0"
+        b.terminals[0].recordedAs = "/dev/pts/0"
+        for i in b.processes.indices {
+            b.processes[i].terminal = b.processes[i].terminal.map { _ in "pts0" }
+            b.processes[i].stdio = b.processes[i].stdio.map { $0.map { _ in "pts0" } }
+        }
+        #expect(TreeDiff.compare(a, b).isEmpty, "\(TreeDiff.compare(a, b))")
+        b.terminals[0].foreground = 107
+        let d = TreeDiff.compare(a, b)
+        #expect(d.count == 3 && d.allSatisfy { $0.field == .terminal }, "\(d)")
+        #expect(d.first?.description.contains("controlled by the terminal of session 100 (foreground 105)") ?? false, "\(d)")
+        b.processes[2].stdio = []
+        b.processes[2].terminal = nil
+        #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(ignored: [.terminal])).isEmpty)
+        #expect(TreeDiff.compare(a, b).contains { $0.pid == 107 && $0.b == "none" })
+    }
+}
