@@ -30,13 +30,14 @@ say() { printf '[setup] %s\n' "$*"; }
 # (scripts/testhosts.sh, examples/multinode): MPICH, Slurm, munge, ssh, iproute2, tini, bc;
 # for the container tests: podman, runc, busybox-static; for record's real-program tests:
 # nginx-light, postgresql (15 on Debian 12: initdb, pg_ctl, psql), tini, script (bsdutils);
+# tmux for the terminal tests (a tmux server with 3 windows, recorded and restored);
 # GNU time for scripts/bench.sh; gcc and make for the random real trees (realtree.c) and the
 # make -j4 pin-check tests.
 packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time gcc make
           openmpi-bin libopenmpi-dev
           mpich libmpich-dev slurm-wlm munge openssh-server openssh-client iproute2 tini bc
           podman runc busybox-static
-          nginx-light postgresql bsdutils)
+          nginx-light postgresql bsdutils tmux)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -116,6 +116,61 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
     return ret;
 }
 
+long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    // The legacy clone(2) for kernels without clone3: the child starts with its stack pointer
+    // at the top of `stack` (16-byte aligned: a page boundary), the same register discipline
+    // as above.
+    long ret;
+    void *top = (char *)stack + stack_size;
+#if defined(__x86_64__)
+    register void (*r_fn)(void *) __asm__("r12") = fn;
+    register void *r_arg __asm__("r13") = arg;
+    register long r10 __asm__("r10") = 0;
+    register long r8 __asm__("r8") = 0;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"
+        "mov $60, %%eax\n\t"
+        "xor %%edi, %%edi\n\t"
+        "syscall\n\t"
+        "hlt\n\t"
+        "1:\n\t"
+        : "=a"(ret)
+        : "a"((long)SYS_clone), "D"((long)flags), "S"(top), "d"(0L), "r"(r10), "r"(r8), "r"(r_fn), "r"(r_arg)
+        : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x0 __asm__("x0") = (long)flags;
+    register long x1 __asm__("x1") = (long)top;
+    register long x2 __asm__("x2") = 0;
+    register long x3 __asm__("x3") = 0;
+    register long x4 __asm__("x4") = 0;
+    register long x8 __asm__("x8") = SYS_clone;
+    register void (*x19)(void *) __asm__("x19") = fn;
+    register void *x20 __asm__("x20") = arg;
+    __asm__ volatile(
+        "svc #0\n\t"
+        "cbnz x0, 1f\n\t"
+        "mov x0, x20\n\t"
+        "blr x19\n\t"
+        "mov x8, #93\n\t"
+        "mov x0, #0\n\t"
+        "svc #0\n\t"
+        "1:\n\t"
+        : "+r"(x0)
+        : "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x8), "r"(x19), "r"(x20)
+        : "memory", "x30");
+    ret = x0;
+#else
+    (void)fn; (void)arg; (void)top; (void)flags;
+    ret = -ENOSYS;
+#endif
+    return ret;
+}
+
 void rr_thread_park(void *unused) {
     (void)unused;
     for (;;) syscall(SYS_pause);

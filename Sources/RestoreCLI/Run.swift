@@ -17,6 +17,13 @@ struct Run: ParsableCommand {
         and ends when every process has exited.
         A failure at any point, or Ctrl-C during the restore, tears the whole namespace down.
 
+        Recorded terminals come back as ptys of the restore's own devpts instance: each \
+        session leader gets its controlling terminal, descriptors 0-2 that had it get the pty, \
+        the foreground group is as recorded. run holds the ptys (their output is discarded, \
+        nothing is typed); --shell-job connects the one of the tree's foreground session to \
+        your terminal instead:
+          rootless-restore run --shell-job shell.json
+
         For launchers (an MPI daemon launch agent, srun, ssh), which start the same command on \
         every node with new arguments and a new job's environment: %h in TREE is the host's \
         short name; --root-args makes the words after `--` the root's arguments (argv[1...]; \

@@ -166,12 +166,7 @@ struct EngineHardeningTests {
         for method in ["clone3", "dance", "auto"] {
             let run = try RestoreRun()
             defer { run.tearDown() }
-            guard let cc = Paths.tool("cc") ?? Paths.tool("gcc") else { throw HarnessError("no C compiler for Fixtures/no_clone3") }
-            let launcher = run.directory + "/no_clone3"
-            let pid = try spawn([cc, "-O1", "-o", launcher, Paths.packageRoot + "/Tests/IntegrationTests/Fixtures/no_clone3/no_clone3.c"],
-                                env: Identity.cleanEnvironment, cwd: nil, stdout: run.directory + "/cc.out", stderr: run.directory + "/cc.out")
-            #expect(try waitForExit(pid, timeout: 60) == .exited(0), "cc: \(readText(run.directory + "/cc.out"))")
-            chmod(launcher, 0o755)
+            let launcher = try Self.buildNoClone3(in: run)
             try run.start(["run", "--report", run.reportPath, "--pid-method", method, try run.write("tree.json", tree.json())],
                           launcher: [launcher])
             if method == "clone3" {
@@ -182,7 +177,72 @@ struct EngineHardeningTests {
             }
             try run.waitUntilReady()
             verifyNamespace(run.namespace(), matches: tree, user: run.user)
+            // auto says once that it fell back; an explicit dance is what was asked for.
+            let note = "choosing PIDs with the ns_last_pid dance instead"
+            #expect(run.stderr.contains(note) == (method == "auto"), "\(method): \(run.stderr)")
         }
+    }
+
+    /// Fixtures/no_clone3, compiled into the run's directory.
+    static func buildNoClone3(in run: RestoreRun) throws -> String {
+        guard let cc = Paths.tool("cc") ?? Paths.tool("gcc") else { throw HarnessError("no C compiler for Fixtures/no_clone3") }
+        let launcher = run.directory + "/no_clone3"
+        let pid = try spawn([cc, "-O1", "-o", launcher, Paths.packageRoot + "/Tests/IntegrationTests/Fixtures/no_clone3/no_clone3.c"],
+                            env: Identity.cleanEnvironment, cwd: nil, stdout: run.directory + "/cc.out", stderr: run.directory + "/cc.out")
+        guard try waitForExit(pid, timeout: 60) == .exited(0) else { throw HarnessError("cc: \(readText(run.directory + "/cc.out"))") }
+        chmod(launcher, 0o755)
+        return launcher
+    }
+
+    /// The TIDs /proc shows for a host PID's threads, at the tests' first nested level.
+    static func tids(of hostPid: Int32) -> [Int32] {
+        let taskDir = "/proc/\(hostPid)/task"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: taskDir)) ?? []).compactMap { t in
+            let status = readText("\(taskDir)/\(t)/status")
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) else { return nil }
+            let cols = line.dropFirst(6).split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { Int32($0) }
+            return cols.dropFirst(ProcFS.ownDepth + OuterNamespace.levels).first
+        }.sorted()
+    }
+
+    @Test("without clone3, threads get their TIDs by the dance too, the supervisor beside a tree's PID 1 starts, and --quiet silences the fallback note",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func threadsAndSupervisorWithoutClone3() throws {
+        let tids: [Int32] = [300, 7, 45_000, 301, 12, 33_333, 99]
+        let threads = """
+        {"version": 1, "processes": [
+          {"pid": 300, "ppid": 0, "pgid": 300, "sid": 300, "threads": \(tids)},
+          {"pid": 302, "ppid": 300, "pgid": 300, "sid": 300, "state": "stopped", "threads": [302, 40]},
+          {"pid": 303, "ppid": 300, "pgid": 300, "sid": 300}
+        ]}
+        """
+        for (method, quiet) in [("dance", false), ("auto", true)] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            let launcher = try Self.buildNoClone3(in: run)
+            try run.start(["run", "--report", run.reportPath, "--pid-method", method] + (quiet ? ["--quiet"] : [])
+                          + [try run.write("tree.json", Data(threads.utf8))], launcher: [launcher])
+            try run.waitUntilReady()
+            let seen = run.namespace()
+            let holder = try #require(seen.first { $0.pid == 300 }, "\(seen)")
+            #expect(Self.tids(of: holder.host.hostPid) == tids.sorted(), "\(method): pid 300's threads")
+            let stopped = try #require(seen.first { $0.pid == 302 }, "\(seen)")
+            #expect(Self.tids(of: stopped.host.hostPid) == [40, 302], "\(method): pid 302's threads")
+            #expect(stopped.host.state == "T", "\(method): \(stopped)")
+            #expect(run.stderr.isEmpty, "\(method)\(quiet ? " --quiet" : ""): \(run.stderr)")
+        }
+        // A tree's own PID 1 forking a pinned child: its supervisor is forked in the namespace
+        // without clone3 (the dance gives it a PID above the tree's).
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let launcher = try Self.buildNoClone3(in: run)
+        try run.start(["run", "--report", run.reportPath, "--quiet", "--pin-mismatch", "error",
+                       try run.write("tree.json", Data(Self.descriptorTrees["pid1-pinned"]!.utf8))], launcher: [launcher])
+        try run.waitUntilReady()
+        let seen = try run.waitForNamespace(timeout: 20, "the pinned child 5000 and the supervisor") { now in
+            now.contains { $0.pid == 5000 && $0.ppid == 1 } && now.contains { $0.ppid == 0 && $0.pid > 5000 }
+        }
+        #expect(seen.count == 4, "PID 1, 5000 (sleep), 101, the supervisor: \(seen)")
     }
 
     @Test("ulimit -u exhaustion says which limit, not a bare EAGAIN", .enabled(if: Prerequisites.userNamespacesWork))

@@ -158,7 +158,8 @@ enum Termination: Equatable, CustomStringConvertible {
 /// posix_spawn with stdin from /dev/null, stdout and stderr to files, every signal back to its
 /// default disposition and none blocked, and `cwd` (through `env -C`, which execs: the PID
 /// returned is the PID of argv[0] and then of whatever it execs).
-func spawn(_ argv: [String], env: [String], cwd: String?, stdout: String, stderr: String) throws -> pid_t {
+func spawn(_ argv: [String], env: [String], cwd: String?, stdout: String, stderr: String,
+           terminal: String? = nil) throws -> pid_t {
     var argv = argv
     if let cwd {
         guard let envTool = Paths.tool("env") else { throw HarnessError("env (coreutils) is missing") }
@@ -167,11 +168,18 @@ func spawn(_ argv: [String], env: [String], cwd: String?, stdout: String, stderr
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    if stderr == stdout {
+    if let terminal {
+        // A terminal the test owns (a pty's slave) on 0, 1 and 2.
+        posix_spawn_file_actions_addopen(&actions, 0, terminal, O_RDWR | O_NOCTTY, 0)
+        posix_spawn_file_actions_adddup2(&actions, 0, 1)
+        posix_spawn_file_actions_adddup2(&actions, 0, 2)
+    } else if stderr == stdout {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
     } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     }
     var attr = posix_spawnattr_t()
@@ -351,6 +359,16 @@ enum ProcFS {
         }
     }
 
+    /// Fields 7 and 8 of /proc/PID/stat: tty_nr (the controlling terminal's device as
+    /// major << 8 | minor for small numbers; 0: none) and tpgid (its foreground group, -1: none).
+    static func terminal(_ pid: Int32) -> (ttyNr: UInt32, tpgid: Int32)? {
+        let text = readText("/proc/\(pid)/stat")
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 5, let tty = Int64(fields[4]), let tpgid = Int32(fields[5]) else { return nil }
+        return (UInt32(truncatingIfNeeded: tty), tpgid)
+    }
+
     /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
     static func startTime(_ pid: Int32) -> UInt64? {
         let text = readText("/proc/\(pid)/stat")
@@ -468,11 +486,13 @@ final class RestoreRun {
     }
 
     /// Starts `rootless-restore ARGS` as the test user, in the scratch directory.
-    func start(_ arguments: [String], extraEnvironment: [String] = [], launcher: [String] = []) throws {
+    /// `terminal`: a pty slave the test owns, on 0, 1 and 2 instead of the output files.
+    func start(_ arguments: [String], extraEnvironment: [String] = [], launcher: [String] = [],
+               terminal: String? = nil) throws {
         precondition(pid == 0, "one launch per RestoreRun")
         let argv = try Identity.prefix(for: user) + launcher + [binary] + arguments
         pid = try spawn(argv, env: Identity.cleanEnvironment + extraEnvironment, cwd: directory,
-                        stdout: stdoutPath, stderr: stderrPath)
+                        stdout: stdoutPath, stderr: stderrPath, terminal: terminal)
         startTime = ProcFS.startTime(pid) ?? 0
     }
 

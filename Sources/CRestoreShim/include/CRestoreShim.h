@@ -76,6 +76,10 @@ int rr_probe_clone3(void);
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
                       void *stack, size_t stack_size, void (*fn)(void *), void *arg);
 
+/// The same with the legacy clone(2) (no set_tid: the TID is what ns_last_pid makes it), for
+/// kernels without clone3. Returns the new TID or -errno.
+long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(void *), void *arg);
+
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 

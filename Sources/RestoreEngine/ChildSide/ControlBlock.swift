@@ -30,6 +30,9 @@ enum PuppetCommand: UInt32 {
     case noise
     /// Become what the tree says: exec the payload, hold, or (init) run the init loop.
     case release
+    /// The PID dance only: create the holder's recorded threads now, while nothing else forks
+    /// (their TIDs come from ns_last_pid, which a concurrent fork would race).
+    case startThreads
 }
 
 /// One answer from a puppet. Sent as one SOCK_SEQPACKET record; the kernel adds the sender's
@@ -55,6 +58,8 @@ enum PuppetStage: Int32 {
     case chdir, exec, pdeathsig, setgid, setuid, threads, nsLastPid, seccompNotify
     case setgroups, setrlimit, capabilities, noNewPrivileges, seccomp
     case mountDevpts, bindPtmx, controllingTerminal, foreground, terminalStdio
+    /// The dance gave a thread another TID (the value) than recorded.
+    case threadTid
 
     var operation: String {
         switch self {
@@ -85,6 +90,7 @@ enum PuppetStage: Int32 {
         case .controllingTerminal: return "ioctl(TIOCSCTTY)"
         case .foreground: return "tcsetpgrp"
         case .terminalStdio: return "open the pty slave onto 0, 1, 2"
+        case .threadTid: return "clone(CLONE_THREAD)"
         }
     }
 }

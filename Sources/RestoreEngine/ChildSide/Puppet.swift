@@ -90,6 +90,8 @@ enum Puppet {
                 }
             case .release:
                 release(world, me)
+            case .startThreads:
+                if startThreads(world, me, report: true) { answer(world, me, .done) }
             }
         }
     }
@@ -206,16 +208,27 @@ enum Puppet {
     }
 
     /// Recreates a holding process's recorded threads with their TIDs; they sleep until the
-    /// process ends. Reports and returns false on failure.
-    static func startThreads(_ world: PuppetWorld, _ me: Int) -> Bool {
+    /// process ends. Reports (always when `report`, else unless it is to stop) and returns false
+    /// on failure. clone3 with set_tid; under the dance (no clone3), the legacy clone after
+    /// writing ns_last_pid, posted by the coordinator while nothing else forks, TIDs checked.
+    static func startThreads(_ world: PuppetWorld, _ me: Int, report: Bool = false) -> Bool {
         let node = world.nodes[me]
         guard node.threadCount > 0, let tids = node.threadTids, let stacks = node.threadStacks else { return true }
         let flags = RR_CLONE_VM | RR_CLONE_FS | RR_CLONE_FILES | RR_CLONE_SIGHAND | RR_CLONE_THREAD | RR_CLONE_SYSVSEM
         for t in 0..<node.threadCount {
-            let r = rr_clone3_thread(flags, tids + t * node.setTidCount, node.setTidCount,
-                                     stacks[t], parkedThreadStackSize, rr_thread_park, nil)
-            if r < 0 {
-                if !node.stopped { answer(world, me, .failed, stage: .threads, value: Int32(-r)) }
+            let tid = tids[t * node.setTidCount]
+            if world.useDance && !writeNumber(world, world.strings.nsLastPid, tid - 1) {
+                if report || !node.stopped { fail(world, me, .nsLastPid) }
+                return false
+            }
+            let r = world.useDance
+                ? rr_clone_thread(flags, stacks[t], parkedThreadStackSize, rr_thread_park, nil)
+                : rr_clone3_thread(flags, tids + t * node.setTidCount, node.setTidCount,
+                                   stacks[t], parkedThreadStackSize, rr_thread_park, nil)
+            if r < 0 || (world.useDance && r != Int(tid)) {
+                if report || !node.stopped {
+                    answer(world, me, .failed, stage: r < 0 ? .threads : .threadTid, value: Int32(truncatingIfNeeded: r < 0 ? -r : r))
+                }
                 return false
             }
         }
@@ -268,7 +281,7 @@ enum Puppet {
             // A stopped holder's threads exist before it stops (they stop with it), reported
             // while the socket is still open.
             if node.path == nil {
-                if !startThreads(world, me) { _exit(1) }
+                if !world.useDance && !startThreads(world, me) { _exit(1) }
                 rr_close_all_but(world.answerFD)
                 if !applyIdentity(world, me) { _exit(126) }
             }
@@ -281,7 +294,7 @@ enum Puppet {
         }
         guard let path = node.path else {
             if !node.stopped {
-                if !startThreads(world, me) { _exit(1) }
+                if !world.useDance && !startThreads(world, me) { _exit(1) }
                 // Nothing of the caller's or the runtime's stays open in a holder but 0, 1, 2
                 // (and the answer socket until the identity is applied).
                 rr_close_all_but(world.answerFD)

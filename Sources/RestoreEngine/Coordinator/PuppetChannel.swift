@@ -109,10 +109,16 @@ final class PuppetChannel {
         case .chdir:
             message = "cannot change to its working directory"
             kind = .notFound
+        case .threadTid:
+            throw RestoreError(.restoreFailed, operation: stage.operation, entry: label(node),
+                               message: "a recorded thread was created with TID \(e) instead (ns_last_pid moved under the dance)")
         default:
             message = "failed during setup"
         }
-        throw RestoreError(kind, operation: stage.operation, errno: e, entry: label(node), message: message)
+        // Under the dance (no clone3) processes and threads are made with the legacy clone.
+        var operation = stage.operation
+        if world.puppets.useDance && (stage == .clone3 || stage == .threads) { operation = stage == .clone3 ? "clone" : "clone(CLONE_THREAD)" }
+        throw RestoreError(kind, operation: operation, errno: e, entry: label(node), message: message)
     }
 
     func handleSignals() throws {

@@ -13,7 +13,7 @@ enum TreeBuilder {
         func accept(child: Int, _ answer: PuppetAnswer, sender: Int32) throws {
             // A new process said it is up: its PID must be the planned one (the dance can miss it).
             if answer.value != plan.nodes[child].localPid {
-                throw RestoreError(.restoreFailed, operation: "clone3", entry: channel.label(child),
+                throw RestoreError(.restoreFailed, operation: world.puppets.useDance ? "clone" : "clone3", entry: channel.label(child),
                                    message: "was created with PID \(answer.value) instead of \(plan.nodes[child].localPid)")
             }
             channel.hostPid[child] = sender
@@ -74,6 +74,14 @@ enum TreeBuilder {
                 control.post(n, .die, status)
                 control.post(parent, .awaitZombie, plan.nodes[n].nspid[plan.nodes[parent].depth - 1])
                 try channel.awaitAnswer(from: parent, expecting: .done)
+            }
+        }
+        if world.puppets.useDance {
+            // The dance chooses TIDs through ns_last_pid too: threads one process at a time,
+            // now that nothing else forks (under clone3 each holder starts its own at release).
+            for i in 0..<world.puppets.nodeCount where world.puppets.nodes[i].threadCount > 0 {
+                control.post(i, .startThreads)
+                try channel.awaitAnswer(from: i, expecting: .done)
             }
         }
     }

@@ -141,6 +141,16 @@ final class PreparedWorld {
                                    : "clone3 here has no set_tid (Linux 5.5+); --pid-method dance works without it")
         }
         let dance = options.pidMethod == .dance || (options.pidMethod == .auto && probe != 2)
+        if dance && options.pidMethod == .auto && !options.quiet {
+            // Said once: the dance is serialised and single-level, which a user may notice.
+            SystemCalls.printError("rootless-restore: note: " + (probe == 0 ? "clone3 is not available here (Linux 5.3+, or hidden by a seccomp profile)"
+                                      : probe == 1 ? "clone3 here has no set_tid (Linux 5.5+)" : "clone3 fails here (\(ErrnoName.describe(-probe)))")
+                                   + "; choosing PIDs with the ns_last_pid dance instead (--pid-method dance: one fork at a time, single-level trees)")
+        }
+        if dance, let deep = (0..<count).first(where: { nodes[$0].threadCount > 0 && plan.nodes[$0].depth > 1 }) {
+            throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: plan.nodes[deep].label(in: tree),
+                               message: "has threads in a nested PID namespace; the PID dance can choose a TID in one namespace only, so they need clone3's set_tid (Linux 5.5+)")
+        }
         if dance, let deep = plan.nodes.firstIndex(where: { $0.depth > 2 || ($0.depth == 2 && !$0.newPidNamespace) }) {
             throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: plan.nodes[deep].label(in: tree),
                                message: "lives \(plan.nodes[deep].depth) PID-namespace levels deep; the PID dance can choose a PID in one namespace only (the forker's), so nested trees need clone3's set_tid (Linux 5.5+)")

@@ -39,8 +39,13 @@ enum OutsideSupervisor {
         var server = rr_clone3(0, SIGCHLD, &tid, 1)
         if server == -Int(ENOSYS) {
             // No clone3 (an older kernel, or a profile that hides it): the ns_last_pid dance.
-            // Nothing else forks in the namespace now (no payload is released yet).
-            _ = SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(abovePid)")
+            // ns_last_pid is that of the writer's own PID namespace, which setns() does not
+            // change for the keeper: a short-lived child (in the namespace) writes it. Nothing
+            // else forks there now (no payload is released yet).
+            let setter = rr_fork_flags(0, SIGCHLD)
+            if setter == 0 { _exit(SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(abovePid)") == 0 ? 0 : 1) }
+            var status: Int32 = 0
+            if setter > 0 { while waitpid(pid_t(setter), &status, 0) < 0 && SystemCalls.currentErrno == EINTR {} }
             server = rr_fork_flags(0, SIGCHLD)
         } else if server == -Int(EEXIST) || server == -Int(EINVAL) {
             server = rr_clone3(0, SIGCHLD, nil, 0)
