@@ -32,8 +32,8 @@ say() { printf '[setup] %s\n' "$*"; }
 # nginx-light, postgresql (15 on Debian 12: initdb, pg_ctl, psql), tini, script (bsdutils);
 # tmux for the terminal tests (a tmux server with 3 windows, recorded and restored);
 # GNU time for scripts/bench.sh; gcc and make for the random real trees (realtree.c) and the
-# make -j4 pin-check tests.
-packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time gcc make
+# make -j4 pin-check tests; binutils (as, ld) for the i386/x32 payloads of the multi-arch pinning test.
+packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 python3-jsonschema time gcc make binutils
           openmpi-bin libopenmpi-dev
           mpich libmpich-dev slurm-wlm munge openssh-server openssh-client iproute2 tini bc
           podman runc busybox-static

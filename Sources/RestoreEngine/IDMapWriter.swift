@@ -113,7 +113,9 @@ public struct IDMapWriter {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // A process group of its own, so that a timeout kills whatever it started too.
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         let cEnv: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=\(Self.defaultSearchPath)"), strdup("LC_ALL=C"), nil]
         defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
@@ -129,7 +131,7 @@ public struct IDMapWriter {
         let deadline = MonotonicClock.nanoseconds() + Self.helperTimeoutSeconds * 1_000_000_000
         while SystemCalls.retrying({ waitpid(child, &status, WNOHANG) }).value == 0 {
             if MonotonicClock.nanoseconds() > deadline {
-                kill(child, SIGKILL)
+                kill(-child, SIGKILL)
                 _ = SystemCalls.retrying { waitpid(child, &status, 0) }
                 throw RestoreError(.environment, operation: command, errno: ETIMEDOUT, entry: side.source,
                                    message: "\(helper) did not finish within \(Self.helperTimeoutSeconds) s writing the \(side.kind) map \(side.text); it was killed")

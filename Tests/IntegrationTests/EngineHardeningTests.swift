@@ -318,4 +318,81 @@ struct EngineHardeningTests {
             }
         }
     }
+    /// Assembles Fixtures/multiarch/fork-ARCH.S into the run's directory with binutils.
+    static func assemble(_ arch: String, in run: RestoreRun) throws -> String {
+        let (asFlag, ldEmulation) = arch == "i386" ? ("--32", "elf_i386") : ("--x32", "elf32_x86_64")
+        guard let assembler = Paths.tool("as"), let linker = Paths.tool("ld") else { throw HarnessError("binutils (as, ld) are missing") }
+        let out = run.directory + "/fork-\(arch)"
+        let log = run.directory + "/as.out"
+        for argv in [[assembler, asFlag, "-o", out + ".o", Paths.packageRoot + "/Tests/IntegrationTests/Fixtures/multiarch/fork-\(arch).S"],
+                     [linker, "-m", ldEmulation, "-static", "-o", out, out + ".o"]] {
+            let pid = try spawn(argv, env: Identity.cleanEnvironment, cwd: nil, stdout: log, stderr: log)
+            guard try waitForExit(pid, timeout: 60) == .exited(0) else { throw HarnessError("\(argv[0]): \(readText(log))") }
+        }
+        chmod(out, 0o755)
+        return out
+    }
+
+    @Test("an i386 or x32 payload under pinning is supervised, not killed for its architecture: its fork gets the pinned PID",
+          .enabled(if: Prerequisites.userNamespacesWork), arguments: ["i386", "x32"])
+    func otherArchitecturePayloadIsPinned(arch: String) throws {
+        #if arch(x86_64)
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let program = try Self.assemble(arch, in: run)
+        // Probe: can this kernel run the architecture at all (x32 is often compiled out or off)?
+        let probe = try spawn(["/bin/sh", "-c", "\"$0\" & p=$!; sleep 0.2; kill -0 $p 2>/dev/null || exit 1; pkill -P $p; kill $p; exit 0", program],
+                              env: Identity.cleanEnvironment, cwd: nil, stdout: run.directory + "/probe.out", stderr: run.directory + "/probe.out")
+        if try waitForExit(probe, timeout: 30) != .exited(0) {
+            print("[multi-arch] \(arch) skipped: this kernel cannot run \(arch) programs (\(readText(run.directory + "/probe.out").trimmingCharacters(in: .whitespacesAndNewlines)))")
+            return
+        }
+        let tree = """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["\(program)"], "env": []}},
+          {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}
+        ]}
+        """
+        let pins = run.directory + "/pins.log"
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)), extra: ["--pin-log", pins])
+        try run.waitUntilReady()
+        let seen = try run.waitForNamespace(timeout: 20, "the \(arch) payload's pinned child 5000") { $0.contains { $0.pid == 5000 } }
+        #expect(seen.first { $0.pid == 5000 }?.ppid == 100, "\(seen)")
+        let parent = try #require(seen.first { $0.pid == 100 }, "the \(arch) payload is gone: \(seen)\n\(run.stderr)")
+        #expect(parent.host.state == "S", "\(parent)")
+        #expect(readText(pins).contains(#""expected": 5000, "got": 5000, "pinned": true"#), "pin log: \(readText(pins))")
+        #expect(!run.stderr.contains("error"), "\(run.stderr)")
+        #else
+        print("[multi-arch] skipped: i386/x32 payloads exist on x86-64 only")
+        #endif
+    }
+    @Test("a newuidmap that hangs is killed after 10 s, with whatever it started: run fails naming it, nothing is left",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func hangingNewuidmapTimesOut() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        guard run.user.dropsPrivileges else {
+            print("[newuidmap timeout] skipped: a setuid-root stand-in for newuidmap needs the tests to run as root")
+            return
+        }
+        // A stand-in earlier in PATH, root-owned and setuid like the real one (the runtime
+        // checks that before using it; the kernel ignores setuid on scripts, so it runs as the
+        // test user). It forks a child and waits: killing the helper alone would leave that.
+        let bin = run.directory + "/bin"
+        mkdir(bin, 0o755)
+        let helper = try run.write("bin/newuidmap", Data("#!/bin/sh\nsleep 1000\n".utf8), mode: 0o755)
+        chown(helper, 0, 0)
+        chmod(helper, 0o4755)
+        let tree = TestTree.flat(top: 100, children: [101], comment: "two holders")
+        let started = Date()
+        try run.startRun(treeFile: try run.write("tree.json", tree.json()), extra: ["--map-users", "auto"],
+                         launcher: ["/usr/bin/env", "PATH=\(bin):/usr/bin:/bin"])
+        let t = try run.waitForExit(timeout: 40)
+        let took = Date().timeIntervalSince(started)
+        #expect(t == .exited(77), "\(t): \(run.stderr)")
+        #expect(run.stderr.contains("\(helper) did not finish within 10 s writing the uid map") && run.stderr.contains("ETIMEDOUT"), "\(run.stderr)")
+        #expect(took >= 10 && took < 30, "run took \(took) s")
+    }
 }
+
+

@@ -166,4 +166,32 @@ struct ErrnoNameTests {
         #expect(ErrnoName.describe(11) == "EAGAIN, Resource temporarily unavailable")
         #expect(ErrnoName.describe(4095) == "errno 4095")
     }
+
+    /// Errnos the runtime meets (clone3, setns, newuidmap, mounts, files, seccomp), each as the
+    /// user reads it: through the one error type's description, by name and text.
+    static let table: [(Int32, String)] = [
+        (1, "EPERM, Operation not permitted"), (2, "ENOENT, No such file or directory"),
+        (3, "ESRCH, No such process"), (4, "EINTR, Interrupted system call"), (5, "EIO, Input/output error"),
+        (7, "E2BIG, Argument list too long"), (9, "EBADF, Bad file descriptor"), (10, "ECHILD, No child processes"),
+        (12, "ENOMEM, Cannot allocate memory"), (13, "EACCES, Permission denied"), (16, "EBUSY, Device or resource busy"),
+        (20, "ENOTDIR, Not a directory"), (22, "EINVAL, Invalid argument"), (24, "EMFILE, Too many open files"),
+        (28, "ENOSPC, No space left on device"), (30, "EROFS, Read-only file system"), (32, "EPIPE, Broken pipe"),
+        (34, "ERANGE, Numerical result out of range"), (36, "ENAMETOOLONG, File name too long"),
+        (38, "ENOSYS, Function not implemented"), (40, "ELOOP, Too many levels of symbolic links"),
+        (75, "EOVERFLOW, Value too large for defined data type"), (87, "EUSERS, Too many users"),
+        (95, "EOPNOTSUPP, Operation not supported"), (110, "ETIMEDOUT, Connection timed out"),
+        (122, "EDQUOT, Disk quota exceeded"), (125, "ECANCELED, Operation canceled"),
+    ]
+
+    @Test(arguments: table)
+    func namedThroughTheErrorType(errno: Int32, text: String) {
+        let error = RestoreError(.restoreFailed, operation: "clone3", errno: errno, entry: "process #3 (pid 17)", message: "cannot be created")
+        #expect(error.description == "process #3 (pid 17): cannot be created (clone3: \(text))")
+    }
+
+    @Test func everyErrnoTheLibraryKnowsHasAName() {
+        // Linux's errnos run from 1 to 133 (EHWPOISON); none may fall back to a bare number.
+        let bare = (1...133).filter { e in e != 41 && e != 58 && ErrnoName.describe(Int32(e)).hasPrefix("errno ") }
+        #expect(bare.isEmpty, "errnos described by number only: \(bare)")
+    }
 }

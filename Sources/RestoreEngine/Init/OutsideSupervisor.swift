@@ -34,7 +34,17 @@ enum OutsideSupervisor {
         if keeper > 0 { return keeper }
         // The keeper (outside; dies with the coordinator).
         _ = rr_prctl_set_pdeathsig(SIGKILL)
-        for fd in fds where rr_setns(fd, 0) != 0 { _exit(126) }
+        // A keeper that cannot start the server says why and ends the restore: without it the
+        // payloads' forks would fail (their listeners unserved).
+        func giveUp(_ what: String, _ e: Int32) -> Never {
+            SystemCalls.printError("rootless-restore: error: the fork supervisor beside the tree's PID 1 cannot start: \(what) (\(ErrnoName.describe(e)))")
+            _ = rr_kill(initHostPid, SIGKILL)
+            _exit(RestoreError.ExitCode.restoreFailed)
+        }
+        for (fd, kind) in zip(fds, ["user", "pid", "mnt"]) {
+            let r = rr_setns(fd, 0)
+            if r != 0 { giveUp("setns into the namespace's \(kind) namespace", -r) }
+        }
         var tid = [Int32(abovePid + 1)]
         var server = rr_clone3(0, SIGCHLD, &tid, 1)
         if server == -Int(ENOSYS) {
@@ -50,7 +60,7 @@ enum OutsideSupervisor {
         } else if server == -Int(EEXIST) || server == -Int(EINVAL) {
             server = rr_clone3(0, SIGCHLD, nil, 0)
         }
-        if server < 0 { _exit(126) }
+        if server < 0 { giveUp("fork in the namespace", Int32(-server)) }
         if server == 0 {
             _ = rr_prctl_set_pdeathsig(SIGKILL)
             // Inside the namespace: nothing of the caller's or the coordinator's.
