@@ -212,6 +212,14 @@ extension TreeRecorder {
                         envLost.append("\(pid)")
                     }
                 }
+                // A program that changed directory after it started (PostgreSQL into its data
+                // directory) is restarted where it was started, so relative paths in its argv work.
+                if let dir = cwd, let args = spec.args, let env = reading.env,
+                   let found = CommandLineReading.launchDirectory(cwd: dir, env: env, args: args,
+                                                                  exists: { access("/proc/\(s.hostPid)/root" + $0, F_OK) == 0 }) {
+                    spec.cwd = found.dir
+                    warnings.append("\(who): its cwd is \(dir), but its argument \(JSONValue.quoted(found.argument, limit: 60)) is a path relative to \(found.dir), where it was started (its PWD): recorded cwd \(found.dir), so that the restarted program finds it")
+                }
                 let user = UserSpec(uid: inside(s.uid, uidMap), gid: inside(s.gid, gidMap),
                                     additionalGids: s.groups.filter { $0 != s.gid }.map { inside($0, gidMap) })
                 spec.user = unmapped ? nil : user

@@ -66,6 +66,26 @@ public struct CommandLineReading: Sendable, Equatable {
                                   envRewritten: envRewritten)
     }
 
+    /// The directory to restart a recorded program in, when it is not its cwd now. A program
+    /// may change directory after it starts (PostgreSQL into its data directory, daemons to
+    /// /), and relative paths in its argv (`postgres -D data`) resolve only from where it was
+    /// started, which the shell that started it left in PWD. Returns PWD and the argument
+    /// when an argument (or the value after `=` in one) is a relative path that exists from
+    /// PWD but not from the cwd; nil otherwise (PWD can be stale: only evidence moves it).
+    public static func launchDirectory(cwd: String, env: [String], args: [String],
+                                       exists: (String) -> Bool) -> (dir: String, argument: String)? {
+        guard let pwd = env.last(where: { $0.hasPrefix("PWD=") }).map({ String($0.dropFirst(4)) }),
+              pwd.hasPrefix("/"), pwd != cwd else { return nil }
+        func under(_ dir: String, _ path: String) -> String { dir.hasSuffix("/") ? dir + path : dir + "/" + path }
+        for a in args.dropFirst() {
+            let value = a.firstIndex(of: "=").map { String(a[a.index(after: $0)...]) }
+            for c in [a] + (value.map { [$0] } ?? []) where !c.isEmpty && !c.hasPrefix("/") && !c.hasPrefix("-") {
+                if exists(under(pwd, c)) && !exists(under(cwd, c)) { return (pwd, c) }
+            }
+        }
+        return nil
+    }
+
     public static func isKeyValue(_ s: String) -> Bool {
         guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { return false }
         return true

@@ -7,6 +7,8 @@
 /// - once the child has exec'd (its exe or auxiliary vector differs from its forker's at the
 ///   fork), its exe and argv are compared with `recorded.exe` and `recorded.cmdline` (argv only
 ///   when the recorded title was not rewritten: a rewritten title is set later, by the program);
+///   a match is final at once, a mismatch only at the settle time (a wrapper such as `setsid`
+///   or `sh -c 'exec ...'` execs the recorded program next);
 /// - a child that has not exec'd after `settleNanoseconds` is compared as a fork: it must have
 ///   been recorded `forkedNotExeced`, with the same exe and the same argv or title (PostgreSQL's
 ///   "postgres: checkpointer "), else it is a mismatch;
@@ -83,7 +85,12 @@ public enum PinCheck {
         }
         // An empty argv right after the exe changed is an exec still in progress (the kernel
         // sets the new argument area after switching the program): look again.
-        if seen.execd && !seen.cmdline.isEmpty { return .decided(compare(recorded, seen)) }
+        // Another program than recorded may still exec the recorded one (`setsid prog`,
+        // `sh -c 'exec prog'`, `env`, `nice`): a mismatch is final only at the deadline.
+        if seen.execd && !seen.cmdline.isEmpty {
+            let verdict = compare(recorded, seen)
+            return verdict == .matched || pastDeadline ? .decided(verdict) : .wait
+        }
         if !seen.execd, let r = recorded, r.forkedNotExeced, r.titleRewritten, compare(r, seen) == .matched {
             return .decided(.matched)
         }

@@ -284,7 +284,9 @@ struct RecordRealProgramTests {
                      "initdb: \(readText(dir + "/initdb.log"))")
         var postmaster: Int32 = 0
         defer { if postmaster > 0 { killAll(treeBelow(postmaster)) } }
-        try #require(try asUser(["\(bin)/pg_ctl", "-D", data, "-l", "\(dir)/server.log", "-w", "-t", "60", "-o",
+        // `-D pgdata`, relative, as users type it: the server changes into its data directory,
+        // so record must restart it where it was started (its PWD), not in its cwd now.
+        try #require(try asUser(["\(bin)/pg_ctl", "-D", "pgdata", "-l", "\(dir)/server.log", "-w", "-t", "60", "-o",
                                  "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c fsync=off", "start"], "pg_ctl") == .exited(0),
                      "pg_ctl: \(readText(dir + "/pg_ctl.log")) \(readText(dir + "/server.log"))")
         postmaster = Int32(readText(data + "/postmaster.pid").split(separator: "\n").first ?? "") ?? 0
@@ -305,6 +307,10 @@ struct RecordRealProgramTests {
         try #require(t == .exited(0), "record: \(err)")
         let listed = try entries(dir + "/pg.json")
         try #require(listed.count == 6, "\(listed.map { $0["pid"] ?? "?" })")
+        let spec = listed[0]["process"] as? [String: Any] ?? [:]
+        #expect((spec["args"] as? [String])?.contains("pgdata") == true && spec["cwd"] as? String == dir,
+                "the postmaster's argv and cwd: \(spec["args"] ?? "none"), \(spec["cwd"] ?? "none")")
+        #expect(err.contains("its cwd is \(data)") && err.contains("\"pgdata\""), "record should say why it moved the cwd: \(err)")
         let before = table(of: postmaster)
         var titles: [Int32: String] = [:]
         for e in listed.dropFirst() {

@@ -57,3 +57,26 @@ import Testing
         #expect(!r.titleRewritten && r.args == ["foo", "5"])
     }
 }
+
+@Suite("where a recorded program is restarted")
+struct LaunchDirectoryTests {
+    let files: Set<String> = ["/home/u/pgdata", "/home/u/pgdata/PG_VERSION", "/home/u/conf/app.ini"]
+    func exists(_ path: String) -> Bool { files.contains(path) }
+
+    @Test("postgres -D pgdata, now in its data directory: restarted in PWD, where pgdata is")
+    func relativeDataDirectory() {
+        let found = CommandLineReading.launchDirectory(cwd: "/home/u/pgdata", env: ["PATH=/bin", "PWD=/home/u"],
+                                                       args: ["/usr/lib/postgresql/15/bin/postgres", "-D", "pgdata", "-p", "5432"], exists: exists)
+        #expect(found?.dir == "/home/u" && found?.argument == "pgdata")
+        #expect(CommandLineReading.launchDirectory(cwd: "/", env: ["PWD=/home/u"], args: ["app", "--config=conf/app.ini"], exists: exists)?.argument == "conf/app.ini")
+    }
+
+    @Test("no evidence, no move: absolute paths, paths that exist from the cwd too, no PWD, PWD the cwd")
+    func staysInCwd() {
+        #expect(CommandLineReading.launchDirectory(cwd: "/home/u/pgdata", env: ["PWD=/home/u"], args: ["postgres", "-D", "/home/u/pgdata"], exists: exists) == nil)
+        #expect(CommandLineReading.launchDirectory(cwd: "/home/u/pgdata", env: ["PWD=/home/u"], args: ["cat", "PG_VERSION"], exists: exists) == nil)
+        #expect(CommandLineReading.launchDirectory(cwd: "/home/u/pgdata", env: [], args: ["postgres", "-D", "pgdata"], exists: exists) == nil)
+        #expect(CommandLineReading.launchDirectory(cwd: "/home/u", env: ["PWD=/home/u"], args: ["postgres", "-D", "pgdata"], exists: exists) == nil)
+        #expect(CommandLineReading.launchDirectory(cwd: "/home/u/pgdata", env: ["PWD=/home/u"], args: ["pgdata"], exists: exists) == nil, "argv[0] is the program")
+    }
+}

@@ -164,3 +164,14 @@ extension PinLedgerTests {
         #expect(!why.contains("''"), "\(why)")
     }
 }
+
+extension PinLedgerTests {
+    @Test("an exec'd wrapper (setsid, sh -c 'exec ...') is not a mismatch before the settle time: it may exec the recorded program next")
+    func wrapperExecs() {
+        let job = RecordedIdentity(exe: "/usr/bin/sleep", cmdline: ["sleep", "1000"])
+        let wrapper = PinCheck.Observation(exe: "/usr/bin/setsid", cmdline: ["setsid", "sleep", "1000"], execd: true)
+        #expect(PinCheck.decide(job, wrapper, liveness: .alive, pastDeadline: false) == .wait)
+        #expect(PinCheck.decide(job, wrapper, liveness: .alive, pastDeadline: true) == .decided(PinCheck.compare(job, wrapper)))
+        #expect(PinCheck.decide(job, .init(exe: "/usr/bin/sleep", cmdline: ["sleep", "1000"], execd: true), liveness: .alive, pastDeadline: false) == .decided(.matched))
+    }
+}
