@@ -492,6 +492,15 @@ struct RecordRealProgramTests {
         let before = table(of: unshare)
         let uidMap = readText("/proc/\(unshare)/uid_map").split(separator: " ").joined(separator: " ")
         #expect(before.values.filter { $0.nspid.count == 2 }.count == 3, "\(before)")
+        // --mount-proc: the nested namespace's /proc lists its own PIDs, as seen from inside
+        // (through the nested init's root, in its mount namespace).
+        func procInside(_ rows: [(host: Int32, nspid: [Int32])]) -> (listed: [Int32], own: [Int32]) {
+            guard let initHost = rows.first(where: { $0.nspid.count == 2 && $0.nspid[1] == 1 })?.host else { return ([], [1]) }
+            let listed = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(initHost)/root/proc")) ?? []).compactMap { Int32($0) }.sorted()
+            return (listed, rows.filter { $0.nspid.count == 2 }.map { $0.nspid[1] }.sorted())
+        }
+        let procBefore = procInside(before.map { ($0.key, $0.value.nspid) })
+        #expect(procBefore.listed == procBefore.own, "the recorded nested namespace's /proc: \(procBefore)")
 
         let (t, err) = try rr(run, ["record", "--hold", String(unshare), String(unshare), "-o", dir + "/unshare.json"], name: "record")
         try #require(t == .exited(0), "record: \(err)")
@@ -513,6 +522,9 @@ struct RecordRealProgramTests {
             let map = readText("/proc/\(p.host.hostPid)/uid_map").split(separator: " ").joined(separator: " ")
             #expect(map == uidMap, "pid \(p.pid): uid_map \(map), before \(uidMap)")
         }
+        // The restored nested namespace has a /proc of its own again, listing exactly its PIDs.
+        let procAfter = procInside(seen.map { ($0.host.hostPid, Array($0.host.nspid.dropFirst(ProcFS.ownDepth))) })
+        #expect(procAfter.listed == procAfter.own && procAfter.own == procBefore.own, "the restored nested namespace's /proc: \(procAfter), before \(procBefore)")
         shell.end()
         run.tearDown()
     }
