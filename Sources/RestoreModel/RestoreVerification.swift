@@ -13,13 +13,25 @@ public enum RestoreVerification {
         public var runtimePid: Int32
         /// PID-namespace levels from the runtime's /proc down to the runtime's own level.
         public var ownLevels: Int
+        /// For trees with terminals: tty_nr and tpgid (fields 7 and 8 of /proc/PID/stat; tpgid in
+        /// the runtime's /proc numbering) of each node; empty: not read.
+        public var terminals: [(ttyNr: UInt32, tpgid: Int32)?] = []
 
-        public init(hostPids: [Int32], statuses: [ProcStatus?], runtimePid: Int32, ownLevels: Int) {
+        public init(hostPids: [Int32], statuses: [ProcStatus?], runtimePid: Int32, ownLevels: Int,
+                    terminals: [(ttyNr: UInt32, tpgid: Int32)?] = []) {
             self.hostPids = hostPids
             self.statuses = statuses
             self.runtimePid = runtimePid
             self.ownLevels = ownLevels
+            self.terminals = terminals
         }
+    }
+
+    /// tty_nr of pty k of the restore's own devpts instance (Unix98 slaves: major 136 + k/256,
+    /// minor k%256; the kernel's new_encode_dev).
+    public static func ptyDevice(_ k: Int) -> UInt32 {
+        let major = UInt32(136 + k / 256), minor = UInt32(k % 256)
+        return (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)
     }
 
     /// Every entry where the tree says, as one error naming the first entry that is not; and
@@ -60,6 +72,7 @@ public enum RestoreVerification {
             if pgid != entry.pgid { wrong.append("pgid \(pgid) instead of \(entry.pgid)") }
             if sid != entry.sid { wrong.append("sid \(sid) instead of \(entry.sid)") }
             if entry.state == .zombie && !s.isDead { wrong.append("state \(s.state) instead of zombie") }
+            wrong += terminalProblems(entry, node: node, tree: tree, observed: observed)
             if !wrong.isEmpty {
                 problems.append(RestoreError(.restoreFailed, operation: "verify", entry: entry.label,
                                              message: "was restored with " + wrong.joined(separator: ", ")))
@@ -70,6 +83,28 @@ public enum RestoreVerification {
                 state: s.stateName, threads: s.threads))
         }
         return Result(problems: problems, processes: processes)
+    }
+
+    /// A recorded controlling terminal must be pty k of the restore's devpts, and the session
+    /// leader's terminal must have the recorded foreground group (the rest of the session drops
+    /// an inherited terminal it had not only at release, after this check).
+    static func terminalProblems(_ entry: ProcessEntry, node: Int, tree: ProcessTree, observed: Observation) -> [String] {
+        guard let id = entry.terminal, node < observed.terminals.count, let seen = observed.terminals[node],
+              let k = tree.terminals.firstIndex(where: { $0.id == id }),
+              let session = tree.terminals[k].session, tree.processes.contains(where: { $0.pid == session }) else { return [] }
+        var wrong: [String] = []
+        let want = ptyDevice(k)
+        if seen.ttyNr != want {
+            wrong.append("controlling terminal tty_nr \(seen.ttyNr) instead of \(want) (pty \(k) of its devpts, for \(tree.terminals[k].label(k)))")
+        }
+        if entry.pid == session, let fg = tree.terminals[k].foreground {
+            // tpgid is a PID in the runtime's numbering: the group whose nspgid[0] it is.
+            let level = observed.ownLevels
+            let now = observed.statuses.lazy.compactMap { $0 }.first { $0.nspgid.first == seen.tpgid && $0.nspgid.count > level }
+                .map { $0.nspgid[level] }
+            if now != fg { wrong.append("foreground group \(now.map(String.init) ?? "unknown (tpgid \(seen.tpgid))") instead of \(fg)") }
+        }
+        return wrong
     }
 
     /// The parent a restored entry must have: its recorded one when that is in the tree,

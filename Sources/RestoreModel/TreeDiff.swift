@@ -2,7 +2,7 @@
 //
 // Processes are matched by `pid` (the PID in the tree's top namespace). For each PID in both
 // trees the compared fields are nspid, ppid, pgid, sid, state, exitStatus, threads, and of
-// `process` args, cwd and user (env only when asked: environments are long and often differ
+// `process` args, cwd and user, and the terminal (env only when asked: environments are long and often differ
 // in harmless ways).
 //
 // Parents outside the tree. A process whose ppid is 0 or a PID that is not in its own tree is a
@@ -22,7 +22,7 @@
 public enum TreeDiff {
     /// The fields compared, in report order.
     public enum Field: String, Sendable, CaseIterable, Comparable {
-        case nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user
+        case nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user, terminal
 
         public static func < (a: Field, b: Field) -> Bool {
             allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -90,6 +90,12 @@ public enum TreeDiff {
                 continue
             }
             out += compare(pa, pb, aTree: aByPid, bTree: bByPid, options)
+            if options.comparedFields.contains(.terminal) {
+                // Terminal ids are names (pts3 when recorded, pts0 after a restore): compared by
+                // what they are, the session they control and its foreground group.
+                let x = terminalText(pa, a), y = terminalText(pb, b)
+                if x != y { out.append(Difference(pid: pa.pid, field: .terminal, a: x, b: y)) }
+            }
         }
         for pb in b.processes where aByPid[pb.pid] == nil && seen.insert(pb.pid).inserted {
             out.append(Difference(pid: pb.pid, field: nil, a: absent, b: summary(pb)))
@@ -137,6 +143,19 @@ public enum TreeDiff {
         if !skip(sa.cwd == nil) { check(.cwd, sa.cwd.map(quoted) ?? "none", sb.cwd.map(quoted) ?? "none") }
         if !(options.restored && sa.user == nil) && !stoppedEarly { check(.user, user(sa.user), user(sb.user)) }
         return out
+    }
+
+    /// "controlling terminal of session 100 (foreground 105); stdio 0 1 2 on it", "none", ...
+    private static func terminalText(_ p: ProcessEntry, _ tree: ProcessTree) -> String {
+        func what(_ id: String) -> String {
+            guard let t = tree.terminals.first(where: { $0.id == id }) else { return "an unknown terminal" }
+            guard let s = t.session else { return "a terminal of no session" }
+            return "the terminal of session \(s)" + (t.foreground.map { " (foreground \($0))" } ?? "")
+        }
+        var parts: [String] = []
+        if let id = p.terminal { parts.append("controlled by " + what(id)) }
+        for (fd, id) in p.stdio.enumerated() { if let id { parts.append("fd \(fd) on " + what(id)) } }
+        return parts.isEmpty ? "none" : parts.joined(separator: "; ")
     }
 
     /// "17", or "outside the tree" when the parent is not in the tree (unless exact).

@@ -108,3 +108,66 @@ struct TerminalTests {
         #expect(found.contains { $0.contains("terminals[2]: id is empty") }, "\(found)")
     }
 }
+
+@Suite("Terminals in tree diffs")
+struct TerminalDiffTests {
+    @Test func comparedByWhatTheyAreNotByName() throws {
+        let a = try parse(shellTree)
+        var b = a
+        // A restore numbers its ptys from 0: another name, the same terminal.
+        b.terminals[0].id = "pts0"
+        b.terminals[0].recordedAs = "/dev/pts/0"
+        for i in b.processes.indices {
+            b.processes[i].terminal = b.processes[i].terminal.map { _ in "pts0" }
+            b.processes[i].stdio = b.processes[i].stdio.map { $0.map { _ in "pts0" } }
+        }
+        #expect(TreeDiff.compare(a, b).isEmpty, "\(TreeDiff.compare(a, b))")
+        b.terminals[0].foreground = 107
+        let d = TreeDiff.compare(a, b)
+        #expect(d.count == 3 && d.allSatisfy { $0.field == .terminal }, "\(d)")
+        #expect(d.first?.description.contains("controlled by the terminal of session 100 (foreground 105)") ?? false, "\(d)")
+        b.processes[2].stdio = []
+        b.processes[2].terminal = nil
+        #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(ignored: [.terminal])).isEmpty)
+        #expect(TreeDiff.compare(a, b).contains { $0.pid == 107 && $0.b == "none" })
+    }
+}
+
+@Suite("Terminals in the verification of a built tree")
+struct TerminalVerificationTests {
+    /// The shell tree as built, host PID 5000 + node; tty_nr/tpgid per node as given.
+    func observe(_ tree: ProcessTree, _ plan: RestorePlan, tty: (Int) -> UInt32, tpgidHost: Int32) -> RestoreVerification.Observation {
+        let host = plan.nodes.indices.map { Int32(5000 + $0) }
+        var statuses = [ProcStatus?](repeating: nil, count: plan.nodes.count)
+        var terminals = [(ttyNr: UInt32, tpgid: Int32)?](repeating: nil, count: plan.nodes.count)
+        for (i, e) in tree.processes.enumerated() {
+            let node = plan.nodeOfEntry[i]
+            let ppid = RestoreVerification.expectedParent(e, treeHasInit: plan.treeHasInit, treePids: Set(tree.processes.map(\.pid)))
+            let parentHost = host[plan.nodes.firstIndex { $0.pid == ppid }!]
+            // Host numbers of the group and session leaders: 5000 + their node.
+            let pgidHost = host[plan.nodes.firstIndex { $0.pid == e.pgid }!], sidHost = host[plan.nodes.firstIndex { $0.pid == e.sid }!]
+            statuses[node] = ProcStatus(hostPid: host[node], nspid: [host[node]] + e.nspid, nspgid: [pgidHost, e.pgid],
+                                        nssid: [sidHost, e.sid], hostPPid: parentHost, state: "S", threads: 1)
+            terminals[node] = (tty(i), tpgidHost)
+        }
+        return RestoreVerification.Observation(hostPids: host, statuses: statuses, runtimePid: 4000, ownLevels: 1, terminals: terminals)
+    }
+
+    @Test func controllingTerminalAndForegroundAreChecked() throws {
+        var tree = try parse(shellTree)
+        tree.processes[0].ppid = 0
+        let plan = try RestorePlanner.plan(tree)
+        let pty0 = RestoreVerification.ptyDevice(0)
+        #expect(pty0 == 136 << 8 && RestoreVerification.ptyDevice(257) == (137 << 8 | 1))
+        let fgHost = Int32(5000 + plan.nodeOfEntry[1])
+        var result = RestoreVerification.verify(tree: tree, plan: plan, observed: observe(tree, plan, tty: { _ in pty0 }, tpgidHost: fgHost))
+        #expect(result.problems.isEmpty, "\(result.problems)")
+
+        result = RestoreVerification.verify(tree: tree, plan: plan, observed: observe(tree, plan, tty: { $0 == 2 ? 0 : pty0 }, tpgidHost: fgHost))
+        #expect(result.problems.map(\.description) == ["process #2 (pid 107): was restored with controlling terminal tty_nr 0 instead of 34816 (pty 0 of its devpts, for terminals[0] (\"pts3\"))"], "\(result.problems)")
+
+        let bashHost = Int32(5000 + plan.nodeOfEntry[0])
+        result = RestoreVerification.verify(tree: tree, plan: plan, observed: observe(tree, plan, tty: { _ in pty0 }, tpgidHost: bashHost))
+        #expect(result.problems.map(\.description) == ["process #0 (pid 100): was restored with foreground group 100 instead of 105"], "\(result.problems)")
+    }
+}

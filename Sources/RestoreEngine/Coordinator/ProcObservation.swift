@@ -21,7 +21,14 @@ enum ProcObservation {
         for node in world.plan.nodeOfEntry where channel.hostPid[node] > 0 {
             statuses[node] = ProcStatus.read(channel.hostPid[node])
         }
+        var terminals: [(ttyNr: UInt32, tpgid: Int32)?] = []
+        if world.puppets.terminalCount > 0 {
+            terminals = [(ttyNr: UInt32, tpgid: Int32)?](repeating: nil, count: channel.hostPid.count)
+            for node in world.plan.nodeOfEntry where channel.hostPid[node] > 0 {
+                terminals[node] = StatLine.read(channel.hostPid[node]).map { ($0.ttyNr, $0.tpgid) }
+            }
+        }
         return RestoreVerification.Observation(hostPids: channel.hostPid, statuses: statuses,
-                                               runtimePid: Int32(getpid()), ownLevels: world.ownLevels)
+                                               runtimePid: Int32(getpid()), ownLevels: world.ownLevels, terminals: terminals)
     }
 }
