@@ -43,12 +43,13 @@ enum InitLoop {
     static func reapExited(first: pid_t, firstStatus: inout Int32) {
         while true {
             var status: Int32 = 0
-            let r = waitpid(-1, &status, WNOHANG)
+            // Raw (no errno): holders share this address space, and so its errno.
+            let r = rr_wait4(-1, &status, WNOHANG)
             if r > 0 {
                 if r == first { firstStatus = exitCode(status) }
                 continue
             }
-            if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+            if r == -Int(ECHILD) { _exit(firstStatus) }
             return
         }
     }
