@@ -784,11 +784,12 @@ cpu_mark "fork supervisor"
 say "validate of flat trees and chains of 10^4, 10^5, 10^6 processes (scripts/bench/planning.sh)"
 planning_sizes="10000 100000 1000000"
 ((quick)) && planning_sizes="10000 100000"
-while read -r shape n wall rss fwall frss bytes; do
+while read -r shape n wall rss fwall frss bytes cpu; do
     emit validate "$shape" "$n" 1 wall_s "$wall" s
+    emit validate "$shape" "$n" 1 cpu_s "$cpu" s
     emit validate "$shape" "$n" 1 peak_rss_kb "$rss" kB
     emit python_json "$shape" "$n" 1 wall_s "$fwall" s
-    table_row "validate, $shape N=$n: wall (s) / peak RSS (MB)" "$wall / $(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')" "$fwall / $(awk -v k="$frss" 'BEGIN{printf "%.0f", k/1024}')" \
+    table_row "validate, $shape N=$n: wall (s) / peak RSS (MB) [CPU $cpu s]" "$wall / $(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')" "$fwall / $(awk -v k="$frss" 'BEGIN{printf "%.0f", k/1024}')" \
         "$(ratio_of "$wall" "$fwall")" "floor: python3 json.load of the same $(awk -v b="$bytes" 'BEGIN{printf "%.1f", b/1048576}') MiB file"
 done < <(scripts/bench/planning.sh "$binary" "$planning_sizes")
 cpu_mark "validate at scale"
