@@ -260,6 +260,25 @@ long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(
     return ret;
 }
 
+void rr_say_failed(const char *label, const char *what, int e) {
+    // Child side: one write of a stack buffer, no allocation. strerrorname_np and
+    // strerrordesc_np return static strings (glibc 2.32+).
+    char buf[512];
+    size_t n = 0;
+    const char *name = strerrorname_np(e), *desc = strerrordesc_np(e);
+    const char *parts[] = { label ? label : "rootless-restore: error: a restored process", ": ", what,
+                            " (", name ? name : "errno ?", desc ? ", " : "", desc ? desc : "", ")\n" };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        size_t len = strlen(parts[i]);
+        if (n + len >= sizeof(buf) - 1) len = sizeof(buf) - 2 - n;
+        memcpy(buf + n, parts[i], len);
+        n += len;
+    }
+    if (n == 0 || buf[n - 1] != '\n') buf[n++] = '\n';
+    ssize_t r = write(2, buf, n);
+    (void)r;
+}
+
 void rr_thread_park(void *unused) {
     (void)unused;
     for (;;) syscall(SYS_pause);

@@ -109,6 +109,10 @@ long rr_clone_shared(uint64_t flags, int exit_signal, void *stack, size_t stack_
 /// kernels without clone3. Returns the new TID or -errno.
 long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(void *), void *arg);
 
+/// Child side: "LABEL: WHAT (ENAME, description)" on stderr, for failures no socket can report
+/// any more (a stopped process's exec after SIGCONT). No allocation.
+void rr_say_failed(const char *label, const char *what, int e);
+
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
 

@@ -33,6 +33,8 @@ struct PreparedNode {
     var identity: UnsafeMutablePointer<PreparedIdentity>? = nil
     /// Controlling terminal and pty slaves on 0-2 (TerminalAttachment).
     var terminals = PreparedTerminals()
+    /// "rootless-restore: error: process #3 (pid 17)", for a payload's failures after release.
+    var failureLabel: UnsafeMutablePointer<CChar>? = nil
 }
 
 /// Size of the stack of a restored (parked) thread; it only ever sleeps.
@@ -99,6 +101,8 @@ struct FixedStrings {
     let nsLastPid: UnsafeMutablePointer<CChar>
     let execFailedStopped: UnsafeMutablePointer<CChar>
     let execFailedAfterJob: UnsafeMutablePointer<CChar>
+    let identityFailedStopped: UnsafeMutablePointer<CChar>
+    let chdirFailedStopped: UnsafeMutablePointer<CChar>
     let devpts: UnsafeMutablePointer<CChar>
     let devptsDir: UnsafeMutablePointer<CChar>
     let devptsOptions: UnsafeMutablePointer<CChar>
@@ -111,8 +115,10 @@ struct FixedStrings {
         procDir = arena.cString("/proc")
         pidMax = arena.cString("/proc/sys/kernel/pid_max")
         nsLastPid = arena.cString("/proc/sys/kernel/ns_last_pid")
-        execFailedStopped = arena.cString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
-        execFailedAfterJob = arena.cString("rootless-restore: a session leader could not exec its payload once its foreground job ended\n")
+        execFailedStopped = arena.cString("a stopped process could not exec its payload after SIGCONT")
+        execFailedAfterJob = arena.cString("a session leader could not exec its payload once its foreground job ended")
+        identityFailedStopped = arena.cString("a stopped process could not take its user, capabilities, limits or seccomp filter after SIGCONT")
+        chdirFailedStopped = arena.cString("a stopped process could not change to its working directory after SIGCONT")
         devpts = arena.cString("devpts")
         devptsDir = arena.cString("/dev/pts")
         // A devpts of the namespace's own: its ptys are numbered from 0 and nobody else's show.

@@ -249,7 +249,7 @@ enum Puppet {
         let node = world.nodes[me]
         guard let identity = node.identity, let (stage, e) = ProcessIdentity.apply(identity) else { return true }
         if node.stopped {
-            _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped))
+            rr_say_failed(node.failureLabel, world.strings.identityFailedStopped, e)
         } else {
             answer(world, me, .failed, stage: stage, value: e)
         }
@@ -317,7 +317,7 @@ enum Puppet {
         }
         if let cwd = node.cwd, case let r = rr_chdir(cwd), r < 0 {
             let e = -r
-            if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+            if node.stopped { rr_say_failed(node.failureLabel, world.strings.chdirFailedStopped, e) }
             else { answer(world, me, .failed, stage: .chdir, value: e) }
             _exit(127)
         }
@@ -337,8 +337,8 @@ enum Puppet {
             TerminalAttachment.awaitForegroundJob(world, me)
         }
         let e = -rr_execve(path, node.argv!, node.envp!)
-        if waits { _ = write(2, world.strings.execFailedAfterJob, strlen(world.strings.execFailedAfterJob)) }
-        else if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+        if waits { rr_say_failed(node.failureLabel, world.strings.execFailedAfterJob, e) }
+        else if node.stopped { rr_say_failed(node.failureLabel, world.strings.execFailedStopped, e) }
         else { answer(world, me, .failed, stage: .exec, value: e) }
         _exit(e == ENOENT ? 127 : 126)
     }

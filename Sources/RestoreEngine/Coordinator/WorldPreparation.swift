@@ -88,6 +88,7 @@ final class PreparedWorld {
                     prepared.argv = arena.cStringArray(args)
                     prepared.envp = arena.cStringArray(env)
                     prepared.cwd = arena.cString(dir)
+                    prepared.failureLabel = arena.cString("rootless-restore: error: \(entry.label)")
                 }
                 prepared.identity = try identities.prepare(entry)
                 prepared.terminals = terminals.prepared(for: entry, node: i)
