@@ -458,7 +458,12 @@ int rr_changed_signals(int *out, int max) {
     for (int sig = 1; sig < NSIG && n < max; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL) out[n++] = sig;
+        if (sigaction(sig, NULL, &sa) != 0) continue;
+        // The signals ignored by default are reset too, whatever their disposition: setting
+        // SIG_DFL discards them when pending (blocked). A puppet's pending SIGCHLD from a
+        // zombie-to-be made a holding namespace init reap that zombie.
+        int ignoredByDefault = sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
+        if (sa.sa_handler != SIG_DFL || ignoredByDefault) out[n++] = sig;
     }
     return n;
 }
