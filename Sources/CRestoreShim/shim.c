@@ -21,6 +21,56 @@
 #define SYS_clone3 435
 #endif
 
+
+/* A system call without glibc's errno: the kernel's result (-errno on failure) as it is.
+ * Puppets share one address space and so one thread-local errno; whatever a puppet reports
+ * must not pass through it, or another puppet's failure can land in between. */
+static inline long rr_sys(long nr, long a, long b, long c, long d, long e, long f) {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = nr;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+    return x0;
+#else
+    long r = syscall(nr, a, b, c, d, e, f);
+    return r < 0 ? -errno : r;
+#endif
+}
+#define RR_SYS(nr, ...) rr_sys_n(nr, __VA_ARGS__, 0, 0, 0, 0, 0, 0)
+#define rr_sys_n(nr, a, b, c, d, e, f, ...) rr_sys((long)(nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
+long rr_setsid(void) { return RR_SYS(SYS_setsid, 0); }
+int rr_setpgid(pid_t pid, pid_t pgid) { return (int)RR_SYS(SYS_setpgid, pid, pgid); }
+int rr_mount(const char *source, const char *target, const char *type, unsigned long flags, const void *data) {
+    return (int)RR_SYS(SYS_mount, source, target, type, flags, data);
+}
+int rr_open(const char *path, int flags) { return (int)RR_SYS(SYS_openat, AT_FDCWD, path, flags, 0); }
+long rr_read(int fd, void *buf, size_t len) { return RR_SYS(SYS_read, fd, buf, len); }
+long rr_write(int fd, const void *buf, size_t len) { return RR_SYS(SYS_write, fd, buf, len); }
+long rr_pwrite(int fd, const void *buf, size_t len, long offset) { return RR_SYS(SYS_pwrite64, fd, buf, len, offset); }
+int rr_close(int fd) { return (int)RR_SYS(SYS_close, fd); }
+int rr_chdir(const char *path) { return (int)RR_SYS(SYS_chdir, path); }
+int rr_execve(const char *path, char *const argv[], char *const envp[]) { return (int)RR_SYS(SYS_execve, path, argv, envp); }
+int rr_dup_onto(int fd, int target) { return (int)RR_SYS(SYS_dup3, fd, target, 0); }
+long rr_wait4(pid_t pid, int *status, int options) {
+    long r;
+    do { r = RR_SYS(SYS_wait4, pid, status, options, 0); } while (r == -EINTR);
+    return r;
+}
+
 struct rr_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
         set_tid, set_tid_size, cgroup;
@@ -60,20 +110,13 @@ int rr_probe_clone3(void) {
     return -errno;
 }
 
-long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
-                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
-    struct rr_clone_args args;
-    memset(&args, 0, sizeof(args));
-    args.flags = flags;
-    args.stack = (uint64_t)(uintptr_t)stack;
-    args.stack_size = stack_size;
-    args.set_tid = (uint64_t)(uintptr_t)set_tid;
-    args.set_tid_size = set_tid_size;
-    // The new thread starts on `stack` with no frame to return into, so the child path must
-    // not touch the old stack: raw syscall, call fn from registers, exit the thread.
+/* clone3 of a task that starts on `stack` and runs fn(arg), then exits (SYS_exit: the thread,
+ * or the process when it is alone). The child has no frame to return into, so it must not
+ * touch the parent's stack: raw syscall, call fn from registers, exit. */
+static long clone3_on_stack(struct rr_clone_args *args, void *fn, void *arg) {
     long ret;
 #if defined(__x86_64__)
-    register void (*r_fn)(void *) __asm__("r12") = fn;
+    register void *r_fn __asm__("r12") = fn;
     register void *r_arg __asm__("r13") = arg;
     __asm__ volatile(
         "syscall\n\t"
@@ -88,13 +131,13 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
         "hlt\n\t"
         "1:\n\t"
         : "=a"(ret)
-        : "a"((long)SYS_clone3), "D"(&args), "S"(sizeof(args)), "r"(r_fn), "r"(r_arg)
+        : "a"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r_fn), "r"(r_arg)
         : "rcx", "r11", "memory");
 #elif defined(__aarch64__)
-    register long x0 __asm__("x0") = (long)&args;
-    register long x1 __asm__("x1") = (long)sizeof(args);
+    register long x0 __asm__("x0") = (long)args;
+    register long x1 __asm__("x1") = (long)sizeof(*args);
     register long x8 __asm__("x8") = SYS_clone3;
-    register void (*x19)(void *) __asm__("x19") = fn;
+    register void *x19 __asm__("x19") = fn;
     register void *x20 __asm__("x20") = arg;
     __asm__ volatile(
         "svc #0\n\t"
@@ -114,6 +157,52 @@ long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
     ret = -ENOSYS;
 #endif
     return ret;
+}
+
+long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+    return clone3_on_stack(&args, (void *)fn, arg);
+}
+
+long rr_clone3_shared(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
+    struct rr_clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags | CLONE_VM;
+    args.exit_signal = (uint64_t)exit_signal;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
+    args.set_tid = set_tid_size ? (uint64_t)(uintptr_t)set_tid : 0;
+    args.set_tid_size = set_tid_size;
+    return clone3_on_stack(&args, (void *)fn, arg);
+}
+
+struct rr_shared_start { void (*fn)(void *); void *arg; };
+
+static int shared_trampoline(void *p) {
+    struct rr_shared_start start = *(struct rr_shared_start *)p;
+    start.fn(start.arg);
+    return 0;
+}
+
+long rr_clone_shared(uint64_t flags, int exit_signal, void *stack, size_t stack_size,
+                     void (*fn)(void *), void *arg) {
+    // glibc's clone() runs the child on `stack`; fn and arg ride on the top of that stack,
+    // which nobody else uses, not on this frame, which may be gone when the child reads them.
+    char *top = (char *)stack + stack_size;
+    struct rr_shared_start *start = (struct rr_shared_start *)(((uintptr_t)top - sizeof(*start)) & ~(uintptr_t)15);
+    start->fn = fn;
+    start->arg = arg;
+    int r = clone(shared_trampoline, (void *)(((uintptr_t)start - 64) & ~(uintptr_t)15),
+                  (int)(flags | CLONE_VM) | exit_signal, start);
+    return r < 0 ? -errno : r;
 }
 
 long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(void *), void *arg) {
@@ -171,6 +260,25 @@ long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(
     return ret;
 }
 
+void rr_say_failed(const char *label, const char *what, int e) {
+    // Child side: one write of a stack buffer, no allocation. strerrorname_np and
+    // strerrordesc_np return static strings (glibc 2.32+).
+    char buf[512];
+    size_t n = 0;
+    const char *name = strerrorname_np(e), *desc = strerrordesc_np(e);
+    const char *parts[] = { label ? label : "rootless-restore: error: a restored process", ": ", what,
+                            " (", name ? name : "errno ?", desc ? ", " : "", desc ? desc : "", ")\n" };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        size_t len = strlen(parts[i]);
+        if (n + len >= sizeof(buf) - 1) len = sizeof(buf) - 2 - n;
+        memcpy(buf + n, parts[i], len);
+        n += len;
+    }
+    if (n == 0 || buf[n - 1] != '\n') buf[n++] = '\n';
+    ssize_t r = write(2, buf, n);
+    (void)r;
+}
+
 void rr_thread_park(void *unused) {
     (void)unused;
     for (;;) syscall(SYS_pause);
@@ -200,7 +308,7 @@ int rr_peer_closed(int fd) {
 static void close_range_or_loop(unsigned first, unsigned last, int cloexec) {
     if (first > last) return;
 #ifdef SYS_close_range
-    if (syscall(SYS_close_range, first, last, cloexec ? 4u /* CLOSE_RANGE_CLOEXEC */ : 0u) == 0) return;
+    if (RR_SYS(SYS_close_range, first, last, cloexec ? 4u /* CLOSE_RANGE_CLOEXEC */ : 0u) == 0) return;
 #endif
     // Before Linux 5.9 (5.11 for CLOEXEC), or refused: one call per possible descriptor.
     struct rlimit lim;
@@ -230,13 +338,18 @@ void rr_close_all_but3(int a, int b, int c) {
     close_range_or_loop(next, ~0u, 0);
 }
 
+// Puppets share the init's address space, and so this guard's flag: the init, which may
+// allocate once it leaves the child side, is exempted by its stack (the main one), on which
+// no puppet runs (each has its own, PuppetWorld.stacks).
+extern volatile uintptr_t rr_alloc_guard_exempt_sp __attribute__((weak));
+
 void rr_child_side_leave(void) {
-    if (&rr_alloc_guard) rr_alloc_guard = 0;
+    if (&rr_alloc_guard_exempt_sp) rr_alloc_guard_exempt_sp = (uintptr_t)__builtin_frame_address(0);
 }
 
-int rr_setresuid(uid_t uid) { return setresuid(uid, uid, uid) < 0 ? -errno : 0; }
-int rr_setresgid(gid_t gid) { return setresgid(gid, gid, gid) < 0 ? -errno : 0; }
-int rr_setgroups(size_t count, const gid_t *groups) { return setgroups(count, groups) < 0 ? -errno : 0; }
+int rr_setresuid(uid_t uid) { return (int)RR_SYS(SYS_setresuid, uid, uid, uid); }
+int rr_setresgid(gid_t gid) { return (int)RR_SYS(SYS_setresgid, gid, gid, gid); }
+int rr_setgroups(size_t count, const gid_t *groups) { return (int)RR_SYS(SYS_setgroups, count, groups); }
 
 int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms) {
     struct timespec ts, *tsp = NULL;
@@ -245,13 +358,12 @@ int rr_futex_wait(uint32_t *word, uint32_t expected, long timeout_ms) {
         ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
         tsp = &ts;
     }
-    long r = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
-    return r < 0 ? -errno : 0;
+    long r = RR_SYS(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    return r < 0 ? (int)r : 0;
 }
 
 int rr_futex_wake(uint32_t *word, int count) {
-    long r = syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
-    return r < 0 ? -errno : (int)r;
+    return (int)RR_SYS(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
 uint32_t rr_atomic_load(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
@@ -260,29 +372,30 @@ uint32_t rr_atomic_add(uint32_t *word, uint32_t delta) {
     return __atomic_add_fetch(word, delta, __ATOMIC_ACQ_REL);
 }
 
-int rr_prctl_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_prctl_set_pdeathsig(int sig) { return (int)RR_SYS(SYS_prctl, PR_SET_PDEATHSIG, sig); }
 int rr_setns(int fd, int nstype) { return syscall(SYS_setns, fd, nstype) < 0 ? -errno : 0; }
 int rr_prctl_set_child_subreaper(int on) {
-    return prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
+    return (int)RR_SYS(SYS_prctl, PR_SET_CHILD_SUBREAPER, on);
 }
 int rr_prctl_get_child_subreaper(int *on) {
     return prctl(PR_GET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
 }
+int rr_prctl_set_dumpable(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_DUMPABLE, on); }
 int rr_prctl_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0) < 0 ? -errno : 0; }
 
-long rr_getpid(void) { return syscall(SYS_getpid); }
+long rr_getpid(void) { return RR_SYS(SYS_getpid, 0); }
 long rr_gettid(void) { return syscall(SYS_gettid); }
 long rr_getppid(void) { return syscall(SYS_getppid); }
-int rr_kill(pid_t pid, int sig) { return syscall(SYS_kill, pid, sig) < 0 ? -errno : 0; }
+int rr_kill(pid_t pid, int sig) { return (int)RR_SYS(SYS_kill, pid, sig); }
 int rr_exit_thread(int status) {
     syscall(SYS_exit, status);
     for (;;) {}
 }
 
 long rr_send_record(int fd, const void *buf, size_t len) {
-    ssize_t r;
-    do { r = send(fd, buf, len, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : r;
+    long r;
+    do { r = RR_SYS(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0); } while (r == -EINTR);
+    return r;
 }
 
 int rr_enable_passcred(int fd) {
@@ -328,7 +441,7 @@ void rr_forwarded_signals(sigset_t *set) {
     for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) sigdelset(set, kept[i]);
 }
 int rr_set_signal_mask(const sigset_t *set) {
-    return sigprocmask(SIG_SETMASK, set, NULL) < 0 ? -errno : 0;
+    return (int)RR_SYS(SYS_rt_sigprocmask, SIG_SETMASK, set, NULL, _NSIG / 8);
 }
 int rr_reset_signal_dispositions(void) {
     struct sigaction sa;
@@ -338,6 +451,22 @@ int rr_reset_signal_dispositions(void) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         sigaction(sig, &sa, NULL); // fails harmlessly for signals glibc reserves
     }
+    return 0;
+}
+int rr_changed_signals(int *out, int max) {
+    int n = 0;
+    for (int sig = 1; sig < NSIG && n < max; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL) out[n++] = sig;
+    }
+    return n;
+}
+int rr_reset_signals(const int *sigs, int count) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int i = 0; i < count; i++) sigaction(sigs[i], &sa, NULL);
     return 0;
 }
 int rr_ignore_signal(int sig) {
@@ -354,9 +483,9 @@ int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms) {
 
 int rr_wait_exited_nowait(pid_t pid) {
     siginfo_t info;
-    int r;
-    do { r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT); } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
+    long r;
+    do { r = RR_SYS(SYS_waitid, P_PID, pid, &info, WEXITED | WNOWAIT, NULL); } while (r == -EINTR);
+    return r < 0 ? (int)r : 0;
 }
 pid_t rr_siginfo_pid(const siginfo_t *info) { return info->si_pid; }
 int rr_siginfo_status(const siginfo_t *info) { return info->si_status; }
@@ -388,14 +517,13 @@ const long rr_sys_vfork = -1;
 
 int rr_seccomp_install_listener(const void *instructions, unsigned short count) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
-    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
-    return r < 0 ? -errno : (int)r;
+    return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
 }
 
 int rr_seccomp_install_filter(const void *instructions, unsigned short count) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
-    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
-    return r < 0 ? -errno : 0;
+    long r = RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+    return r < 0 ? (int)r : 0;
 }
 
 int rr_memfd(const char *name) {
@@ -418,9 +546,9 @@ int rr_send_fd(int sock, int32_t tag, int fd) {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t r;
-    do { r = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
+    long r;
+    do { r = RR_SYS(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r == -EINTR);
+    return r < 0 ? (int)r : 0;
 }
 
 int rr_recv_fd(int sock, int32_t *tag) {
@@ -456,14 +584,14 @@ int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out) {
     return r == (ssize_t)sizeof(*out) ? 0 : -EIO;
 }
 
-int rr_prctl_set_keepcaps(int on) { return prctl(PR_SET_KEEPCAPS, on, 0, 0, 0) < 0 ? -errno : 0; }
-int rr_prctl_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0; }
+int rr_prctl_set_keepcaps(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_KEEPCAPS, on); }
+int rr_prctl_set_no_new_privs(void) { return (int)RR_SYS(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int rr_prctl_cap_ambient_clear_all(void) {
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ? -errno : 0;
+    return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 }
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
     struct rlimit limit = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
-    return setrlimit((__rlimit_resource_t)resource, &limit) < 0 ? -errno : 0;
+    return (int)RR_SYS(SYS_prlimit64, 0, resource, &limit, NULL);
 }
 
 /* ptrace and syscall injection (TreeRecorder: freezing without job control, reading flags
@@ -627,9 +755,9 @@ int rr_unshare(int flags) { return unshare(flags) == 0 ? 0 : -errno; }
 #include <sys/ioctl.h>
 #include <termios.h>
 
-int rr_tty_set_controlling(int fd) { return ioctl(fd, TIOCSCTTY, 0) < 0 ? -errno : 0; }
-int rr_tty_drop_controlling(int fd) { return ioctl(fd, TIOCNOTTY) < 0 ? -errno : 0; }
-int rr_tty_set_foreground(int fd, pid_t pgrp) { return ioctl(fd, TIOCSPGRP, &pgrp) < 0 ? -errno : 0; }
+int rr_tty_set_controlling(int fd) { return (int)RR_SYS(SYS_ioctl, fd, TIOCSCTTY, 0); }
+int rr_tty_drop_controlling(int fd) { return (int)RR_SYS(SYS_ioctl, fd, TIOCNOTTY, 0); }
+int rr_tty_set_foreground(int fd, pid_t pgrp) { return (int)RR_SYS(SYS_ioctl, fd, TIOCSPGRP, &pgrp); }
 int rr_pty_unlock(int master) {
     int unlock = 0, n = -1;
     if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return -errno;

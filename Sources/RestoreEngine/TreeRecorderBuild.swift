@@ -40,11 +40,13 @@ extension TreeRecorder {
     }
 
     /// Whether `name`, looked up as execvp would (a `/` in it: relative to `cwd`; else in
-    /// `PATH`), is the file `file`.
-    static func resolves(_ name: String, to file: (dev: UInt64, ino: UInt64), path: String?, cwd: String?) -> Bool {
+    /// `PATH`), is the file `file`; looked up under `root` (the process's /proc/PID/root: a
+    /// process of a container sees the container's files, not the recorder's).
+    static func resolves(_ name: String, to file: (dev: UInt64, ino: UInt64), path: String?, cwd: String?, root: String = "") -> Bool {
         func same(_ candidate: String) -> Bool {
             var st = stat()
-            return stat(candidate, &st) == 0 && UInt64(st.st_dev) == file.dev && UInt64(st.st_ino) == file.ino
+            let absolute = candidate.hasPrefix("/") ? candidate : (cwd ?? "") + "/" + candidate
+            return stat(root + absolute, &st) == 0 && UInt64(st.st_dev) == file.dev && UInt64(st.st_ino) == file.ino
         }
         guard !name.isEmpty else { return false }
         if name.contains("/") {
@@ -156,7 +158,10 @@ extension TreeRecorder {
                 // PATH as the process would look its program up.
                 let firstPass = CommandLineReading.read(cmdline: cmdline ?? [], environ: environ, areas: areas, argv0IsProgram: true)
                 let path = firstPass.env?.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
-                let argv0IsProgram = prog.exeFile.map { resolves(firstPass.args.first ?? "", to: $0, path: path, cwd: cwd) } ?? true
+                // The process's own view of the files where the recorder may look through it
+                // (not for a non-dumpable process: then the recorder's view).
+                let fileRoot = access("/proc/\(s.hostPid)/root/", X_OK) == 0 ? "/proc/\(s.hostPid)/root" : ""
+                let argv0IsProgram = prog.exeFile.map { resolves(firstPass.args.first ?? "", to: $0, path: path, cwd: cwd, root: fileRoot) } ?? true
                 let reading = CommandLineReading.read(cmdline: cmdline ?? [], environ: environ, areas: areas, argv0IsProgram: argv0IsProgram)
 
                 var isFork = false
@@ -216,7 +221,7 @@ extension TreeRecorder {
                 // directory) is restarted where it was started, so relative paths in its argv work.
                 if let dir = cwd, let args = spec.args, let env = reading.env,
                    let found = CommandLineReading.launchDirectory(cwd: dir, env: env, args: args,
-                                                                  exists: { access("/proc/\(s.hostPid)/root" + $0, F_OK) == 0 }) {
+                                                                  exists: { access(fileRoot + $0, F_OK) == 0 }) {
                     spec.cwd = found.dir
                     warnings.append("\(who): its cwd is \(dir), but its argument \(JSONValue.quoted(found.argument, limit: 60)) is a path relative to \(found.dir), where it was started (its PWD): recorded cwd \(found.dir), so that the restarted program finds it")
                 }

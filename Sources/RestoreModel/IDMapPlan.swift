@@ -240,6 +240,11 @@ public struct IDMapPlan: Sendable, Equatable {
                     + (free.map { "\(text), then map onto it (\(option == source ? option : "\(treeField): hostID") \(m.containerID):\($0.start):\(m.size))" } ?? text)
             } else if !facts.inInitialUserNamespace {
                 fix = grant(m.size).text
+                if source == treeField {
+                    // `record` run outside this namespace (from the host, of a container's
+                    // processes) writes the outer view of the container's map.
+                    fix += "; or, if \(treeField) are the host's view of a container's map (record run from the host), restore with this namespace's own ids instead: \(option) 0:\(own):1 (add ranges this namespace maps, as in /proc/self/\(kind)_map, for processes running as other \(kind)s)"
+                }
             } else {
                 fix = "as root: usermod --add-sub\(kind)s \(m.hostID)-\(last) \(facts.userName)"
             }

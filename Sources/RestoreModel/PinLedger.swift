@@ -121,6 +121,24 @@ public struct PinLedger: Sendable {
         return out
     }
 
+    /// Takes out every PID still owed, for the end of the tree: none of them can come now.
+    /// Those already reported missing are not repeated.
+    public mutating func drain(why: String) -> [Missing] {
+        var out: [Missing] = []
+        for forker in Set(children.keys).union(threads.keys).sorted() {
+            for (list, thread) in [(children[forker] ?? [], false), (threads[forker] ?? [], true)] {
+                for pid in list where !reported.contains(pid) {
+                    out.append(Missing(pid: pid, forker: forker, thread: thread, why: why, final: true))
+                }
+            }
+        }
+        children = [:]
+        threads = [:]
+        lastActivity = [:]
+        unborn = []
+        return out
+    }
+
     /// Takes out everything `forker` owes, and what each of those owes in turn.
     mutating func drop(_ forker: Int32, why: String) -> [Missing] {
         var out: [Missing] = []

@@ -107,13 +107,23 @@ public struct ProcessEntry: Sendable, Equatable {
     /// PR_SET_CHILD_SUBREAPER was set on the process.
     public var childSubreaper: Bool
     /// What runs once the tree is built; nil or no `args` means the process holds.
-    public var process: ProcessSpec?
+    public var process: ProcessSpec? {
+        get { processBox?.value }
+        set { processBox = newValue.map(Box.init) }
+    }
+    /// `process` and `recorded` are held out of line: an entry stays a third of the size, which
+    /// is most of `validate`'s memory for a 10^6-process tree (most entries have neither).
+    private var processBox: Box<ProcessSpec>?
+    private var recordedBox: Box<RecordedIdentity>?
     /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
     /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
     public var spawnedByPayload: Bool = false
     /// What `record` saw the process be (`"recorded"`): the runtime compares a pinned fork
     /// with it; nil when the tree was not recorded or nothing was worth keeping.
-    public var recorded: RecordedIdentity?
+    public var recorded: RecordedIdentity? {
+        get { recordedBox?.value }
+        set { recordedBox = newValue.map(Box.init) }
+    }
     /// `"terminal"`: the id of its controlling terminal (a `terminals` entry whose session is
     /// this process's); nil: none.
     public var terminal: String?
@@ -143,6 +153,13 @@ public struct ProcessEntry: Sendable, Equatable {
         self.childSubreaper = childSubreaper
         self.process = process
     }
+}
+
+/// An immutable value held by reference (ProcessEntry's large optional parts).
+final class Box<Value: Sendable & Equatable>: Sendable, Equatable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+    static func == (a: Box, b: Box) -> Bool { a === b || a.value == b.value }
 }
 
 /// `"recorded"`: what the process was when `record` read it, kept so that a restore can tell

@@ -113,6 +113,7 @@ private struct PlanBuilder {
     init(tree: ProcessTree) throws {
         self.tree = tree
         nodeOfEntry = Array(repeating: -1, count: tree.processes.count)
+        entryOfPid.reserveCapacity(tree.processes.count)
         for (i, e) in tree.processes.enumerated() { entryOfPid[e.pid] = i }
 
         // Node 0: the namespace init.

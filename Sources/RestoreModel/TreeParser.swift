@@ -71,13 +71,34 @@ public enum TreeParser {
                                message: "the tree file is \(bytes.count) bytes, over the limit of "
                                    + "\(maxFileSize) bytes (64 MiB)")
         }
-        let root = try JSONValue.parse(bytes)
-        return try decodeTree(root)
+        // Each process entry is decoded as soon as it is parsed and its JSONValue dropped (a
+        // 10^6-process tree never exists as JSONValues). A decoding error is kept and thrown
+        // where decodeTree meets the processes, after the syntax of the whole file and the
+        // top-level keys checked: the same error, at the same point, as decoding afterwards.
+        var streamed = StreamedProcesses()
+        // Room for as many entries as the file could hold (the shortest entry takes 35
+        // bytes): reserved, not touched, so growing never copies the entries made so far.
+        streamed.entries.reserveCapacity(bytes.count / 35 + 1)
+        var reader = JSONReader(bytes)
+        reader.stream = ("processes", { index, element in
+            streamed.count += 1
+            guard streamed.error == nil else { return }
+            do { streamed.entries.append(try decodeProcess(element, index: index)) } catch { streamed.error = error }
+        })
+        let root = try reader.document()
+        return try decodeTree(root, streamed: streamed)
+    }
+
+    /// The entries of `processes` decoded while parsing.
+    private struct StreamedProcesses {
+        var entries: [ProcessEntry] = []
+        var count = 0
+        var error: Error?
     }
 
     // MARK: - Sections
 
-    private static func decodeTree(_ root: JSONValue) throws -> ProcessTree {
+    private static func decodeTree(_ root: JSONValue, streamed: StreamedProcesses) throws -> ProcessTree {
         let at = Place(entry: nil)
         guard case .object(let o) = root.kind else {
             throw at.error(root.position, "the top level must be an object such as "
@@ -98,11 +119,12 @@ public enum TreeParser {
         }
         let processesValue = try required(o, "processes", root, at, in: nil)
         let elements = try array(processesValue, "processes", at)
-        guard !elements.isEmpty else {
+        guard !elements.isEmpty || streamed.count > 0 else {
             throw at.error(processesValue.position, "processes is empty: a tree needs at least one process")
         }
-        var processes: [ProcessEntry] = []
-        processes.reserveCapacity(elements.count)
+        if let error = streamed.error { throw error }
+        var processes = streamed.entries
+        processes.reserveCapacity(processes.count + elements.count)
         for (i, element) in elements.enumerated() {
             processes.append(try decodeProcess(element, index: i))
         }
@@ -148,14 +170,14 @@ public enum TreeParser {
     }
 
     private static func decodeProcess(_ value: JSONValue, index: Int) throws -> ProcessEntry {
-        var at = Place(entry: "process #\(index)")
+        var at = Place(process: index)
         guard case .object(let o) = value.kind else {
             throw at.error(value.position, "each element of processes must be an object, found \(value.shortDescription)")
         }
         var pid: Int32?
         if let m = o["pid"] {
             pid = try integer(m.value, "pid", at, as: Int32.self)
-            at.entry = "process #\(index) (pid \(pid!))"
+            at.process = (index, pid)
         }
         try checkKeys(o, section: "processEntry", at)
         guard let pid else {
@@ -494,10 +516,21 @@ public enum TreeParser {
     /// The element being decoded, for the entry part of messages.
     private struct Place {
         var entry: String?
+        /// A process entry's index and pid: its label is made only for an error (not twice
+        /// per entry of a 10^6-process tree).
+        var process: (index: Int, pid: Int32?)?
+
+        init(entry: String?) { self.entry = entry }
+        init(process index: Int) { process = (index, nil) }
+
+        var label: String? {
+            guard let p = process else { return entry }
+            return p.pid.map { "process #\(p.index) (pid \($0))" } ?? "process #\(p.index)"
+        }
 
         func error(_ position: JSONPosition, _ message: String) -> RestoreError {
             RestoreError(.invalidTree, operation: "parse",
-                         entry: entry.map { "\($0), \(position)" } ?? position.description,
+                         entry: label.map { "\($0), \(position)" } ?? position.description,
                          message: message)
         }
     }
@@ -584,7 +617,7 @@ public enum TreeParser {
 
     private static func checkKeys(_ o: JSONObject, section: String, _ at: Place, path: String? = nil) throws {
         let known = knownKeys[section] ?? []
-        for member in o.members where !known.contains(where: { $0.utf8.elementsEqual(member.key.utf8) }) {
+        for member in o.members where !known.contains(where: { JSONObject.sameKey($0, member.key) }) {
             var message = "unknown key \(JSONValue.quoted(member.key, limit: 40))"
             if let path { message += " in \(path)" }
             throw at.error(member.keyPosition, message + suggestion(for: member.key, section: section))

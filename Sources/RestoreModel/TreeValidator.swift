@@ -388,6 +388,7 @@ private struct Checker {
     // MARK: across processes
 
     mutating func indexPids() {
+        byPid.reserveCapacity(procs.count)
             for i in procs.indices where !procs[i].nspid.isEmpty {
             let pid = procs[i].pid
             if let j = byPid[pid] {

@@ -263,8 +263,11 @@ struct EngineHardeningTests {
         let tree = TestTree.flat(top: 100, children: children, comment: "6000 holders")
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        let seen = try run.waitForNamespace(timeout: 60, "10 processes") { $0.count >= 10 }
+        // The runtime pauses once half the processes exist (a hidden testing aid), so the init
+        // certainly dies mid-restore, however fast the restore is.
+        try run.startRun(treeFile: try run.write("tree.json", tree.json()), extra: ["--testing-fault", "pause-mid-restore"])
+        try run.waitForRuntimePaused()
+        let seen = run.namespace()
         let initHost = try #require(seen.first { $0.pid == 1 }?.host.hostPid)
         kill(initHost, SIGKILL)
         let t = try run.waitForExit(timeout: 60)
@@ -393,6 +396,30 @@ struct EngineHardeningTests {
         #expect(run.stderr.contains("\(helper) did not finish within 10 s writing the uid map") && run.stderr.contains("ETIMEDOUT"), "\(run.stderr)")
         #expect(took >= 10 && took < 30, "run took \(took) s")
     }
+    @Test("a stopped payload whose exec fails after SIGCONT says which process and why (the answer socket is gone by then)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func stoppedExecFailureIsNamed() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let program = try run.write("payload.sh", Data("#!/bin/sh\nexec sleep 1000\n".utf8), mode: 0o755)
+        let tree = """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100},
+          {"pid": 101, "ppid": 100, "pgid": 100, "sid": 100, "state": "stopped", "process": {"args": ["\(program)"], "env": ["PATH=/usr/bin:/bin"]}}
+        ]}
+        """
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)))
+        try run.waitUntilReady()
+        let stopped = try #require(run.namespace().first { $0.pid == 101 }, "\(run.namespace())")
+        // The payload becomes unexecutable while the process is stopped; SIGCONT lets it try.
+        chmod(program, 0)
+        kill(stopped.host.hostPid, SIGCONT)
+        let want = "rootless-restore: error: process #1 (pid 101): a stopped process could not exec its payload after SIGCONT (EACCES, Permission denied)"
+        let deadline = Date().addingTimeInterval(20)
+        while !run.stderr.contains(want) && Date() < deadline { usleep(50_000) }
+        #expect(run.stderr.contains(want), "\(run.stderr)")
+    }
 }
+
 
 

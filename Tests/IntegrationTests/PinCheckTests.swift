@@ -122,6 +122,30 @@ struct PinCheckEndToEndTests {
         }
     }
 
+    @Test("a tree that ends before forking a recorded child: that child is reported never created; --pin-mismatch error turns the exit into 125",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func treeEndsOwingAPin() throws {
+        let tree = """
+            {"version": 1, "processes": [
+              {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100,
+               "process": {"args": ["/bin/sh", "-c", "sleep 0.3"], "env": ["PATH=/usr/bin:/bin"]}},
+              {"pid": 150, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload",
+               "recorded": {"exe": "/usr/bin/sleep", "cmdline": ["sleep", "0.3"]}},
+              {"pid": 151, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload",
+               "recorded": {"exe": "/usr/bin/sleep", "cmdline": ["sleep", "1001"]}}
+            ]}
+            """
+        for policy in ["warn", "error"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)), extra: ["--pin-mismatch", policy])
+            let end = try run.waitForExit(timeout: 30)
+            #expect(end == .exited(policy == "error" ? 125 : 0), "\(policy): \(end)\n\(run.stderr)")
+            #expect(run.stderr.contains("process #2 (pid 151): pin missing: never created"), "\(policy): \(run.stderr)")
+            #expect(!run.stderr.contains("(pid 150)"), "\(policy): \(run.stderr)")
+        }
+    }
+
     @Test("the same with --pin-mismatch warn: the restore goes on, each moved job is named",
           .enabled(if: Prerequisites.userNamespacesWork))
     func finishedJobWarns() throws {

@@ -254,6 +254,180 @@ struct PodmanTests {
         #expect(resultLine(readText(out)) == expected, "restored: \(readText(out))")
     }
 
+    @Test("a job of a container's PID-1 shell, recorded from the host: restored in a fresh container at its PIDs, in session 1 and group 1, its forks pinned and matched",
+          .enabled(if: Podman.available, "needs rootless Podman for the test user"))
+    func pidOneShellJobRecordedFromHost() throws {
+        let run = try RestoreRun()
+        defer { Podman.stopPauseProcess(run); run.tearDown() }
+        try Podman.buildImage(run)
+        let dir = run.directory
+        let script = "sleep 1001 & sleep 1002 & wait"
+        // Container 1: busybox sh is PID 1 and starts the job, which forks two sleeps: all in
+        // session 1 and group 1 (runc makes PID 1 a session leader).
+        let live = try spawn(try Podman.command(run, ["run"] + Podman.options + ["-v", "\(dir):\(dir)", Podman.image, "sh", "-c", "sh -c '\(script)' & wait"]),
+                             env: Podman.environment, cwd: dir, stdout: dir + "/live.out", stderr: dir + "/live.out")
+        var liveEnded = false
+        defer { if !liveEnded { kill(live, SIGKILL); _ = try? waitForExit(live, timeout: 30) } }
+        var job: HostProcess?
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, job == nil {
+            let inside = ProcFS.scan().filter { $0.realUid == run.user.uid && $0.nspid.count == ProcFS.ownDepth + 1 }
+            job = inside.first { j in
+                j.commandLine == "sh -c \(script)" && inside.filter { $0.hostPPid == j.hostPid && $0.commandLine.hasPrefix("sleep 100") }.count == 2
+            }
+            if job == nil { usleep(50_000) }
+        }
+        let j = try #require(job, "the container's job never showed up: \(readText(dir + "/live.out"))")
+        let pidOne = try #require(ProcFS.scan().first { $0.hostPid == j.hostPPid })
+        #expect(pidOne.nspid.last == 1 && j.nspgid.last == 1 && j.nssid.last == 1, "\(pidOne) \(j)")
+
+        // Recorded from the host, as the test user (the container's processes are theirs there).
+        let out = dir + "/record.out"
+        let rec = try spawn(try Identity.prefix(for: run.user) + [run.binary, "record", "--spawn-by-payload", "-o", dir + "/job.json", String(j.hostPid)],
+                            env: Identity.cleanEnvironment, cwd: dir, stdout: out, stderr: out)
+        try #require(try waitForExit(rec, timeout: 60) == .exited(0), "record: \(readText(out))")
+        #expect(!readText(out).contains("does not name its program"), "argv[0] sh is looked up in the container's files, not the host's: \(readText(out))")
+        let data = try #require(FileManager.default.contents(atPath: dir + "/job.json"))
+        let procs = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["processes"] as? [[String: Any]])
+        try #require(procs.count == 3, "\(procs)")
+        let pids = procs.compactMap { ($0["pid"] as? Int).map(Int32.init) }
+        #expect(pids[0] == j.nspid.last && procs[0]["ppid"] as? Int == 1 && procs[0]["pgid"] as? Int == 1 && procs[0]["sid"] as? Int == 1, "\(procs[0])")
+        #expect(((procs[0]["process"] as? [String: Any])?["args"] as? [String]) == ["sh", "-c", script], "\(procs[0])")
+        #expect(procs.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" && $0["ppid"] as? Int == Int(pids[0]) }, "\(procs)")
+
+        // The kill: the container's PID 1, from the host; its namespace ends with it.
+        kill(pidOne.hostPid, SIGKILL)
+        _ = try waitForExit(live, timeout: 60)
+        liveEnded = true
+
+        // The tree's maps are the host's view of the container's: a fresh container refuses
+        // them, naming the option that replaces them with its own ids.
+        let restore = ["run"] + Podman.options + ["-v", "\(dir):\(dir)", Podman.image, Podman.binaryInside, "run"]
+        let (refused, refusedOut) = try Podman.run(run, restore + [dir + "/job.json"], name: "refused", timeout: 60)
+        #expect(refused == .exited(77) && refusedOut.contains("--map-users 0:0:1"), "\(refused): \(refusedOut)")
+
+        let restoreOut = dir + "/restore.out"
+        let podman = try spawn(try Podman.command(run, restore + ["--map-users", "0:0:1", "--map-groups", "0:0:1", "--pin-log", dir + "/pins.log",
+                                                              "--report", run.reportPath, dir + "/job.json"]),
+                               env: Podman.environment, cwd: dir, stdout: restoreOut, stderr: restoreOut)
+        var ended: Termination?
+        defer { if ended == nil { kill(podman, SIGKILL); _ = try? waitForExit(podman, timeout: 30) } }
+        let ready = Date().addingTimeInterval(90)
+        while access(run.reportPath, F_OK) != 0 {
+            if let end = reap(podman) { ended = end; Issue.record("the container ended (\(end)) before the report: \(readText(restoreOut))"); return }
+            guard Date() < ready else { Issue.record("no report after 90 s: \(readText(restoreOut))"); return }
+            usleep(20_000)
+        }
+        let runtime = try Podman.runtimePid(run)
+        var seen: [NamespaceProcess] = []
+        let forked = Date().addingTimeInterval(30)
+        while Date() < forked {
+            seen = ProcFS.namespaceProcesses(under: runtime, outerLevels: 1)
+            if pids.allSatisfy({ p in seen.contains { $0.pid == p } }) { break }
+            usleep(20_000)
+        }
+        for (k, pid) in pids.enumerated() {
+            let p = seen.first { $0.pid == pid }
+            #expect(p?.ppid == (k == 0 ? 1 : pids[0]) && p?.pgid == 1 && p?.sid == 1, "pid \(pid): \(String(describing: p)); \(seen)")
+        }
+        #expect(seen.first { $0.pid == pids[1] }?.host.commandLine == "sleep 1001" && seen.first { $0.pid == pids[2] }?.host.commandLine == "sleep 1002", "\(seen)")
+        let initProcess = seen.first { $0.pid == 1 }
+        #expect(initProcess?.sid == 1 && initProcess?.pgid == 1, "the runtime's init leads session 1: \(String(describing: initProcess))")
+        let checked = Date().addingTimeInterval(20)
+        while Date() < checked, readText(dir + "/pins.log").components(separatedBy: "\"kind\": \"check\"").count < 3 { usleep(50_000) }
+        let checks = readText(dir + "/pins.log").split(separator: "\n").filter { $0.contains("\"kind\": \"check\"") }
+        #expect(checks.count == 2 && checks.allSatisfy { $0.contains("\"matched\": true") }, "\(readText(dir + "/pins.log"))\n\(readText(restoreOut))")
+        kill(runtime, SIGTERM)
+        ended = try waitForExit(podman, timeout: 60)
+        #expect(ended == .exited(143), "container after SIGTERM: \(readText(restoreOut))")
+    }
+
+    @Test("mpirun as a container's PID 1, recorded from the host with --freeze: restored in a fresh container, its ranks pinned at their PIDs by the supervisor beside PID 1, same result",
+          .enabled(if: Podman.available && MPI.available, "needs rootless Podman and Open MPI"))
+    func mpirunAsPidOne() throws {
+        let run = try RestoreRun()
+        defer { Podman.stopPauseProcess(run); run.tearDown() }
+        try Podman.buildImage(run)
+        let dir = run.directory
+        let ring = dir + "/ring"
+        let cc = try spawn([MPI.mpicc!, "-O2", "-o", ring, MPI.source], env: Identity.cleanEnvironment, cwd: dir,
+                           stdout: dir + "/cc.out", stderr: dir + "/cc.out")
+        #expect(try waitForExit(cc, timeout: 120) == .exited(0), "mpicc: \(readText(dir + "/cc.out"))")
+        chmod(ring, 0o755)
+        for sub in ["ref", "ck"] { mkdir(dir + "/" + sub, 0o755); chown(dir + "/" + sub, run.user.uid, run.user.gid) }
+        let mpiOptions = Podman.options + ["-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
+                                           "-v", "/etc/openmpi:/etc/openmpi:ro", "-v", "\(dir):\(dir)", "-w", dir,
+                                           "-e", "OMPI_ALLOW_RUN_AS_ROOT=1", "-e", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                           "-e", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        let mpirun = ["/usr/bin/mpirun.openmpi", "--oversubscribe", "-np", "4", ring]
+        let (refEnd, refOut) = try Podman.run(run, ["run"] + mpiOptions + [Podman.image] + mpirun + [dir + "/ref", "40", "0"], name: "ref")
+        #expect(refEnd == .exited(0), "reference run: \(refOut)")
+        let expected = try #require(resultLine(refOut), "no result: \(refOut)")
+
+        // Container 1: mpirun is its PID 1 (podman execs it directly).
+        let live = try spawn(try Podman.command(run, ["run"] + mpiOptions + [Podman.image] + mpirun + [dir + "/ck", "40", "150"]),
+                             env: Podman.environment, cwd: dir, stdout: dir + "/live.out", stderr: dir + "/live.out")
+        var liveEnded = false
+        defer { if !liveEnded { kill(live, SIGKILL); _ = try? waitForExit(live, timeout: 30) } }
+        var root: HostProcess?
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline {
+            if root == nil {
+                root = ProcFS.scan().first { $0.realUid == run.user.uid && $0.nspid.count == ProcFS.ownDepth + 1 && $0.nspid.last == 1
+                    && $0.commandLine.hasPrefix("/usr/bin/mpirun.openmpi") }
+            }
+            if root != nil, let n = Int(readText(dir + "/ck/committed").trimmingCharacters(in: .whitespacesAndNewlines)), n >= 10 { break }
+            if let end = reap(live) { liveEnded = true; Issue.record("the job's container ended (\(end)): \(readText(dir + "/live.out"))"); return }
+            usleep(50_000)
+        }
+        let mpirunHost = try #require(root, "no mpirun as a container's PID 1: \(readText(dir + "/live.out"))")
+        let out = dir + "/record.out"
+        let rec = try spawn(try Identity.prefix(for: run.user) + [run.binary, "record", "--freeze", "--spawn-by-payload", "-o", dir + "/job.json", String(mpirunHost.hostPid)],
+                            env: Identity.cleanEnvironment, cwd: dir, stdout: out, stderr: out)
+        try #require(try waitForExit(rec, timeout: 60) == .exited(0), "record: \(readText(out))")
+        kill(mpirunHost.hostPid, SIGKILL)
+        _ = try waitForExit(live, timeout: 60)
+        liveEnded = true
+        let data = try #require(FileManager.default.contents(atPath: dir + "/job.json"))
+        let procs = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["processes"] as? [[String: Any]])
+        let recorded = procs.compactMap { ($0["pid"] as? Int).map(Int32.init) }
+        #expect(recorded.first == 1 && recorded.count == 5 && procs.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" },
+                "mpirun as PID 1 and 4 payload-spawned ranks: \(recorded)")
+
+        // Container 2, fresh: the tree's PID 1 is mpirun, so the fork supervisor runs beside it.
+        let restoreOut = dir + "/restore.out"
+        let podman = try spawn(try Podman.command(run, ["run"] + mpiOptions + [Podman.image, Podman.binaryInside, "run", "--map-users", "0:0:1", "--map-groups", "0:0:1",
+                                                                              "--pin-mismatch", "error", "--report", run.reportPath, dir + "/job.json"]),
+                               env: Podman.environment, cwd: dir, stdout: restoreOut, stderr: restoreOut)
+        defer { kill(podman, SIGKILL); _ = try? waitForExit(podman, timeout: 30) }
+        var checked = false
+        var seen: [Int32] = []
+        var ended: Termination?
+        let until = Date().addingTimeInterval(120)
+        while Date() < until {
+            ended = reap(podman)
+            if ended != nil { break }
+            if access(run.reportPath, F_OK) == 0, let runtime = try? Podman.runtimePid(run, timeout: 5) {
+                let ns = ProcFS.namespaceProcesses(under: runtime, outerLevels: 1)
+                seen = ns.map(\.pid).sorted()
+                let byPid = Dictionary(ns.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+                if recorded.allSatisfy({ byPid[$0] != nil }) {
+                    #expect(byPid[1]?.host.commandLine.hasPrefix("/usr/bin/mpirun.openmpi") == true, "PID 1: \(String(describing: byPid[1]))")
+                    for pid in recorded.dropFirst() {
+                        #expect(byPid[pid]?.ppid == 1, "rank \(pid) is not a child of mpirun (PID 1): \(String(describing: byPid[pid]))")
+                    }
+                    checked = true
+                    break
+                }
+            }
+            usleep(20_000)
+        }
+        #expect(checked, "the restored ranks never all showed up at their recorded PIDs \(recorded); seen \(seen); \(readText(restoreOut))")
+        let end = try ended ?? waitForExit(podman, timeout: 120)
+        #expect(end == .exited(0), "restore container: \(readText(restoreOut))")
+        #expect(resultLine(readText(restoreOut)) == expected, "restored: \(readText(restoreOut))")
+    }
+
     /// 30 processes, each the child of the previous, PIDs decreasing; two process groups.
     static func chain() -> [TreeProcess] {
         var out: [TreeProcess] = []

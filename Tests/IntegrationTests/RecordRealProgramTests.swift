@@ -431,6 +431,50 @@ struct RecordRealProgramTests {
         run.tearDown()
     }
 
+    @Test("a daemonizing double fork under tini -s, pinned: the wrapper exec'ing its program matches, the daemon whose forker exited is reported, not silently moved",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil))
+    func daemonizingForkPinned() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let tini = try #require(Paths.tool("tini"))
+        // The daemon (sleep 1000) is forked by an intermediate sh that exits at once, so tini
+        // (a subreaper) adopts it; the outer sh execs sleep 1001.
+        let root = try startAsUser(run, [tini, "-s", "--", "/bin/sh", "-c", "sh -c 'sleep 1000 &'; exec sleep 1001"], log: "tini.log")
+        defer { killAll(treeBelow(root), child: root) }
+        try poll(10, "tini with its child and the adopted daemon") {
+            let t = treeBelow(root)
+            return t.count == 3 && t.contains { cmdline($0) == ["sleep", "1000"] } && t.contains { cmdline($0) == ["sleep", "1001"] }
+        }
+        let daemon = try #require(treeBelow(root).first { cmdline($0) == ["sleep", "1000"] })
+        let child = try #require(treeBelow(root).first { cmdline($0) == ["sleep", "1001"] })
+        let (t, err) = try rr(run, ["record", "--spawn-by-payload", String(root), "-o", dir + "/daemon.json"], name: "record")
+        try #require(t == .exited(0), "record: \(err)")
+        let listed = try entries(dir + "/daemon.json")
+        try #require(listed.count == 3 && listed[0]["childSubreaper"] as? Bool == true, "\(listed)")
+
+        killAll(treeBelow(root), child: root)
+        try run.startRun(treeFile: dir + "/daemon.json", extra: ["--pin-wait", "2", "--pin-log", dir + "/pins.log"])
+        try run.waitUntilReady()
+        // The restored outer sh takes the child's PID and execs sleep 1001 there: matched, even
+        // though it ran sh first. The intermediate sh is nobody the recording knows: its fork
+        // of the daemon is not pinned, so the daemon's PID is owed by tini, which never forks
+        // again: reported missing after --pin-wait.
+        try run.waitForNamespace(timeout: 20, "the daemon's PID reported missing") { _ in run.stderr.contains("pin missing") }
+        let seen = run.namespace()
+        #expect(seen.first { $0.pid == child }?.host.commandLine == "sleep 1001", "\(seen)")
+        #expect(run.stderr.contains("(pid \(daemon)): pin missing: not created yet"), "\(run.stderr)")
+        #expect(!run.stderr.contains("(pid \(child)): pin mismatch"), "\(run.stderr)")
+        let checks = readText(dir + "/pins.log").split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["kind"] as? String == "check" }
+        #expect(checks.contains { $0["pid"] as? Int == Int(child) && $0["matched"] as? Bool == true }, "\(checks)")
+        #expect(checks.contains { $0["pid"] as? Int == Int(daemon) && $0["created"] as? Bool == false }, "\(checks)")
+        let moved = seen.first { $0.host.commandLine == "sleep 1000" }
+        #expect(moved != nil && moved?.pid != daemon, "the daemon runs again, at another PID: \(String(describing: moved))")
+        run.tearDown()
+    }
+
     @Test("where ptrace is refused (a non-dumpable tini), the subreaper flag is inferred from the tree's shape and said so",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil && (try? Identity.user.get())?.dropsPrivileges == true))
     func subreaperInferred() throws {
@@ -492,6 +536,15 @@ struct RecordRealProgramTests {
         let before = table(of: unshare)
         let uidMap = readText("/proc/\(unshare)/uid_map").split(separator: " ").joined(separator: " ")
         #expect(before.values.filter { $0.nspid.count == 2 }.count == 3, "\(before)")
+        // --mount-proc: the nested namespace's /proc lists its own PIDs, as seen from inside
+        // (through the nested init's root, in its mount namespace).
+        func procInside(_ rows: [(host: Int32, nspid: [Int32])]) -> (listed: [Int32], own: [Int32]) {
+            guard let initHost = rows.first(where: { $0.nspid.count == 2 && $0.nspid[1] == 1 })?.host else { return ([], [1]) }
+            let listed = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(initHost)/root/proc")) ?? []).compactMap { Int32($0) }.sorted()
+            return (listed, rows.filter { $0.nspid.count == 2 }.map { $0.nspid[1] }.sorted())
+        }
+        let procBefore = procInside(before.map { ($0.key, $0.value.nspid) })
+        #expect(procBefore.listed == procBefore.own, "the recorded nested namespace's /proc: \(procBefore)")
 
         let (t, err) = try rr(run, ["record", "--hold", String(unshare), String(unshare), "-o", dir + "/unshare.json"], name: "record")
         try #require(t == .exited(0), "record: \(err)")
@@ -513,6 +566,9 @@ struct RecordRealProgramTests {
             let map = readText("/proc/\(p.host.hostPid)/uid_map").split(separator: " ").joined(separator: " ")
             #expect(map == uidMap, "pid \(p.pid): uid_map \(map), before \(uidMap)")
         }
+        // The restored nested namespace has a /proc of its own again, listing exactly its PIDs.
+        let procAfter = procInside(seen.map { ($0.host.hostPid, Array($0.host.nspid.dropFirst(ProcFS.ownDepth))) })
+        #expect(procAfter.listed == procAfter.own && procAfter.own == procBefore.own, "the restored nested namespace's /proc: \(procAfter), before \(procBefore)")
         shell.end()
         run.tearDown()
     }

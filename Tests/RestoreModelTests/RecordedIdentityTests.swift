@@ -175,3 +175,14 @@ extension PinLedgerTests {
         #expect(PinCheck.decide(job, .init(exe: "/usr/bin/sleep", cmdline: ["sleep", "1000"], execd: true), liveness: .alive, pastDeadline: false) == .decided(.matched))
     }
 }
+
+extension PinLedgerTests {
+    @Test("at the end of the tree everything still owed is reported once, the already reported left out")
+    func drainedAtEnd() {
+        var ledger = PinLedger(pinned([10: [11, 12], 11: [20]]), now: 0, missingAfter: 100)
+        #expect(ledger.overdue(now: 100, forkerGone: { _ in false }).map(\.pid).sorted() == [11, 12, 20])
+        ledger.giveBack(30, forker: 10, thread: false, now: 150)
+        let end = ledger.drain(why: "the tree ended")
+        #expect(end.map(\.pid) == [30] && end.allSatisfy(\.final) && !ledger.owesAny, "\(end)")
+    }
+}

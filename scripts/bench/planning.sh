@@ -5,7 +5,8 @@
 #
 #   scripts/bench/planning.sh BINARY [SIZES]      (default SIZES: "10000 100000 1000000")
 #
-# Prints one line per case: shape n wall_s rss_kb floor_s floor_rss_kb bytes
+# Prints one line per case: shape n wall_s rss_kb floor_s floor_rss_kb bytes cpu_s
+# (cpu_s: validate's user + system time, which a loaded machine disturbs less than wall time)
 set -euo pipefail
 binary="$1"
 sizes="${2:-10000 100000 1000000}"
@@ -29,9 +30,10 @@ with open(path, "w") as out:
     out.write(']}\n')
 PY
         bytes=$(stat -c %s "$f")
-        read -r wall rss < <("$gnu_time" -f "%e %M" "$binary" validate -q "$f" 2>&1 >/dev/null | tail -1) || true
+        read -r wall rss user sys < <("$gnu_time" -f "%e %M %U %S" "$binary" validate -q "$f" 2>&1 >/dev/null | tail -1) || true
         read -r fwall frss < <("$gnu_time" -f "%e %M" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$f" 2>&1 >/dev/null | tail -1) || true
-        echo "$shape $n ${wall:-?} ${rss:-?} ${fwall:-?} ${frss:-?} $bytes"
+        cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN{printf "%.2f", u + s}')
+        echo "$shape $n ${wall:-?} ${rss:-?} ${fwall:-?} ${frss:-?} $bytes $cpu"
         rm -f "$f"
     done
 done

@@ -59,6 +59,25 @@ static const uint64_t RR_CLONE_SIGHAND = CLONE_SIGHAND;
 static const uint64_t RR_CLONE_SYSVSEM = CLONE_SYSVSEM;
 static const uint64_t RR_CLONE_PARENT = CLONE_PARENT;
 
+/// The child side's system calls, made without glibc's errno (raw syscalls: 0 or a result, or
+/// -errno). Puppets share one address space and so one thread-local errno: an errno read
+/// after a failing libc call could be another puppet's. Every rr_ function a puppet uses
+/// works this way.
+long rr_setsid(void);
+int rr_setpgid(pid_t pid, pid_t pgid);
+int rr_mount(const char *source, const char *target, const char *type, unsigned long flags, const void *data);
+int rr_open(const char *path, int flags);
+long rr_read(int fd, void *buf, size_t len);
+long rr_write(int fd, const void *buf, size_t len);
+long rr_pwrite(int fd, const void *buf, size_t len, long offset);
+int rr_close(int fd);
+int rr_chdir(const char *path);
+int rr_execve(const char *path, char *const argv[], char *const envp[]);
+/// dup3(fd, target, 0): fd must differ from target.
+int rr_dup_onto(int fd, int target);
+/// wait4(pid, status, options, NULL), again on EINTR: the PID, 0 or -errno.
+long rr_wait4(pid_t pid, int *status, int options);
+
 /// clone3() without a new stack: returns like fork() (0 in the child, the child's PID in
 /// the parent's namespace), or -errno. `set_tid` is innermost-first, as the kernel wants.
 long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size);
@@ -76,9 +95,23 @@ int rr_probe_clone3(void);
 long rr_clone3_thread(uint64_t flags, const pid_t *set_tid, size_t set_tid_size,
                       void *stack, size_t stack_size, void (*fn)(void *), void *arg);
 
+/// A puppet: a new process that shares the caller's address space (CLONE_VM, like vfork
+/// without the wait) and runs `fn(arg)` on `stack`, with its PIDs from `set_tid` (clone3) or
+/// as the kernel picks them (legacy clone, for the ns_last_pid dance). No page table or
+/// anonymous memory is copied, so creating one costs the same at any depth of a chain.
+/// Returns the PID in the caller's namespace, or -errno.
+long rr_clone3_shared(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set_tid_size,
+                      void *stack, size_t stack_size, void (*fn)(void *), void *arg);
+long rr_clone_shared(uint64_t flags, int exit_signal, void *stack, size_t stack_size,
+                     void (*fn)(void *), void *arg);
+
 /// The same with the legacy clone(2) (no set_tid: the TID is what ns_last_pid makes it), for
 /// kernels without clone3. Returns the new TID or -errno.
 long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(void *), void *arg);
+
+/// Child side: "LABEL: WHAT (ENAME, description)" on stderr, for failures no socket can report
+/// any more (a stopped process's exec after SIGCONT). No allocation.
+void rr_say_failed(const char *label, const char *what, int e);
 
 /// Thread body for restored threads of a holding process: sleeps until the process ends.
 void rr_thread_park(void *unused);
@@ -86,7 +119,7 @@ void rr_thread_park(void *unused);
 /// First call of every child-side process (right after its clone): fault signals get their
 /// default action (no crash backtracer in the namespace), and a test's allocation guard
 /// (LD_PRELOAD defining rr_alloc_guard) starts counting. `leave`: the init loop, which may
-/// allocate, stops the guard.
+/// allocate, is exempted from the guard (by its stack: puppets share its address space).
 void rr_child_side_enter(void);
 void rr_child_side_leave(void);
 /// Descriptors a restored process must not inherit: mark every fd from `first` up
@@ -118,6 +151,8 @@ int rr_setns(int fd, int nstype);
 int rr_prctl_set_child_subreaper(int on);
 int rr_prctl_get_child_subreaper(int *on);
 int rr_prctl_set_name(const char *name);
+/// PR_SET_DUMPABLE: the flag belongs to the address space, which puppets share.
+int rr_prctl_set_dumpable(int on);
 
 /// Raw syscalls without glibc wrappers (or whose wrappers keep caches a raw clone breaks).
 long rr_getpid(void);
@@ -143,6 +178,11 @@ int rr_set_signal_mask(const sigset_t *set);
 /// SIGTTIN and SIGTTOU (glibc's sigfillset already leaves out its own two).
 void rr_forwarded_signals(sigset_t *set);
 int rr_reset_signal_dispositions(void);
+/// The signals whose disposition is not SIG_DFL (handled or ignored), into `out` (at most
+/// `max`): their count. And back to SIG_DFL for just those: one sigaction each, instead of
+/// one for each of the 64 signals in every restored process.
+int rr_changed_signals(int *out, int max);
+int rr_reset_signals(const int *sigs, int count);
 int rr_ignore_signal(int sig);
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms);
 

@@ -25,6 +25,10 @@ extension ProcessIdentity {
             if r < 0 { return (.setgid, -r) }
             r = rr_setresuid(id.uid)
             if r < 0 { return (.setuid, -r) }
+            // New ids make the address space undumpable, and puppets share the init's: keep
+            // it dumpable, or the init's and every holder's /proc files turn root's. (An
+            // exec decides its own process's dumpability afresh.)
+            _ = rr_prctl_set_dumpable(1)
         }
         if id.setUmask { _ = Glibc.umask(id.umask) }
         if let limits = id.rlimits {

@@ -33,10 +33,23 @@ struct PreparedNode {
     var identity: UnsafeMutablePointer<PreparedIdentity>? = nil
     /// Controlling terminal and pty slaves on 0-2 (TerminalAttachment).
     var terminals = PreparedTerminals()
+    /// "rootless-restore: error: process #3 (pid 17)", for a payload's failures after release.
+    var failureLabel: UnsafeMutablePointer<CChar>? = nil
 }
 
 /// Size of the stack of a restored (parked) thread; it only ever sleeps.
 let parkedThreadStackSize = 64 * 1024
+
+/// Size of each puppet's stack. Puppets share the init's address space (CLONE_VM), each on its
+/// own stack, cut from one MAP_NORESERVE mapping: only the pages a puppet touches (a few)
+/// cost memory. The child side has no recursion and no large locals.
+let puppetStackSize = 128 * 1024
+
+/// What a new puppet starts from (its clone's argument): the world and its node.
+struct PuppetStart {
+    var world: UnsafeMutablePointer<PuppetWorld>
+    var node: Int
+}
 
 /// The read-only world of every puppet.
 struct PuppetWorld {
@@ -59,10 +72,19 @@ struct PuppetWorld {
     var supervisor: ForkSupervisor?
     /// Node indices of the plan's runs of sibling forks, for `forkBatch`.
     var forkList: UnsafeMutablePointer<Int32>
+    /// One stack of `puppetStackSize` per node (node i's ends at stacks + (i+1) * size), and
+    /// the argument each node's clone passes to Puppet.start.
+    var stacks: UnsafeMutableRawPointer
+    var starts: UnsafeMutablePointer<PuppetStart>
     /// Slave paths of the restore's ptys ("/dev/pts/K" in the namespace's devpts instance), one
     /// per recorded terminal; nil when the tree has none.
     var terminalPaths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
     var terminalCount: Int = 0
+    /// The signals whose disposition a released puppet sets back to SIG_DFL: those not at
+    /// SIG_DFL in the coordinator before the first clone (the Swift runtime's handlers, what
+    /// the caller ignored).
+    var changedSignals: UnsafeMutablePointer<Int32>
+    var changedSignalCount: Int32
     /// The signals the coordinator blocks and the inits wait for (InitLoop.signalSet()).
     var initSignals = InitLoop.signalSet()
     /// Testing aid: the fault to inject, and the node that commits it.
@@ -79,6 +101,8 @@ struct FixedStrings {
     let nsLastPid: UnsafeMutablePointer<CChar>
     let execFailedStopped: UnsafeMutablePointer<CChar>
     let execFailedAfterJob: UnsafeMutablePointer<CChar>
+    let identityFailedStopped: UnsafeMutablePointer<CChar>
+    let chdirFailedStopped: UnsafeMutablePointer<CChar>
     let devpts: UnsafeMutablePointer<CChar>
     let devptsDir: UnsafeMutablePointer<CChar>
     let devptsOptions: UnsafeMutablePointer<CChar>
@@ -91,8 +115,10 @@ struct FixedStrings {
         procDir = arena.cString("/proc")
         pidMax = arena.cString("/proc/sys/kernel/pid_max")
         nsLastPid = arena.cString("/proc/sys/kernel/ns_last_pid")
-        execFailedStopped = arena.cString("rootless-restore: a stopped process could not exec its payload after SIGCONT\n")
-        execFailedAfterJob = arena.cString("rootless-restore: a session leader could not exec its payload once its foreground job ended\n")
+        execFailedStopped = arena.cString("a stopped process could not exec its payload after SIGCONT")
+        execFailedAfterJob = arena.cString("a session leader could not exec its payload once its foreground job ended")
+        identityFailedStopped = arena.cString("a stopped process could not take its user, capabilities, limits or seccomp filter after SIGCONT")
+        chdirFailedStopped = arena.cString("a stopped process could not change to its working directory after SIGCONT")
         devpts = arena.cString("devpts")
         devptsDir = arena.cString("/dev/pts")
         // A devpts of the namespace's own: its ptys are numbered from 0 and nobody else's show.

@@ -6,13 +6,15 @@ import Glibc
 ///
 /// The rule: no allocation, no locks, no Swift runtime services between clone and exec. The
 /// coordinator is single-threaded when it clones (asserted), every buffer used here was
-/// prepared beforehand (PreparedWorld), and a puppet only makes system calls on them. A
+/// prepared beforehand (PreparedWorld), and a puppet only makes system calls on them. Every
+/// puppet but the init shares the init's address space (and its thread-local storage), each on
+/// its own stack: that is what makes the rule necessary, not just tidy. A
 /// failing puppet reports stage + errno and ends with `_exit`. The integration test
 /// ChildSideTests runs restores under an LD_PRELOAD guard that kills any puppet that
 /// allocates. Only the runtime's init, once released, leaves the child side (InitLoop).
 enum Puppet {
     static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
-        var me = start
+        let me = start
         var seen = initialSeen
         answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
         commands: while true {
@@ -24,15 +26,7 @@ enum Puppet {
             case .forkBatch:
                 for i in 0..<Int(b) {
                     let child = Int(world.forkList[Int(a) + i])
-                    let childSeen = world.control.sequence(child)
                     let pid = clone(world, child)
-                    if pid == 0 {
-                        me = child
-                        seen = childSeen
-                        if world.nodes[child].mountsProc { mountFreshProc(world, me) }
-                        answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
-                        continue commands
-                    }
                     if pid < 0 {
                         if pid != -Int(ECANCELED) { answer(world, child, .failed, stage: .clone3, value: Int32(-pid)) }
                         break
@@ -42,27 +36,21 @@ enum Puppet {
                 setUpNamespace(world, me, neededPidMax: a)
             case .fork:
                 let child = Int(a)
-                let node = world.nodes[child]
-                let childSeen = world.control.sequence(child)
                 let pid = clone(world, child)
-                if pid == -Int(ECANCELED) { continue }
-                if pid == 0 {
-                    me = child
-                    seen = childSeen
-                    if node.mountsProc { mountFreshProc(world, me) }
-                    answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
-                } else if pid < 0 {
+                if pid < 0 && pid != -Int(ECANCELED) {
                     answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
                 }
             case .setsid:
-                if setsid() < 0 { fail(world, me, .setsid); break }
+                let sid = rr_setsid()
+                if sid < 0 { fail(world, me, .setsid, Int32(-sid)); break }
                 let e = TerminalAttachment.takeControlling(world, me)
                 if e != 0 { answer(world, me, .failed, stage: .controllingTerminal, value: e) } else { answer(world, me, .done) }
             case .setForeground:
                 let e = TerminalAttachment.setForeground(world, terminal: a, pgrp: b)
                 if e != 0 { answer(world, me, .failed, stage: .foreground, value: e) } else { answer(world, me, .done) }
             case .setpgid:
-                if setpgid(0, a) < 0 { fail(world, me, .setpgid) } else { answer(world, me, .done) }
+                let r = rr_setpgid(0, a)
+                if r < 0 { fail(world, me, .setpgid, -r) } else { answer(world, me, .done) }
             case .setChildSubreaper:
                 let r = rr_prctl_set_child_subreaper(1)
                 if r < 0 { answer(world, me, .failed, stage: .subreaper, value: -r) } else { answer(world, me, .done) }
@@ -72,7 +60,8 @@ enum Puppet {
                 die(a)
             case .reap:
                 var status: Int32 = 0
-                let (_, e) = SystemCalls.retrying { waitpid(a, &status, 0) }
+                let r = rr_wait4(a, &status, 0)
+                let e = r < 0 ? Int32(-r) : 0
                 if e != 0 { answer(world, me, .failed, stage: .reap, value: e) } else { answer(world, me, .done) }
             case .awaitZombie:
                 let r = rr_wait_exited_nowait(a)
@@ -96,25 +85,39 @@ enum Puppet {
         }
     }
 
-    /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance.
-    /// Returns 0 in the child, the PID in the parent, -errno on failure, -ECANCELED when the
-    /// failure was already reported.
+    /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance. The
+    /// child shares this address space (CLONE_VM) and starts in `start` on its own stack, so
+    /// a fork copies no page tables and links no anonymous memory to its ancestors' (which
+    /// made chains quadratic: every level of a chain of forks links to every level above it).
+    /// Returns the PID, -errno on failure, -ECANCELED when the failure was already reported.
     static func clone(_ world: PuppetWorld, _ child: Int) -> Int {
         let node = world.nodes[child]
-        let pid: Int
+        let stack = world.stacks + child * puppetStackSize
+        let arg = UnsafeMutableRawPointer(world.starts + child)
         if world.useDance {
             // The next PID the kernel hands out in this namespace is ns_last_pid + 1. Safe only
             // because the coordinator serialises every fork in the namespace.
-            if !writeNumber(world, world.strings.nsLastPid, node.dancePid - 1) {
-                fail(world, child, .nsLastPid)
+            let e = writeNumber(world, world.strings.nsLastPid, node.dancePid - 1)
+            if e != 0 {
+                fail(world, child, .nsLastPid, e)
                 return -Int(ECANCELED)
             }
-            pid = rr_fork_flags(node.cloneFlags, SIGCHLD)
-        } else {
-            pid = rr_clone3(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount)
+            return rr_clone_shared(node.cloneFlags, SIGCHLD, stack, puppetStackSize, { Puppet.start($0) }, arg)
         }
-        if pid == 0 { rr_child_side_enter() }
-        return pid
+        return rr_clone3_shared(node.cloneFlags, SIGCHLD, node.setTid, node.setTidCount,
+                                stack, puppetStackSize, { Puppet.start($0) }, arg)
+    }
+
+    /// Where every puppet but the init begins, right after its clone.
+    static func start(_ raw: UnsafeMutableRawPointer?) {
+        rr_child_side_enter()
+        let start = raw!.assumingMemoryBound(to: PuppetStart.self).pointee
+        let world = start.world.pointee
+        let me = start.node
+        // Nothing is posted to a node before it says it is ready: this sequence is current.
+        let seen = world.control.sequence(me)
+        if world.nodes[me].mountsProc { mountFreshProc(world, me) }
+        run(world, as: me, seen: seen)
     }
 
     /// Testing aid (`--testing-fault`): break the child side's rules on purpose.
@@ -137,8 +140,9 @@ enum Puppet {
         _ = withUnsafeBytes(of: &record) { rr_send_record(world.answerFD, $0.baseAddress, $0.count) }
     }
 
-    static func fail(_ world: PuppetWorld, _ node: Int, _ stage: PuppetStage) {
-        answer(world, node, .failed, stage: stage, value: Glibc.errno)
+    /// `e`: the errno the failing call returned (raw: puppets share one errno variable).
+    static func fail(_ world: PuppetWorld, _ node: Int, _ stage: PuppetStage, _ e: Int32) {
+        answer(world, node, .failed, stage: stage, value: e)
     }
 
     /// Init only, after the coordinator wrote the id maps: private mounts, a /proc for the new
@@ -146,16 +150,18 @@ enum Puppet {
     static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) {
         if !mountFreshProc(world, me) { return }
         if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return }
-        if neededPidMax > 0 && !ensurePidMax(world, neededPidMax) { fail(world, me, .pidMax); return }
+        if neededPidMax > 0 { let e = ensurePidMax(world, neededPidMax); if e != 0 { fail(world, me, .pidMax, e); return } }
         answer(world, me, .done)
     }
 
     @discardableResult
     static func mountFreshProc(_ world: PuppetWorld, _ me: Int) -> Bool {
         let s = world.strings
-        if mount(nil, s.root, nil, UInt(MS_REC | MS_PRIVATE), nil) < 0 { fail(world, me, .mountPrivate); return false }
-        if mount(s.proc, s.procDir, s.proc, UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) < 0 {
-            fail(world, me, .mountProc)
+        var r = rr_mount(nil, s.root, nil, UInt(MS_REC | MS_PRIVATE), nil)
+        if r < 0 { fail(world, me, .mountPrivate, -r); return false }
+        r = rr_mount(s.proc, s.procDir, s.proc, UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil)
+        if r < 0 {
+            fail(world, me, .mountProc, -r)
             return false
         }
         return true
@@ -165,27 +171,30 @@ enum Puppet {
     /// /dev/ptmx leading to it, so the restore's ptys (and any a payload opens) live there.
     static func mountOwnDevpts(_ world: PuppetWorld, _ me: Int) -> Bool {
         let s = world.strings
-        if mount(s.devpts, s.devptsDir, s.devpts, UInt(MS_NOSUID | MS_NOEXEC), s.devptsOptions) < 0 {
-            fail(world, me, .mountDevpts)
+        var r = rr_mount(s.devpts, s.devptsDir, s.devpts, UInt(MS_NOSUID | MS_NOEXEC), s.devptsOptions)
+        if r < 0 {
+            fail(world, me, .mountDevpts, -r)
             return false
         }
-        if mount(s.ptsPtmx, s.ptmx, nil, UInt(MS_BIND), nil) < 0 { fail(world, me, .bindPtmx); return false }
+        r = rr_mount(s.ptsPtmx, s.ptmx, nil, UInt(MS_BIND), nil)
+        if r < 0 { fail(world, me, .bindPtmx, -r); return false }
         return true
     }
 
-    /// Reads this namespace's pid_max and raises it when the tree needs more.
-    static func ensurePidMax(_ world: PuppetWorld, _ needed: Int32) -> Bool {
-        let fd = open(world.strings.pidMax, O_RDWR | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
+    /// Reads this namespace's pid_max and raises it when the tree needs more. 0 or errno.
+    static func ensurePidMax(_ world: PuppetWorld, _ needed: Int32) -> Int32 {
+        let fd = rr_open(world.strings.pidMax, O_RDWR | O_CLOEXEC)
+        if fd < 0 { return -fd }
+        defer { _ = rr_close(fd) }
         let buf = world.scratch
-        let n = read(fd, buf, 31)
-        if n <= 0 { return false }
+        let n = rr_read(fd, buf, 31)
+        if n <= 0 { return n < 0 ? Int32(-n) : EIO }
         var current: Int32 = 0
         for i in 0..<n where buf[i] >= 48 && buf[i] <= 57 { current = current * 10 + Int32(buf[i] - 48) }
-        if current >= needed { return true }
+        if current >= needed { return 0 }
         let (start, length) = formatDecimal(world, needed)
-        return pwrite(fd, start, length, 0) == length
+        let w = rr_pwrite(fd, start, length, 0)
+        return w == length ? 0 : (w < 0 ? Int32(-w) : EIO)
     }
 
     /// Formats a non-negative number, newline-terminated, at the end of the scratch buffer.
@@ -198,13 +207,14 @@ enum Puppet {
         return (buf + pos, 32 - pos)
     }
 
-    /// Writes a number to a /proc/sys file with one write(2).
-    static func writeNumber(_ world: PuppetWorld, _ path: UnsafeMutablePointer<CChar>, _ value: Int32) -> Bool {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
+    /// Writes a number to a /proc/sys file with one write(2). 0 or errno.
+    static func writeNumber(_ world: PuppetWorld, _ path: UnsafeMutablePointer<CChar>, _ value: Int32) -> Int32 {
+        let fd = rr_open(path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { return -fd }
+        defer { _ = rr_close(fd) }
         let (start, length) = formatDecimal(world, value)
-        return write(fd, start, length) == length
+        let w = rr_write(fd, start, length)
+        return w == length ? 0 : (w < 0 ? Int32(-w) : EIO)
     }
 
     /// Recreates a holding process's recorded threads with their TIDs; they sleep until the
@@ -217,8 +227,8 @@ enum Puppet {
         let flags = RR_CLONE_VM | RR_CLONE_FS | RR_CLONE_FILES | RR_CLONE_SIGHAND | RR_CLONE_THREAD | RR_CLONE_SYSVSEM
         for t in 0..<node.threadCount {
             let tid = tids[t * node.setTidCount]
-            if world.useDance && !writeNumber(world, world.strings.nsLastPid, tid - 1) {
-                if report || !node.stopped { fail(world, me, .nsLastPid) }
+            if world.useDance, case let e = writeNumber(world, world.strings.nsLastPid, tid - 1), e != 0 {
+                if report || !node.stopped { fail(world, me, .nsLastPid, e) }
                 return false
             }
             let r = world.useDance
@@ -239,7 +249,7 @@ enum Puppet {
         let node = world.nodes[me]
         guard let identity = node.identity, let (stage, e) = ProcessIdentity.apply(identity) else { return true }
         if node.stopped {
-            _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped))
+            rr_say_failed(node.failureLabel, world.strings.identityFailedStopped, e)
         } else {
             answer(world, me, .failed, stage: stage, value: e)
         }
@@ -274,7 +284,7 @@ enum Puppet {
             answer(world, me, .failed, stage: .terminalStdio, value: terminalError)
             _exit(126)
         }
-        _ = rr_reset_signal_dispositions()
+        _ = rr_reset_signals(world.changedSignals, world.changedSignalCount)
         var empty = sigset_t()
         sigemptyset(&empty)
         if node.stopped {
@@ -305,9 +315,9 @@ enum Puppet {
             _ = rr_set_signal_mask(&empty)
             while true { pause() }
         }
-        if let cwd = node.cwd, chdir(cwd) < 0 {
-            let e = Glibc.errno
-            if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+        if let cwd = node.cwd, case let r = rr_chdir(cwd), r < 0 {
+            let e = -r
+            if node.stopped { rr_say_failed(node.failureLabel, world.strings.chdirFailedStopped, e) }
             else { answer(world, me, .failed, stage: .chdir, value: e) }
             _exit(127)
         }
@@ -326,10 +336,9 @@ enum Puppet {
             close(world.answerFD)
             TerminalAttachment.awaitForegroundJob(world, me)
         }
-        execve(path, node.argv!, node.envp!)
-        let e = Glibc.errno
-        if waits { _ = write(2, world.strings.execFailedAfterJob, strlen(world.strings.execFailedAfterJob)) }
-        else if node.stopped { _ = write(2, world.strings.execFailedStopped, strlen(world.strings.execFailedStopped)) }
+        let e = -rr_execve(path, node.argv!, node.envp!)
+        if waits { rr_say_failed(node.failureLabel, world.strings.execFailedAfterJob, e) }
+        else if node.stopped { rr_say_failed(node.failureLabel, world.strings.execFailedStopped, e) }
         else { answer(world, me, .failed, stage: .exec, value: e) }
         _exit(e == ENOENT ? 127 : 126)
     }

@@ -28,10 +28,10 @@ enum TerminalAttachment {
     static func takeControlling(_ world: PuppetWorld, _ me: Int) -> Int32 {
         let k = world.nodes[me].terminals.controlling
         guard k >= 0, let path = world.terminalPaths?[Int(k)] else { return 0 }
-        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
-        if fd < 0 { return Glibc.errno }
+        let fd = rr_open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        if fd < 0 { return -fd }
         let r = rr_tty_set_controlling(fd)
-        close(fd)
+        _ = rr_close(fd)
         return r < 0 ? -r : 0
     }
 
@@ -39,10 +39,10 @@ enum TerminalAttachment {
     /// namespace numbers it) the foreground group of terminal `k`. Returns errno, or 0.
     static func setForeground(_ world: PuppetWorld, terminal k: Int32, pgrp: pid_t) -> Int32 {
         guard k >= 0, k < world.terminalCount, let path = world.terminalPaths?[Int(k)] else { return EINVAL }
-        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
-        if fd < 0 { return Glibc.errno }
+        let fd = rr_open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        if fd < 0 { return -fd }
         let r = rr_tty_set_foreground(fd, pgrp)
-        close(fd)
+        _ = rr_close(fd)
         return r < 0 ? -r : 0
     }
 
@@ -56,19 +56,18 @@ enum TerminalAttachment {
         guard t.awaitForeground > 0, t.controlling >= 0, let path = world.terminalPaths?[Int(t.controlling)] else { return }
         var status: Int32 = 0
         while true {
-            let r = waitpid(-t.awaitForeground, &status, WUNTRACED)
+            let r = rr_wait4(-t.awaitForeground, &status, WUNTRACED)
             if r > 0 { if rr_wifstopped(status) != 0 { break } else { continue } }
-            if r < 0 && Glibc.errno == EINTR { continue }
             break
         }
         var ttou = sigset_t(), old = sigset_t()
         sigemptyset(&ttou)
         sigaddset(&ttou, SIGTTOU)
         _ = rr_block_signals(&ttou, &old)
-        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        let fd = rr_open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
         if fd >= 0 {
             _ = rr_tty_set_foreground(fd, getpgrp())
-            close(fd)
+            _ = rr_close(fd)
         }
         _ = rr_set_signal_mask(&old)
     }
@@ -79,8 +78,8 @@ enum TerminalAttachment {
         let t = world.nodes[me].terminals
         guard t.attachesStdio, let paths = world.terminalPaths else { return 0 }
         if t.dropInherited >= 0, let path = paths[Int(t.dropInherited)] {
-            let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
-            if fd < 0 { return Glibc.errno }
+            let fd = rr_open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            if fd < 0 { return -fd }
             let r = rr_tty_drop_controlling(fd)
             close(fd)
             if r < 0 && r != -ENOTTY { return -r }
@@ -94,11 +93,12 @@ enum TerminalAttachment {
 
     private static func place(_ paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ k: Int32, on target: Int32) -> Int32 {
         guard k >= 0, let path = paths[Int(k)] else { return 0 }
-        let fd = open(path, O_RDWR | O_NOCTTY)
-        if fd < 0 { return Glibc.errno }
+        let fd = rr_open(path, O_RDWR | O_NOCTTY)
+        if fd < 0 { return -fd }
         if fd != target {
-            if dup2(fd, target) < 0 { let e = Glibc.errno; close(fd); return e }
-            close(fd)
+            let r = rr_dup_onto(fd, target)
+            _ = rr_close(fd)
+            if r < 0 { return -r }
         }
         return 0
     }

@@ -10,6 +10,7 @@ final class Arena {
     private var mappings: [(UnsafeMutableRawPointer, Int)] = []
     private var capSets: [cap_t] = []
     private var fds: [Int32] = []
+    private var initialized: [() -> Void] = []
 
     init() {}
 
@@ -41,8 +42,9 @@ final class Arena {
     }
 
     /// An anonymous mapping (MAP_SHARED when `shared`); nil with errno set.
-    func map(_ bytes: Int, shared: Bool = false, stack: Bool = false) -> UnsafeMutableRawPointer? {
-        let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | (stack ? MAP_STACK : 0)
+    /// `lazy`: MAP_NORESERVE, for large regions of which only a little is ever touched.
+    func map(_ bytes: Int, shared: Bool = false, stack: Bool = false, lazy: Bool = false) -> UnsafeMutableRawPointer? {
+        let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | (stack ? MAP_STACK : 0) | (lazy ? MAP_NORESERVE : 0)
         let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, flags, -1, 0)
         guard let p, p != MAP_FAILED else { return nil }
         mappings.append((p, bytes))
@@ -68,7 +70,13 @@ final class Arena {
         _ = Glibc.close(fd)
     }
 
+    /// A block initialized in place (holding references): deinitialized before it is freed.
+    func deinitializeOnFree<T>(_ p: UnsafeMutablePointer<T>) {
+        initialized.append { p.deinitialize(count: 1) }
+    }
+
     deinit {
+        for d in initialized { d() }
         for fd in fds { _ = Glibc.close(fd) }
         for c in capSets { cap_free(UnsafeMutableRawPointer(c)) }
         for (p, n) in mappings { munmap(p, n) }

@@ -50,6 +50,7 @@ public enum TestingFault: String, Sendable, CaseIterable {
     /// Once half the processes exist, the runtime says so on stderr and waits (up to 60 s) for a
     /// signal, so a test can signal it at a moment that is certainly mid-restore. (Not SIGSTOP:
     /// as the PID 1 of an outer namespace the runtime could not stop itself.)
+    /// Forks are not batched then, so that no forker runs ahead of the pause.
     case pauseMidRestore = "pause-mid-restore"
 }
 

@@ -88,6 +88,7 @@ final class PreparedWorld {
                     prepared.argv = arena.cStringArray(args)
                     prepared.envp = arena.cStringArray(env)
                     prepared.cwd = arena.cString(dir)
+                    prepared.failureLabel = arena.cString("rootless-restore: error: \(entry.label)")
                 }
                 prepared.identity = try identities.prepare(entry)
                 prepared.terminals = terminals.prepared(for: entry, node: i)
@@ -182,13 +183,26 @@ final class PreparedWorld {
                 throw error
             }
         }
-        let (list, batches) = forkRuns(plan)
+        // Paused halfway, a batch's forker would run ahead of the coordinator and create the
+        // rest: that testing aid forks in lockstep, so half the tree exists when it pauses.
+        let (list, batches) = options.testingFault == .pauseMidRestore ? ([], [:]) : forkRuns(plan)
         let forkList = arena.allocate(Int32.self, count: list.count)
         for (k, v) in list.enumerated() { forkList[k] = v }
+        guard let stacks = arena.map(count * puppetStackSize, stack: true, lazy: true) else {
+            throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, message: "cannot map the puppets' stacks")
+        }
+        // The world the puppets read lives in the arena too: each clone passes a pointer to its
+        // node's start record, which points at it.
+        let changedSignals = arena.allocate(Int32.self, count: 128)
+        let changedSignalCount = rr_changed_signals(changedSignals, 128)
+        let worldCell = arena.allocate(PuppetWorld.self, count: 1)
+        let starts = arena.allocate(PuppetStart.self, count: count)
+        for i in 0..<count { starts[i] = PuppetStart(world: worldCell, node: i) }
         var puppets = PuppetWorld(control: control, answerFD: fds[1], coordinatorFD: fds[0], nodes: nodes, nodeCount: count,
                                   topLevelPids: top, topLevelCount: topLevel.count, strings: FixedStrings(arena),
                                   scratch: arena.allocate(UInt8.self, count: 64), useDance: dance,
-                                  supervisor: supervisor, forkList: forkList)
+                                  supervisor: supervisor, forkList: forkList, stacks: stacks, starts: starts,
+                                  changedSignals: changedSignals, changedSignalCount: changedSignalCount)
         if !tree.terminals.isEmpty {
             let paths = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: tree.terminals.count)
             for k in tree.terminals.indices { paths[k] = arena.cString(TerminalPlan.slavePath(k)) }
@@ -197,6 +211,8 @@ final class PreparedWorld {
         }
         puppets.fault = options.testingFault
         puppets.faultNode = plan.nodeOfEntry.first ?? -1
+        worldCell.initialize(to: puppets)
+        arena.deinitializeOnFree(worldCell)
         return PreparedWorld(arena: arena, puppets: puppets, plan: plan, maps: maps, forkBatches: batches,
                              noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities, terminals: terminals)
     }

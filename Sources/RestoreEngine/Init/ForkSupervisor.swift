@@ -323,7 +323,17 @@ public final class ForkSupervisor {
         // Owed PIDs: looked at once a second (a forker that ended), or when one is due.
         guard ledger.owesAny, now >= nextOwedLook || (ledger.nextDue().map { now >= $0 } ?? false) else { return }
         nextOwedLook = now + 1_000_000_000
-        for m in ledger.overdue(now: now, forkerGone: { !Self.alive($0) }) {
+        reportMissing(ledger.overdue(now: now, forkerGone: { !Self.alive($0) }))
+    }
+
+    /// The namespace is empty (the init is about to exit): every PID still owed was never
+    /// created. Said, so that no recorded process goes missing without a word.
+    func reportMissingAtEnd() {
+        reportMissing(ledger.drain(why: "the tree ended before a fork took it for good"))
+    }
+
+    func reportMissing(_ missing: [PinLedger.Missing]) {
+        for m in missing {
             let who = labels[m.pid] ?? "process \(m.pid)"
             let what = m.thread ? "thread \(m.pid) of \(labels[m.forker] ?? "process \(m.forker)")" : who
             let text = m.final

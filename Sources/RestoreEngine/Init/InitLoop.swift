@@ -40,15 +40,19 @@ enum InitLoop {
 
     /// Reaps every exited child; when none is left, the namespace is empty: exit with the
     /// first top-level process's status.
-    static func reapExited(first: pid_t, firstStatus: inout Int32) {
+    static func reapExited(first: pid_t, firstStatus: inout Int32, atEnd: () -> Void = {}) {
         while true {
             var status: Int32 = 0
-            let r = waitpid(-1, &status, WNOHANG)
+            // Raw (no errno): holders share this address space, and so its errno.
+            let r = rr_wait4(-1, &status, WNOHANG)
             if r > 0 {
                 if r == first { firstStatus = exitCode(status) }
                 continue
             }
-            if r < 0 && Glibc.errno == ECHILD { _exit(firstStatus) }
+            if r == -Int(ECHILD) {
+                atEnd()
+                _exit(firstStatus)
+            }
             return
         }
     }
@@ -83,7 +87,11 @@ enum InitLoop {
         }
         var firstStatus: Int32 = 0
         while true {
-            reapExited(first: first, firstStatus: &firstStatus)
+            reapExited(first: first, firstStatus: &firstStatus) {
+                // The namespace is empty: what the supervisor still watches or is owed is said now.
+                supervisor.checkPending()
+                supervisor.reportMissingAtEnd()
+            }
             supervisor.collectListeners()
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
