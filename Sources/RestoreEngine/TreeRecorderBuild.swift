@@ -256,7 +256,7 @@ extension TreeRecorder {
             }
             warnings += problems
         }
-        let terminals = recordTerminals(snaps, &entries, level: level, warnings: &warnings)
+        let terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold, warnings: &warnings)
         var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap

@@ -12,6 +12,11 @@ extension TreeRecorder {
         var major: UInt32
         var minor: UInt32
 
+        init(major: UInt32, minor: UInt32) {
+            self.major = major
+            self.minor = minor
+        }
+
         /// tty_nr of /proc/PID/stat (the kernel's new_encode_dev).
         init(ttyNr v: UInt32) {
             major = (v >> 8) & 0xfff
@@ -32,8 +37,9 @@ extension TreeRecorder {
 
     /// Fills `terminal` and `stdio` of the entries (entry i is snapshot i) and returns the
     /// tree's terminals.
-    static func recordTerminals(_ snaps: [Snapshot], _ entries: inout [ProcessEntry], level: Int,
+    static func recordTerminals(_ snaps: [Snapshot], _ entries: inout [ProcessEntry], level: Int, hold: Set<Int32>,
                                 warnings: inout [String]) -> [TerminalSpec] {
+        masterHolderWarning(snaps, entries, hold: hold, warnings: &warnings)
         // Descriptors 0-2 of every live process that are terminals: a pty slave, or the
         // device some process of the tree has as controlling terminal.
         let cttys = Set(snaps.filter { $0.ttyNr != 0 && $0.state != "Z" }.map { Device(ttyNr: $0.ttyNr) })
@@ -110,5 +116,30 @@ extension TreeRecorder {
             warnings.append("processes \(list(pids)) have terminal \(id) as controlling terminal, but the leader of their session is not in the tree (only a session leader can take a controlling terminal): restored without it (descriptors on it still get the restored pty)")
         }
         return terminals
+    }
+
+    /// A process that holds a pty master (script, tmux, sshd, a terminal emulator) is the
+    /// other end of a terminal. Descriptors are not restored: restarted, such a program makes
+    /// new terminals (script and tmux start a new shell), so say so, unless it is recorded
+    /// holding.
+    static func masterHolderWarning(_ snaps: [Snapshot], _ entries: [ProcessEntry], hold: Set<Int32>, warnings: inout [String]) {
+        let ptmx = Device(major: 5, minor: 2)
+        var holders: [String] = []
+        for (i, s) in snaps.enumerated() where s.state != "Z" && !hold.contains(s.hostPid) && entries[i].process?.args != nil {
+            guard let dir = opendir("/proc/\(s.hostPid)/fd") else { continue }
+            defer { closedir(dir) }
+            while let e = readdir(dir) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                guard Int(name) != nil else { continue }
+                var st = stat()
+                if stat("/proc/\(s.hostPid)/fd/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR, Device(rdev: UInt64(st.st_rdev)) == ptmx {
+                    holders.append("\(entries[i].pid) (host pid \(s.hostPid))")
+                    break
+                }
+            }
+        }
+        if !holders.isEmpty {
+            warnings.append("processes \(list(holders)) hold the master side of a terminal (as script, tmux, sshd or a terminal emulator do): descriptors are not restored, so restarted they would make new terminals (and script or tmux a new shell) while the recorded ones come back as ptys run holds; record them holding (--hold PID), or record the session inside")
+        }
     }
 }
