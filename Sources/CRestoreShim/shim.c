@@ -380,7 +380,6 @@ int rr_prctl_set_child_subreaper(int on) {
 int rr_prctl_get_child_subreaper(int *on) {
     return prctl(PR_GET_CHILD_SUBREAPER, on, 0, 0, 0) < 0 ? -errno : 0;
 }
-int rr_prctl_set_dumpable(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_DUMPABLE, on); }
 int rr_prctl_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0) < 0 ? -errno : 0; }
 
 long rr_getpid(void) { return RR_SYS(SYS_getpid, 0); }
@@ -590,6 +589,7 @@ int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out) {
 }
 
 int rr_prctl_set_keepcaps(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_KEEPCAPS, on); }
+int rr_prctl_set_dumpable(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_DUMPABLE, on); }
 int rr_prctl_set_no_new_privs(void) { return (int)RR_SYS(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int rr_prctl_cap_ambient_clear_all(void) {
     return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);

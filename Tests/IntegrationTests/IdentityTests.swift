@@ -288,6 +288,39 @@ struct IdentityTests {
         #expect(statusFields(procs[42]!.hostPid)["CapEff"]?.first.flatMap { UInt64($0, radix: 16) } != 0)
     }
 
+    @Test("a holding process shares the runtime init's address space: a payload of the same uid, or of uid 0 without capabilities, cannot open its memory",
+          .enabled(if: Prerequisites.userNamespacesWork),
+          arguments: ["uid", "capabilities"])
+    func holderMemoryIsNotReachable(_ kind: String) throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let out = try outputDirectory(run)
+        // /proc/PID/mem for writing needs PTRACE_MODE_ATTACH: granted to a peer with the same
+        // uid and no fewer capabilities when the target is dumpable. A holder's memory is the
+        // init's, so it must not be. Each case alone in its tree: one uid change would make
+        // the whole shared address space undumpable, and hide a cap-only case.
+        // The probe waits (bounded) until the holder has its lowered identity: before that it
+        // has the init's capabilities, which alone refuse the payload.
+        let lowered = kind == "uid" ? "^Uid:\\s*1000\\s" : "^CapPrm:\\s*0000000000000000"
+        let wait = "i=0; while [ $i -lt 200 ] && ! grep -Eq '\(lowered)' /proc/50/status; do sleep 0.05; i=$((i+1)); done; grep -E '\(lowered)' /proc/50/status > \(out)/lowered.txt; "
+        let probe = wait + "if (exec 3<>/proc/50/mem) 2>\(out)/mem.err; then echo opened; else echo refused; fi > \(out)/mem.out; exec sleep 1000"
+        let noCaps: [String: Any] = ["bounding": [String](), "permitted": [String](), "effective": [String](),
+                                     "inheritable": [String](), "ambient": [String]()]
+        let identity: [String: Any] = kind == "uid" ? ["user": ["uid": 1000, "gid": 1000]] : ["capabilities": noCaps]
+        var payload: [String: Any] = ["args": ["sh", "-c", probe], "env": shellEnv]
+        for (k, v) in identity { payload[k] = v }
+        let file = try writeTree(run, [entry(50, identity), entry(51, payload)])
+        try run.startRun(treeFile: file, extra: ["--map-users", "auto", "--map-groups", "auto"])
+        try run.waitUntilReady()
+        let procs = try restored(run, [50, 51])
+        let answer = waitForLine(out + "/mem.out")
+        #expect(!readText(out + "/lowered.txt").isEmpty, "the holder never showed its lowered identity")
+        #expect(answer == "refused", "the payload could open the holder's (the init's) memory: \(answer ?? "no answer") \(readText(out + "/mem.err"))")
+        // The same uid and capabilities on the host, so only dumpability stands between them.
+        let h = statusFields(try #require(procs[50]).hostPid), p = statusFields(try #require(procs[51]).hostPid)
+        #expect(h["Uid"] == p["Uid"] && h["CapPrm"] == p["CapPrm"], "holder \(h["Uid"] ?? []) \(h["CapPrm"] ?? []), payload \(p["Uid"] ?? []) \(p["CapPrm"] ?? [])")
+    }
+
     // MARK: Resource limits
 
     @Test("RLIMIT_NOFILE and RLIMIT_NPROC from /proc/PID/limits, holding and exec'd",

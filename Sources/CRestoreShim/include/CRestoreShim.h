@@ -151,8 +151,6 @@ int rr_setns(int fd, int nstype);
 int rr_prctl_set_child_subreaper(int on);
 int rr_prctl_get_child_subreaper(int *on);
 int rr_prctl_set_name(const char *name);
-/// PR_SET_DUMPABLE: the flag belongs to the address space, which puppets share.
-int rr_prctl_set_dumpable(int on);
 
 /// Raw syscalls without glibc wrappers (or whose wrappers keep caches a raw clone breaks).
 long rr_getpid(void);
@@ -224,6 +222,8 @@ int rr_read_remote_u64(pid_t pid, uint64_t addr, uint64_t *out);
 /// Process identity (ProcessIdentity.apply): prctl is variadic, setrlimit takes a struct.
 /// 0 or -errno.
 int rr_prctl_set_keepcaps(int on);
+/// PR_SET_DUMPABLE: the flag belongs to the address space, which puppets share.
+int rr_prctl_set_dumpable(int on);
 int rr_prctl_set_no_new_privs(void);
 int rr_prctl_cap_ambient_clear_all(void);
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);

@@ -12,6 +12,16 @@ extension ProcessIdentity {
     static func apply(_ identity: UnsafeMutablePointer<PreparedIdentity>) -> (PuppetStage, Int32)? {
         let id = identity.pointee
         var r: Int32 = 0
+        // Puppets share the init's address space, whose dumpability decides who may ptrace or
+        // open /proc/PID/mem of any of them. Its memory is the init's, which holds every
+        // capability of the namespace, so once a sharer has fewer ids or capabilities than the
+        // init it must be undumpable, and stay so. setresuid makes it so, but dropping
+        // capabilities does not (commit_creds only reacts to gains): hence before either. An
+        // exec decides its own process's dumpability afresh.
+        if id.changeIDs || id.finalCaps != nil {
+            r = rr_prctl_set_dumpable(0)
+            if r < 0 { return (.capabilities, -r) }
+        }
         if id.setGroups {
             r = rr_setgroups(id.groupCount, id.groups)
             if r < 0 { return (.setgroups, -r) }
@@ -25,10 +35,6 @@ extension ProcessIdentity {
             if r < 0 { return (.setgid, -r) }
             r = rr_setresuid(id.uid)
             if r < 0 { return (.setuid, -r) }
-            // New ids make the address space undumpable, and puppets share the init's: keep
-            // it dumpable, or the init's and every holder's /proc files turn root's. (An
-            // exec decides its own process's dumpability afresh.)
-            _ = rr_prctl_set_dumpable(1)
         }
         if id.setUmask { _ = Glibc.umask(id.umask) }
         if let limits = id.rlimits {
