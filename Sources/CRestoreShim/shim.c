@@ -556,6 +556,11 @@ int rr_send_fd(int sock, int32_t tag, int fd) {
     return r < 0 ? (int)r : 0;
 }
 
+int rr_sleep_ns(long ns) {
+    struct timespec ts = { .tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L };
+    return (int)RR_SYS(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
 int rr_recv_fd(int sock, int32_t *tag) {
     struct iovec iov = { .iov_base = tag, .iov_len = sizeof(*tag) };
     union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;

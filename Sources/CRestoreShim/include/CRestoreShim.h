@@ -215,6 +215,8 @@ int rr_seccomp_install_filter(const void *instructions, unsigned short count);
 int rr_memfd(const char *name);
 /// Sends `tag` and the descriptor `fd` as one record (SCM_RIGHTS). 0 or -errno.
 int rr_send_fd(int sock, int32_t tag, int fd);
+/// Sleeps `ns` nanoseconds on CLOCK_MONOTONIC without errno: 0 or -errno (-EINTR on a signal).
+int rr_sleep_ns(long ns);
 /// Receives one record sent by rr_send_fd: the received fd (CLOEXEC) or -errno; 0-byte EOF:
 /// -EPIPE; -EMFILE when the descriptor was dropped (MSG_CTRUNC), with `tag` still read.
 int rr_recv_fd(int sock, int32_t *tag);

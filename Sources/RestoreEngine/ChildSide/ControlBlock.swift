@@ -60,6 +60,8 @@ enum PuppetStage: Int32 {
     case mountDevpts, bindPtmx, controllingTerminal, foreground, terminalStdio
     /// The dance gave a thread another TID (the value) than recorded.
     case threadTid
+    /// Sending the fork listener to the runtime's init (SCM_RIGHTS) failed.
+    case listenerHandOver
 
     var operation: String {
         switch self {
@@ -91,6 +93,7 @@ enum PuppetStage: Int32 {
         case .foreground: return "tcsetpgrp"
         case .terminalStdio: return "open the pty slave onto 0, 1, 2"
         case .threadTid: return "clone(CLONE_THREAD)"
+        case .listenerHandOver: return "sendmsg(SCM_RIGHTS)"
         }
     }
 }

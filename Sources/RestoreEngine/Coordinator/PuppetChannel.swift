@@ -112,6 +112,11 @@ final class PuppetChannel {
         case .threadTid:
             throw RestoreError(.restoreFailed, operation: stage.operation, entry: label(node),
                                message: "a recorded thread was created with TID \(e) instead (ns_last_pid moved under the dance)")
+        case .listenerHandOver:
+            message = "cannot hand its fork listener to the runtime's init"
+            if e == ETOOMANYREFS {
+                message += ": too many descriptors stayed in flight for the user (more than the open-file limit) while the init did not take them; raise the open-file limit (ulimit -n)"
+            }
         default:
             message = "failed during setup"
         }
