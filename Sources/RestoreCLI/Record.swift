@@ -72,6 +72,8 @@ struct Record: ParsableCommand {
         options.spawnByPayload = spawnByPayload
         guard holdFrozen.isFinite, holdFrozen >= 0, holdFrozen <= 600 else { throw ValidationError("--hold-frozen must be 0...600 seconds") }
         options.holdFrozenSeconds = holdFrozen
+        // Tells a test the hold began (no injection in flight), whatever -q says.
+        options.onHoldFrozen = { n in writeStderr("rootless-restore: record: holding \(n) processes frozen\n") }
         options.hold = Set(holdPids)
         for given in argvOverrides {
             guard let eq = given.firstIndex(of: "="), let pid = Int32(given[..<eq]), pid > 0,

@@ -9,7 +9,11 @@ import RestoreModel
 ///
 /// If `record` is killed (even by SIGKILL) the kernel detaches every tracee, which resumes
 /// as it was (exit_ptrace/__ptrace_unlink); the only unsafe moment is in the middle of a
-/// syscall injection, which is why terminating signals are blocked meanwhile (`SignalGuard`).
+/// syscall injection (`childSubreaper`), which is why terminating signals are blocked for the
+/// whole recording (`SignalGuard`). SIGKILL cannot be blocked: landing mid-injection, it leaves
+/// that one task to resume at the injected `syscall; int3` with the injected registers, and
+/// the int3 kills it with SIGTRAP (seen in the kernel log as "trap int3"). The window is the
+/// few ptrace calls of one injection per process, longer only if `record` is preempted there.
 final class TaskFreezer {
     struct Frozen {
         var pidfd: Int32

@@ -21,6 +21,9 @@ public struct RecordOptions: Sendable {
     /// Testing aid: with `freeze`, keep the tree frozen this long after reading it, so that a
     /// test can signal `record` while it holds the tree.
     public var holdFrozenSeconds: Double = 0
+    /// Called once the hold begins, with how many processes are frozen: from then on no system
+    /// call is being injected, so even SIGKILL of `record` leaves every process as it was.
+    public var onHoldFrozen: (@Sendable (Int) -> Void)? = nil
 
     public init() {}
 }
@@ -96,6 +99,7 @@ public enum TreeRecorder {
         let result = try build(snaps, root: root, options: options, findings: findings)
         if options.freeze && options.holdFrozenSeconds > 0 {
             let end = MonotonicClock.nanoseconds() + UInt64(options.holdFrozenSeconds * 1e9)
+            options.onHoldFrozen?(freezer.frozen.count)
             while MonotonicClock.nanoseconds() < end {
                 try checkSignals()
                 var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)

@@ -601,24 +601,37 @@ struct RecordFreezeTests {
         let original = states()
         #expect(original[stoppedJob] == "T")
 
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGKILL] {
+        // SIGINT, SIGTERM and SIGHUP are safe at any moment (record blocks them while it holds
+        // processes): sent as soon as every task shows "t", they may land in the middle of the
+        // system call injected to read the subreaper flag. SIGKILL cannot be blocked, and is
+        // safe only once no injection is in flight: sent (like every signal in the second
+        // round) after record said the hold began.
+        let rounds = [SIGINT, SIGTERM, SIGHUP].map { ($0, false) } + [SIGINT, SIGTERM, SIGHUP, SIGKILL].map { ($0, true) }
+        for (sig, inHold) in rounds {
+            unlink(dir + "/rec.err")
             let argv = try Identity.prefix(for: run.user) + [run.binary, "record", "--freeze", "--hold-frozen", "30", String(bash), "-o", "\(dir)/frozen.json"]
             let recorder = try spawn(argv, env: Identity.cleanEnvironment, cwd: dir, stdout: "\(dir)/rec.out", stderr: "\(dir)/rec.err")
-            // Frozen: every task in a ptrace stop ("t"), traced by record.
-            try poll(15, "the tree frozen by record (\(readText(dir + "/rec.err")))") {
-                states().values.allSatisfy { $0 == "t" }
+            if inHold {
+                try poll(15, "record holding the tree (\(readText(dir + "/rec.err")))") { readText(dir + "/rec.err").contains("holding") }
+                #expect(readText(dir + "/rec.err").contains("holding 4 processes frozen"), "\(readText(dir + "/rec.err"))")
+                // Frozen: every task in a ptrace stop ("t"), traced by record.
+                #expect(states().values.allSatisfy { $0 == "t" }, "held by record: \(states())")
+            } else {
+                try poll(15, "the tree frozen by record (\(readText(dir + "/rec.err")))") {
+                    states().values.allSatisfy { $0 == "t" }
+                }
             }
             let t0 = Date()
             kill(recorder, sig)
             let end = try waitForExit(recorder, timeout: 10)
-            #expect(Date().timeIntervalSince(t0) < 5, "record took \(Date().timeIntervalSince(t0)) s to end after signal \(sig)")
-            #expect(end == .signaled(sig) || end == .exited(128 + sig), "record after signal \(sig): \(end) \(readText(dir + "/rec.err"))")
-            #expect(access("\(dir)/frozen.json", F_OK) != 0, "nothing may be written after signal \(sig)")
+            #expect(Date().timeIntervalSince(t0) < 5, "record took \(Date().timeIntervalSince(t0)) s to end after signal \(sig)\(inHold ? " in the hold" : "")")
+            #expect(end == .signaled(sig) || end == .exited(128 + sig), "record after signal \(sig)\(inHold ? " in the hold" : ""): \(end) \(readText(dir + "/rec.err"))")
+            #expect(access("\(dir)/frozen.json", F_OK) != 0, "nothing may be written after signal \(sig)\(inHold ? " in the hold" : "")")
             var now: [Int32: String] = [:]
             try? poll(5, "the tree as it was") { now = states(); return now == original }
-            #expect(now == original, "after signal \(sig): \(now), before \(original)")
+            #expect(now == original, "after signal \(sig)\(inHold ? " in the hold" : ""): \(now), before \(original)")
             for p in treeBelow(bash) {
-                #expect(readText("/proc/\(p)/status").contains("TracerPid:\t0"), "pid \(p) still traced after signal \(sig)")
+                #expect(readText("/proc/\(p)/status").contains("TracerPid:\t0"), "pid \(p) still traced after signal \(sig)\(inHold ? " in the hold" : "")")
             }
         }
         // bash saw no job-control stop: the two running jobs are Running, the stopped one Stopped.
