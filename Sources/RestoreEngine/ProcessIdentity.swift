@@ -15,6 +15,9 @@ struct PreparedRlimit {
 /// no_new_privs, seccomp), prepared in the coordinator before any clone so that the child
 /// only makes system calls on ready buffers.
 struct PreparedIdentity {
+    /// The process ends with other ids than the namespace's init, whose address space puppets
+    /// share: it must make that address space undumpable.
+    var lowersPrivilege = false
     var changeIDs = false
     var uid: uid_t = 0
     var gid: gid_t = 0
@@ -179,6 +182,11 @@ enum ProcessIdentity {
         }
 
         guard needed else { return nil }
+        // The init runs as the ids the runtime's own map to. Fewer capabilities alone do not
+        // count: a recording of an ordinary user's tree has none anywhere, and an undumpable
+        // holder could not be recorded again (its /proc files become the host root's); the
+        // limit this leaves is documented (docs/performance.md, dumpability).
+        id.lowersPrivilege = id.changeIDs && (maps.runtimeUID.map { id.uid != $0 } ?? true || maps.runtimeGID.map { id.gid != $0 } ?? true)
         let p = arena.allocate(PreparedIdentity.self, count: 1)
         p.initialize(to: id)
         return p

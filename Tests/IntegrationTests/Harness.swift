@@ -562,7 +562,8 @@ final class RestoreRun {
                 throw HarnessError("the runtime ended (\(t)) while waiting for \(what)\n" + outputForMessages)
             }
             if Date() > deadline {
-                throw HarnessError("timed out after \(timeout) s waiting for \(what)\n" + outputForMessages)
+                let seen = now.map { "  \($0) \($0.host.commandLine)" }.joined(separator: "\n")
+                throw HarnessError("timed out after \(timeout) s waiting for \(what); the namespace held:\n\(seen)\n" + outputForMessages)
             }
             usleep(20_000)
         }

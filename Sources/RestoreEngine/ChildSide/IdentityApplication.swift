@@ -13,12 +13,11 @@ extension ProcessIdentity {
         let id = identity.pointee
         var r: Int32 = 0
         // Puppets share the init's address space, whose dumpability decides who may ptrace or
-        // open /proc/PID/mem of any of them. Its memory is the init's, which holds every
-        // capability of the namespace, so once a sharer has fewer ids or capabilities than the
-        // init it must be undumpable, and stay so. setresuid makes it so, but dropping
-        // capabilities does not (commit_creds only reacts to gains): hence before either. An
-        // exec decides its own process's dumpability afresh.
-        if id.changeIDs || id.finalCaps != nil {
+        // open /proc/PID/mem of any of them, and its memory is the init's. A process that ends
+        // with other ids than the init makes it undumpable before they change (setresuid would
+        // too), and nothing sets it back: a dumpable holder of uid 1000 could be opened by any
+        // payload of uid 1000. An exec decides its own process's dumpability afresh.
+        if id.lowersPrivilege {
             r = rr_prctl_set_dumpable(0)
             if r < 0 { return (.capabilities, -r) }
         }
