@@ -519,9 +519,9 @@ const long rr_sys_vfork = SYS_vfork;
 const long rr_sys_vfork = -1;
 #endif
 
-int rr_seccomp_install_listener(const void *instructions, unsigned short count) {
+int rr_seccomp_install_listener(const void *instructions, unsigned short count, unsigned int extra_flags) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
-    return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags, &prog);
 }
 
 int rr_seccomp_install_filter(const void *instructions, unsigned short count) {

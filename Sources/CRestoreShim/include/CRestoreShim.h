@@ -204,9 +204,11 @@ long rr_getxattr(const char *path, const char *name, void *buf, size_t size);
 
 /// Fork supervision (seccomp user notification). Syscall numbers of this architecture.
 extern const long rr_sys_clone, rr_sys_clone3, rr_sys_fork, rr_sys_vfork;
-/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER) with a classic-BPF
-/// program of `count` instructions (8 bytes each). Returns the listener fd or -errno.
-int rr_seccomp_install_listener(const void *instructions, unsigned short count);
+/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags) with a
+/// classic-BPF program of `count` instructions (8 bytes each). Returns the listener fd or -errno.
+int rr_seccomp_install_listener(const void *instructions, unsigned short count, unsigned int extra_flags);
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19; older headers lack it).
+#define RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1U << 5)
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0): a plain filter. 0 or -errno.
 int rr_seccomp_install_filter(const void *instructions, unsigned short count);
 /// memfd_create(name, MFD_CLOEXEC): fd or -errno.

@@ -11,7 +11,13 @@ extension ForkSupervisor {
     /// In an exec'ing puppet, before its identity changes (installing needs CAP_SYS_ADMIN in
     /// the namespace): install the notify filter and hand the listener to the init.
     func installAndHandOver(node: Int) -> (PuppetStage, Int32)? {
-        let fd = rr_seccomp_install_listener(instructions, instructionCount)
+        // A fork waiting for the supervisor sleeps interruptibly: a signal then (a child's
+        // SIGCHLD) fails it with EINTR under a handler without SA_RESTART, which no program
+        // expects of fork (dash says "Cannot fork"). Once the supervisor has read the
+        // notification, WAIT_KILLABLE_RECV makes the wait killable only; kernels before 5.19
+        // refuse the flag (EINVAL) and get the interruptible wait.
+        var fd = rr_seccomp_install_listener(instructions, instructionCount, RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
+        if fd == -EINVAL { fd = rr_seccomp_install_listener(instructions, instructionCount, 0) }
         if fd < 0 { return (.seccompNotify, -fd) }
         // The kernel refuses SCM_RIGHTS with ETOOMANYREFS while the sending user has more
         // descriptors in flight (sent, not yet received, by any of its processes) than the
