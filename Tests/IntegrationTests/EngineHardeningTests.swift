@@ -277,6 +277,26 @@ struct EngineHardeningTests {
         }
     }
 
+    @Test("WAIT_KILLABLE_RECV is probed once by the runtime: where the kernel does not know it, no puppet tries it (a filter kills any that does)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func killableRecvProbedOnce() throws {
+        for shape in ["pinned", "pid1-pinned"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            let launcher = try Self.buildNoClone3(in: run)
+            // NO_KILLABLE_RECV: the probe (no program) gets EINVAL, as before Linux 5.19; a
+            // filter installed with the flag anyway kills its puppet (before: every puppet tried
+            // the flag and retried without it on EINVAL).
+            try run.start(["run", "--report", run.reportPath, "--pin-mismatch", "error",
+                           try run.write("tree.json", Data(Self.descriptorTrees[shape]!.utf8))],
+                          extraEnvironment: ["NO_KILLABLE_RECV=1"], launcher: [launcher])
+            try run.waitUntilReady()
+            let seen = try run.waitForNamespace(timeout: 20, "\(shape): the pinned child 5000") { now in now.contains { $0.pid == 5000 } }
+            #expect(!seen.contains { $0.host.state == "Z" }, "\(shape): \(seen.map(\.host.summary)) \(run.stderr)")
+            #expect(run.stderr.isEmpty, "\(shape): \(run.stderr)")
+        }
+    }
+
     /// Fixtures/no_clone3, compiled into the run's directory.
     static func buildNoClone3(in run: RestoreRun) throws -> String {
         guard let cc = Paths.tool("cc") ?? Paths.tool("gcc") else { throw HarnessError("no C compiler for Fixtures/no_clone3") }
