@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/prctl.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <grp.h>
@@ -598,6 +599,18 @@ int rr_prctl_set_dumpable(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_DUMPABL
 int rr_prctl_set_no_new_privs(void) { return (int)RR_SYS(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int rr_prctl_cap_ambient_clear_all(void) {
     return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}
+int rr_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2] = {
+        { .effective = (uint32_t)effective, .permitted = (uint32_t)permitted, .inheritable = (uint32_t)inheritable },
+        { .effective = (uint32_t)(effective >> 32), .permitted = (uint32_t)(permitted >> 32), .inheritable = (uint32_t)(inheritable >> 32) },
+    };
+    return (int)RR_SYS(SYS_capset, &header, data);
+}
+int rr_prctl_capbset_drop(int cap) { return (int)RR_SYS(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0); }
+int rr_prctl_cap_ambient_raise(int cap) {
+    return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
 }
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
     struct rlimit limit = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };
