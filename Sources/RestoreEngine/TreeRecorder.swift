@@ -11,6 +11,8 @@ public struct RecordOptions: Sendable {
     public var partial = false
     /// Mark every process but the root `"spawn": "payload"`: the root's payload forks them.
     public var spawnByPayload = false
+    /// Record the jobs of interactive bash shells for job replay (`shellJobs`).
+    public var jobReplay = true
     /// How many times the tree is read at most until two consecutive reads agree.
     public var maxPasses = 6
     /// argv given by the user for processes whose own was overwritten (host PID -> argv).
@@ -60,7 +62,7 @@ public enum TreeRecorder {
         var subreaperUnknown: [Int32: String] = [:]
     }
 
-    public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String]) {
+    public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
         guard StatLine.read(root) != nil else {
             throw RestoreError(.input, operation: "open /proc/\(root)/stat", errno: ESRCH, entry: "process \(root)", message: "no such process")
         }
