@@ -56,6 +56,9 @@ public enum TreeRecorder {
     /// What a recording found out beyond the snapshot.
     struct Findings {
         var preFreezeStates: [Int32: Character] = [:]
+        /// exit_code of /proc/PID/stat before the freeze: a stopped process's stop signal
+        /// (a ptrace stop replaces it).
+        var preFreezeExitCodes: [Int32: Int32] = [:]
         /// host PID -> the flag, for every process whose flag was read.
         var subreaper: [Int32: Bool] = [:]
         /// host PID -> why its flag could not be read.
@@ -121,7 +124,10 @@ public enum TreeRecorder {
             for pid in descendants(of: root) where freezer.frozen[pid] == nil {
                 try check()
                 guard let s = StatLine.read(pid), s.state != "Z", s.state != "X" else { continue }
-                if findings.preFreezeStates[pid] == nil { findings.preFreezeStates[pid] = s.state }
+                if findings.preFreezeStates[pid] == nil {
+                    findings.preFreezeStates[pid] = s.state
+                    findings.preFreezeExitCodes[pid] = s.exitCode
+                }
                 switch freezer.freeze(pid, startTime: s.startTime) {
                 case .frozen: fresh = true
                 case .gone: continue

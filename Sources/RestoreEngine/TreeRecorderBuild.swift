@@ -258,7 +258,7 @@ extension TreeRecorder {
         }
         let terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold, warnings: &warnings)
         var notes: [String] = []
-        if options.jobReplay { recordShellJobs(snaps, &entries, options: options, warnings: &warnings, notes: &notes) }
+        if options.jobReplay { recordShellJobs(snaps, &entries, options: options, stopCodes: findings.preFreezeExitCodes, warnings: &warnings, notes: &notes) }
         var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap

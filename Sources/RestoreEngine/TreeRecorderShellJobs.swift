@@ -7,7 +7,7 @@ import RestoreModel
 
 extension TreeRecorder {
     static func recordShellJobs(_ snaps: [Snapshot], _ entries: inout [ProcessEntry], options: RecordOptions,
-                                warnings: inout [String], notes: inout [String]) {
+                                stopCodes: [Int32: Int32] = [:], warnings: inout [String], notes: inout [String]) {
         var childrenOf: [Int32: [Int]] = [:]
         for (j, s) in snaps.enumerated().dropFirst() { childrenOf[s.hostPPid, default: []].append(j) }
         for (i, s) in snaps.enumerated() where s.state != "Z" && s.ttyNr != 0 {
@@ -45,7 +45,8 @@ extension TreeRecorder {
                     job.state = .foreground
                 } else if members.allSatisfy({ entries[$0].state == .stopped }) {
                     job.state = .stopped
-                    let signal = snaps[members.first { entries[$0].state == .stopped }!].exitCode & 0x7f
+                    let first = snaps[members.first { entries[$0].state == .stopped }!]
+                    let signal = (stopCodes[first.hostPid] ?? first.exitCode) & 0x7f
                     job.stopSignal = (19...22).contains(signal) ? signal : 20
                 }
                 jobs.append(job)
