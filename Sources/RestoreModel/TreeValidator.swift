@@ -259,6 +259,7 @@ private struct Checker {
         checkZombieChildren()
         checkNamespaces()
         checkTerminals()
+        for (entry, message) in TmuxReplay.problems(tree) { report(entry: entry, message) }
         checkMappings(tree.uidMappings, "uidMappings")
         checkMappings(tree.gidMappings, "gidMappings")
     }
