@@ -28,6 +28,20 @@ struct EngineHardeningTests {
         #expect(kill(initHost, 0) != 0 || state == "Z", "the namespace init \(initHost) outlived the killed runtime (state \(state))")
     }
 
+    @Test("the runtime's init that cannot create its signalfd says so and tears the namespace down (it once forwarded nothing, silently)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func initSignalfdFailureIsLoud() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // The supervising init (a payload-spawned child) lowers its open-file limit to 3 before
+        // its signalfd, which then fails with EMFILE: no ordinary limit reaches that call.
+        try run.startRun(treeFile: try run.write("tree.json", Data(Self.descriptorTrees["pinned"]!.utf8)),
+                         extra: ["--testing-fault", "init-file-limit"])
+        let t = try run.waitForExit(timeout: 30)
+        #expect(t == .exited(125), "\(t): \(run.stderr)")
+        #expect(run.stderr.contains("the runtime's init cannot set up signal forwarding: signalfd: EMFILE"), "\(run.stderr)")
+    }
+
     @Test("SIGTERM ends a tree that holds a stopped process", .enabled(if: Prerequisites.userNamespacesWork))
     func sigtermWithStoppedProcess() throws {
         let tree = """
@@ -194,6 +208,36 @@ struct EngineHardeningTests {
             // auto says once that it fell back; an explicit dance is what was asked for.
             let note = "choosing PIDs with the ns_last_pid dance instead"
             #expect(run.stderr.contains(note) == (method == "auto"), "\(method): \(run.stderr)")
+        }
+    }
+
+    @Test("an unusual clone3 errno is named as it is, not as a missing set_tid (a seccomp filter answers clone3 with EACCES, then EINVAL)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func unusualClone3Errno() throws {
+        let tree = TestTree.flat(top: 100, children: [101], comment: "two holders")
+        for (errno, method) in [(EACCES, "clone3"), (EACCES, "auto"), (EINVAL, "clone3"), (EINVAL, "auto")] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            let launcher = try Self.buildNoClone3(in: run)
+            try run.start(["run", "--report", run.reportPath, "--pid-method", method, try run.write("tree.json", tree.json())],
+                          extraEnvironment: ["NO_CLONE3_ERRNO=\(errno)"], launcher: [launcher])
+            let what = "clone3 -> errno \(errno), --pid-method \(method)"
+            if errno == EACCES && method == "auto" {
+                // Not a missing set_tid, but the dance (the legacy clone) still works: said as it is.
+                try run.waitUntilReady()
+                verifyNamespace(run.namespace(), matches: tree, user: run.user)
+                #expect(run.stderr.contains("clone3 fails here with EACCES"), "\(what): \(run.stderr)")
+            } else {
+                let t = try run.waitForExit(timeout: 30)
+                #expect(t == .exited(77), "\(what): \(t): \(run.stderr)")
+                // EACCES is caught by the probe; EINVAL is what a kernel with set_tid answers the
+                // probe, so only the namespace's own clone3 meets it.
+                let said = errno == EACCES ? "clone3 fails here with EACCES" : "cannot create a user and PID namespace: clone3 fails with EINVAL"
+                let firstLine = run.stderr.split(separator: "\n").first.map(String.init) ?? ""
+                #expect(firstLine.contains(said), "\(what): \(run.stderr)")
+            }
+            // The wordings of a missing set_tid (the namespace's clone3 once said one for any EINVAL).
+            #expect(!run.stderr.contains("no set_tid") && !run.stderr.contains("or set_tid (5.5+)"), "\(what): \(run.stderr)")
         }
     }
 

@@ -230,6 +230,11 @@ int rr_prctl_set_keepcaps(int on);
 int rr_prctl_set_dumpable(int on);
 int rr_prctl_set_no_new_privs(void);
 int rr_prctl_cap_ambient_clear_all(void);
+/* Capabilities as raw system calls on the child side (libcap's calls set the errno that
+   puppets sharing one address space share). Masks: bit N = capability N. */
+int rr_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+int rr_prctl_capbset_drop(int cap);
+int rr_prctl_cap_ambient_raise(int cap);
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);
 
 static const int RR_PTRACE_SEIZE = 0x4206;
