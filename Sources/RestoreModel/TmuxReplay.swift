@@ -87,10 +87,13 @@ public enum TmuxReplay {
     /// Problems of the `tmux` fields of a tree, as (entry label, message).
     public static func problems(_ tree: ProcessTree) -> [(String, String)] {
         var out: [(String, String)] = []
+        // Entries without an nspid have no pid (the validator says so on its own).
+        let procs = tree.processes.filter { !$0.nspid.isEmpty }
+        guard procs.contains(where: { $0.tmux != nil }) else { return [] }
         var byPid: [Int32: ProcessEntry] = [:]
-        for e in tree.processes where byPid[e.pid] == nil { byPid[e.pid] = e }
+        for e in procs where byPid[e.pid] == nil { byPid[e.pid] = e }
         var paneOwner: [Int32: String] = [:]
-        for server in tree.processes {
+        for server in procs {
             guard let spec = server.tmux else { continue }
             let who = server.label
             func bad(_ m: String) { out.append((who, "tmux." + m)) }
@@ -137,7 +140,7 @@ public enum TmuxReplay {
                 }
             }
             // Every fork of the server the tree expects is a pane: nothing else would fork it.
-            for e in tree.processes where e.ppid == server.pid && e.spawnedByPayload && paneOwner[e.pid] == nil {
+            for e in procs where e.ppid == server.pid && e.spawnedByPayload && paneOwner[e.pid] == nil {
                 out.append((e.label, "is spawned by the tmux server \(server.label) but is no pane of its tmux.sessions; the server forks nothing else at restore"))
             }
         }
