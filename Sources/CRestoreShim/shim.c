@@ -509,6 +509,12 @@ int rr_seccomp_install_listener(const void *instructions, unsigned short count, 
     return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags, &prog);
 }
 
+int rr_seccomp_filter_flags_known(unsigned int flags) {
+    // No program: the kernel checks the flags first (EINVAL for one it does not know), then
+    // copies the program (EFAULT). Nothing is installed either way.
+    return RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, NULL) == -EFAULT;
+}
+
 int rr_seccomp_install_filter(const void *instructions, unsigned short count) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
     long r = RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);

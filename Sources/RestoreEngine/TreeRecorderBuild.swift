@@ -57,7 +57,7 @@ extension TreeRecorder {
     }
 
     static func build(_ recorded: [Snapshot], root: Int32, options: RecordOptions,
-                      findings: Findings) throws -> (tree: ProcessTree, warnings: [String]) {
+                      findings: Findings) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
         // tmux servers and scripts recreate their pty children (TreeRecorderTmux).
         let (snaps, replays) = planReplays(recorded, findings: findings, options: options)
         let level = max(0, snaps[0].nspid.count - 1)
@@ -264,6 +264,8 @@ extension TreeRecorder {
         }
         var terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold.union(replays.holders), warnings: &warnings)
         dropRecreatedTerminals(snaps, &entries, &terminals, replays)
+        var notes: [String] = []
+        if options.jobReplay { recordShellJobs(snaps, &entries, options: options, stopCodes: findings.preFreezeExitCodes, warnings: &warnings, notes: &notes) }
         var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap
@@ -309,7 +311,7 @@ extension TreeRecorder {
             }
             warnings.append(message)
         }
-        return (tree, warnings)
+        return (tree, warnings, notes)
     }
 
     /// What `run` would refuse about a tree, or nil: the same parse, validation, split of
@@ -318,7 +320,7 @@ extension TreeRecorder {
         do {
             let parsed = try TreeParser.parse(Array(TreeEncoder.encode(tree).utf8))
             try TreeValidator.validate(parsed)
-            let (rest, _) = try PinnedForks.split(parsed)
+            let (rest, _) = try PinnedForks.split(ShellJobReplay.apply(to: parsed, callerEnvironment: []))
             _ = try RestorePlanner.plan(rest)
             return nil
         } catch let e as RestoreError {
