@@ -204,7 +204,7 @@ private struct Checker {
     let procs: [ProcessEntry]
     var problems: [RestoreError] = []
     /// Array position of the first process with each pid.
-    var byPid: [Int32: Int] = [:]
+    var byPid = PIDIndex()
     /// Array position of each process's in-tree parent (nil: none; itself: a one-process cycle).
     var parent: [Int?] = []
     /// Processes that are part of a parent cycle.
@@ -388,18 +388,16 @@ private struct Checker {
     // MARK: across processes
 
     mutating func indexPids() {
-        byPid.reserveCapacity(procs.count)
-            for i in procs.indices where !procs[i].nspid.isEmpty {
+        byPid = PIDIndex(capacity: procs.count)
+        for i in procs.indices where !procs[i].nspid.isEmpty {
             let pid = procs[i].pid
-            if let j = byPid[pid] {
+            if let j = byPid.insertIfAbsent(pid, i) {
                 if pid == 1 {
                     report(i, "two processes claim PID 1 (the namespace init): process #\(procs[j].index) "
                            + "and process #\(procs[i].index)")
                 } else {
                     report(i, "duplicate pid \(pid): \(name(j)) has it too")
                 }
-            } else {
-                byPid[pid] = i
             }
         }
     }
