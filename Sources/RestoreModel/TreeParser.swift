@@ -65,7 +65,9 @@ public enum TreeParser {
     }
 
     /// Parses tree.json version 1. Throws `RestoreError` (.invalidTree, operation "parse").
-    public static func parse(_ bytes: [UInt8]) throws -> ProcessTree {
+    /// `plainEntryFastPath: false` reads every entry the general way (JSONValue, then
+    /// decodeProcess): the tests and the fuzzer check that both ways give the same tree or error.
+    public static func parse(_ bytes: [UInt8], plainEntryFastPath: Bool = true) throws -> ProcessTree {
         guard bytes.count <= maxFileSize else {
             throw RestoreError(.invalidTree, operation: "parse",
                                message: "the tree file is \(bytes.count) bytes, over the limit of "
@@ -87,12 +89,12 @@ public enum TreeParser {
         })
         // Plain entries (ProcessEntryScanner.swift) skip the JSONValue; the others, and all
         // after a decoding error, go the general way.
-        reader.fastElement = { reader, index in
+        if plainEntryFastPath { reader.fastElement = { reader, index in
             guard streamed.error == nil, let entry = reader.scanPlainProcessEntry(index: index) else { return false }
             streamed.count += 1
             streamed.entries.append(entry)
             return true
-        }
+        } }
         let root = try reader.document()
         reader.stream = nil
         reader.fastElement = nil
