@@ -70,8 +70,8 @@ struct LoadedTree {
         var start = MonotonicClock.nanoseconds()
         var phases: [(String, Double)] = []
         func lap(_ name: String) { let now = MonotonicClock.nanoseconds(); phases.append((name, Double(now - start) / 1e6)); start = now }
-        let bytes = try Self.readTree(path)
-        tree = try Self.decode(bytes, path: path, criuCores: criuCores)
+        // The file's bytes are a temporary, freed before validation and planning.
+        tree = try Self.decode(try Self.readTree(path), path: path, criuCores: criuCores)
         if !overrides.isEmpty { tree = try overrides.apply(to: tree, callerEnvironment: Self.callerEnvironment()) }
         lap("parse")
         try TreeValidator.validate(tree)

@@ -1,79 +1,55 @@
 /// PID -> position in an array (of entries or plan nodes), for the validator and the planner.
-/// Open addressing over two flat arrays with a multiplicative hash: a Dictionary<Int32, Int>
-/// hashes every key through Hasher (SipHash), which was a tenth of `validate`'s time on a
-/// 10^6-process tree. Any Int32 is a valid key (invalid PIDs are indexed too, and reported).
+/// PIDs 0...maxKey (at most Linux's PID_MAX_LIMIT) index a flat array directly; any other
+/// Int32 (invalid PIDs are indexed too, and reported) goes to a dictionary. A Dictionary for
+/// all was a tenth of `validate`'s time on a 10^6-process tree (SipHash per key), and a hash
+/// table over random slots about as much in cache misses: recorded PIDs are dense.
 struct PIDIndex {
-    private var keys: [Int32]
-    /// position + 1; 0 marks an empty slot.
-    private var slots: [Int32]
-    private var shift: UInt32
-    private(set) var count = 0
+    /// The largest PID Linux allows plus one (PID_MAX_LIMIT on 64-bit): the flat part's bound.
+    static let denseLimit = 4_194_304 + 1
+    /// position + 1 for PIDs 0..<dense.count; 0: none.
+    private var dense: [Int32]
+    private var sparse: [Int32: Int] = [:]
 
-    init(capacity: Int = 0) {
-        var size = 16
-        var bits: UInt32 = 4
-        while size < 2 * capacity { size <<= 1; bits += 1 }
-        keys = [Int32](repeating: 0, count: size)
-        slots = [Int32](repeating: 0, count: size)
-        shift = 32 - bits
+    /// Room in the flat part for 0...maxKey (clamped to the kernel's PID range).
+    init(maxKey: Int32 = 0) {
+        dense = [Int32](repeating: 0, count: max(1, min(Int(maxKey) + 1, PIDIndex.denseLimit)))
     }
 
-    @inline(__always)
-    private func home(_ pid: Int32) -> Int {
-        Int((UInt32(bitPattern: pid) &* 0x9E37_79B1) >> shift)
+    /// An index sized for `keys`.
+    init<S: Sequence>(keysFrom keys: S) where S.Element == Int32 {
+        self.init(maxKey: keys.max() ?? 0)
     }
 
     /// The position stored for `pid`, if any.
     subscript(pid: Int32) -> Int? {
-        let mask = keys.count - 1
-        var i = home(pid)
-        while true {
-            let s = slots[i]
-            if s == 0 { return nil }
-            if keys[i] == pid { return Int(s) - 1 }
-            i = (i + 1) & mask
+        if pid >= 0 && Int(pid) < dense.count {
+            let s = dense[Int(pid)]
+            return s == 0 ? nil : Int(s) - 1
         }
+        return sparse[pid]
     }
 
     /// Stores `position` for `pid` unless it has one: returns the one it already had (which
     /// is kept), or nil after storing.
     @discardableResult
     mutating func insertIfAbsent(_ pid: Int32, _ position: Int) -> Int? {
-        let mask = keys.count - 1
-        var i = home(pid)
-        while true {
-            let s = slots[i]
-            if s == 0 { break }
-            if keys[i] == pid { return Int(s) - 1 }
-            i = (i + 1) & mask
+        if pid >= 0 && Int(pid) < dense.count {
+            let s = dense[Int(pid)]
+            if s != 0 { return Int(s) - 1 }
+            dense[Int(pid)] = Int32(truncatingIfNeeded: position + 1)
+            return nil
         }
-        keys[i] = pid
-        slots[i] = Int32(position + 1)
-        count += 1
-        if 2 * count > keys.count { grow() }
+        if let old = sparse[pid] { return old }
+        sparse[pid] = position
         return nil
     }
 
     /// Stores `position` for `pid`, replacing any earlier one (the last one wins).
     mutating func set(_ pid: Int32, _ position: Int) {
-        let mask = keys.count - 1
-        var i = home(pid)
-        while slots[i] != 0 {
-            if keys[i] == pid {
-                slots[i] = Int32(position + 1)
-                return
-            }
-            i = (i + 1) & mask
+        if pid >= 0 && Int(pid) < dense.count {
+            dense[Int(pid)] = Int32(truncatingIfNeeded: position + 1)
+        } else {
+            sparse[pid] = position
         }
-        keys[i] = pid
-        slots[i] = Int32(position + 1)
-        count += 1
-        if 2 * count > keys.count { grow() }
-    }
-
-    private mutating func grow() {
-        var bigger = PIDIndex(capacity: keys.count)
-        for i in keys.indices where slots[i] != 0 { bigger.insertIfAbsent(keys[i], Int(slots[i]) - 1) }
-        self = bigger
     }
 }

@@ -116,7 +116,9 @@ private struct PlanBuilder {
     init(tree: ProcessTree) throws {
         self.tree = tree
         nodeOfEntry = Array(repeating: -1, count: tree.processes.count)
-        entryOfPid = PIDIndex(capacity: tree.processes.count)
+        var top: Int32 = 0
+        for i in tree.processes.indices { top = max(top, tree.processes[i].pid) }
+        entryOfPid = PIDIndex(maxKey: top)
         for i in tree.processes.indices { entryOfPid.set(tree.processes[i].pid, i) }
 
         // Node 0: the namespace init.
@@ -159,8 +161,8 @@ private struct PlanBuilder {
         var parentSlot = [Int](repeating: 0, count: count)
         var firstChild = [Int](repeating: 0, count: count + 3)
         for i in 0..<count where nodeOfEntry[i] != 0 {
-            let e = tree.processes[i]
-            let p = (e.ppid != e.pid) ? entryOfPid[e.ppid] : nil
+            let ppid = tree.processes[i].ppid
+            let p = (ppid != tree.processes[i].pid) ? entryOfPid[ppid] : nil
             let slot = (p != nil && nodeOfEntry[p!] != 0) ? p! + 1 : 0
             parentSlot[i] = slot
             firstChild[slot + 2] += 1
@@ -178,22 +180,26 @@ private struct PlanBuilder {
         var head = 0
         while head < queue.count {
             let i = queue[head]; head += 1
-            let e = tree.processes[i]
+            // Fields, not a copy of the entry (a copy retains each of its references).
+            let ppid = tree.processes[i].ppid, newPidNamespace = tree.processes[i].newPidNamespace
+            let childSubreaper = tree.processes[i].childSubreaper
+            let sid = tree.processes[i].sid, pgid = tree.processes[i].pgid
+            let nspid = tree.processes[i].nspid
             let parentNode: Int
-            if let p = entryOfPid[e.ppid], p != i, nodeOfEntry[p] >= 0 { parentNode = nodeOfEntry[p] } else { parentNode = 0 }
+            if let p = entryOfPid[ppid], p != i, nodeOfEntry[p] >= 0 { parentNode = nodeOfEntry[p] } else { parentNode = 0 }
             var namespaces = nodes[parentNode].namespaces
-            if e.newPidNamespace { namespaces.append(nodes.count) }
-            guard e.nspid.count == namespaces.count else {
+            if newPidNamespace { namespaces.append(nodes.count) }
+            guard nspid.count == namespaces.count else {
                 let where_ = parentNode == 0 ? "the namespace init" : nodes[parentNode].label(in: tree)
-                throw RestoreError.invalid(e.label, "has \(e.nspid.count) PID level(s) in nspid \(e.nspid), but as a child of \(where_)\(e.newPidNamespace ? " starting a new PID namespace" : "") it must have \(namespaces.count)")
+                throw RestoreError.invalid(tree.processes[i].label, "has \(nspid.count) PID level(s) in nspid \(nspid), but as a child of \(where_)\(newPidNamespace ? " starting a new PID namespace" : "") it must have \(namespaces.count)")
             }
             nodeOfEntry[i] = nodes.count
-            appendNode(Node(role: .process(i), nspid: e.nspid, forker: nil, namespaces: namespaces,
-                            newPidNamespace: e.newPidNamespace, childSubreaper: e.childSubreaper),
-                       parent: parentNode, sid: e.sid, pgid: e.pgid)
+            appendNode(Node(role: .process(i), nspid: nspid, forker: nil, namespaces: namespaces,
+                            newPidNamespace: newPidNamespace, childSubreaper: childSubreaper),
+                       parent: parentNode, sid: sid, pgid: pgid)
             let me = nodes.count - 1
-            doesSetsid[me] = e.sid == e.pid
-            isReaper[me] = e.childSubreaper || e.newPidNamespace
+            doesSetsid[me] = sid == nspid[0]
+            isReaper[me] = childSubreaper || newPidNamespace
             queue.append(contentsOf: childList[firstChild[i + 1]..<firstChild[i + 2]])
         }
         if let unreached = nodeOfEntry.firstIndex(of: -1) {
@@ -640,16 +646,18 @@ private struct PlanBuilder {
     }
 
     mutating func emitGroups() throws {
-        var nodeOfPid = PIDIndex(capacity: nodes.count)
+        var top: Int32 = 0
+        for i in nodes.indices { top = max(top, nodes[i].pid) }
+        var nodeOfPid = PIDIndex(maxKey: top)
         for i in nodes.indices where i != 0 || treeHasInit || finalPgid[0] == 1 { nodeOfPid.set(nodes[i].pid, i) }
         var creations: [RestorePlan.Step] = []
         var joins: [RestorePlan.Step] = []
-        var leaderOf = PIDIndex()
+        var leaderOf = PIDIndex(keysFrom: finalPgid)
         let entries = (0..<nodes.count).filter { !nodes[$0].isHelper && (nodes[$0].role != .runtimeInit) }
         // The groups in order of their first member, and each group's members in node order
         // (members of group k: memberList[firstMember[k]..<firstMember[k + 1]]), made in one
         // pass: filtering the entries per group was quadratic in the number of groups.
-        var groupOfPgid = PIDIndex()
+        var groupOfPgid = PIDIndex(keysFrom: finalPgid)
         var groupOfEntry = [Int](repeating: 0, count: entries.count)
         var groupPgids: [Int32] = []
         for (k, m) in entries.enumerated() {

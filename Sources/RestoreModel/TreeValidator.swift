@@ -388,7 +388,9 @@ private struct Checker {
     // MARK: across processes
 
     mutating func indexPids() {
-        byPid = PIDIndex(capacity: procs.count)
+        var top: Int32 = 0
+        for i in procs.indices { top = max(top, procs[i].nspid.first ?? 0) }
+        byPid = PIDIndex(maxKey: top)
         for i in procs.indices where !procs[i].nspid.isEmpty {
             let pid = procs[i].pid
             if let j = byPid.insertIfAbsent(pid, i) {
@@ -558,6 +560,7 @@ private struct Checker {
         // chain[i]: the namespaces process i is in, outermost first; -1 is the tree's own,
         // otherwise the position of the nested namespace's init. nil: unknown (error above).
         var chain: [[Int]?] = Array(repeating: nil, count: procs.count)
+        let topChain = [-1]  // shared by every process without an in-tree parent
         var done = Array(repeating: false, count: procs.count)
         for start in procs.indices where !done[start] {
             // Walk up to a process whose chain is known or that has no in-tree parent.
@@ -576,12 +579,12 @@ private struct Checker {
                     guard let pc = chain[p] else { continue }
                     base = pc
                 } else {
-                    base = [-1]
+                    base = topChain
                 }
-                let e = procs[k]
-                let expected = base.count + (e.newPidNamespace ? 1 : 0)
-                if e.nspid.count != expected {
-                    let levels = e.nspid.count == 1 ? "1 level" : "\(e.nspid.count) levels"
+                let newPidNamespace = procs[k].newPidNamespace, levelCount = procs[k].nspid.count
+                let expected = base.count + (newPidNamespace ? 1 : 0)
+                if levelCount != expected {
+                    let levels = levelCount == 1 ? "1 level" : "\(levelCount) levels"
                     if let p = parent[k] {
                         report(k, "nspid has \(levels) but its parent \(name(p)) has \(base.count); a child is "
                                + "in its parent's PID namespace (as many levels) or, with newPidNamespace, "
@@ -589,11 +592,11 @@ private struct Checker {
                     } else {
                         report(k, "nspid has \(levels) but the process has no parent in the tree, so it "
                                + "hangs under the namespace init and must have \(expected)"
-                               + (e.newPidNamespace ? " (newPidNamespace adds one)" : ""))
+                               + (newPidNamespace ? " (newPidNamespace adds one)" : ""))
                     }
                     continue
                 }
-                chain[k] = e.newPidNamespace ? base + [k] : base
+                chain[k] = newPidNamespace ? base + [k] : base
             }
         }
         // Local PIDs per nested namespace: (init position, level, local pid) -> first holder.

@@ -139,7 +139,7 @@ struct PlainEntryFastPathTests {
         refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0, "threads": [1 2]}"#), "expected ',' or ']' after array element")
         refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0, "childSubreaper": 1}"#), "childSubreaper must be true or false")
         refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0, "newPidNamespace": tru}"#), "invalid literal")
-        refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0, "newPidNamespace": nulll}"#), "invalid literal")
+        refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0, "newPidNamespace": nulll}"#), "found 'l'")
         refused(agree(#"{"pid": 1, "ppid": 0, "pgid": 0, "sid": 0,}"#), "trailing comma before '}'")
         // Per-level thread arrays are the general path's.
         agree(#"{"pid": 5, "ppid": 0, "pgid": 5, "sid": 5, "nspid": [5, 1], "newPidNamespace": true, "threads": [[5, 1], [6, 2]]}"#)
