@@ -64,6 +64,8 @@ struct LoadedTree {
     var tree: ProcessTree
     var plan: RestorePlan
     var pinned: PinnedForks
+    /// Server PID -> the generated configuration of each tmux server (its panes leave the tree).
+    var tmuxConfigs: [Int32: String] = [:]
     var phases: [(String, Double)]
 
     init(path: String, criuCores: String? = nil, overrides: LaunchOverrides = LaunchOverrides()) throws {
@@ -76,8 +78,10 @@ struct LoadedTree {
         lap("parse")
         try TreeValidator.validate(tree)
         lap("validate")
+        tree = ShellJobReplay.apply(to: tree, callerEnvironment: Self.callerEnvironment())
         let full = tree
         (tree, pinned) = try PinnedForks.split(full)
+        tmuxConfigs = TmuxReplay.configs(in: full)
         plan = try RestorePlanner.plan(tree)
         lap("plan")
         self.phases = phases

@@ -115,6 +115,7 @@ public struct ProcessEntry: Sendable, Equatable {
     /// is most of `validate`'s memory for a 10^6-process tree (most entries have neither).
     private var processBox: Box<ProcessSpec>?
     private var recordedBox: Box<RecordedIdentity>?
+    private var tmuxBox: Box<TmuxServerSpec>?
     /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
     /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
     public var spawnedByPayload: Bool = false
@@ -124,12 +125,22 @@ public struct ProcessEntry: Sendable, Equatable {
         get { recordedBox?.value }
         set { recordedBox = newValue.map(Box.init) }
     }
+    /// `"tmux"`: the process is a tmux server restarted with the sessions, windows and panes
+    /// it held (TmuxReplay); its panes are its payload-spawned children.
+    public var tmux: TmuxServerSpec? {
+        get { tmuxBox?.value }
+        set { tmuxBox = newValue.map(Box.init) }
+    }
     /// `"terminal"`: the id of its controlling terminal (a `terminals` entry whose session is
     /// this process's); nil: none.
     public var terminal: String?
     /// `"stdio"`: per descriptor 0, 1, 2, the id of the terminal it had open there (nil: not a
     /// recorded terminal; such descriptors are run's own, as for every process).
     public var stdio: [String?] = []
+    /// `"shellJobs"`: the job-control jobs of an interactive bash, in the order it started
+    /// them; their processes are payload-spawned and the restored bash starts them again
+    /// (ShellJobReplay, docs/tree-format.md "Shell jobs").
+    public var shellJobs: [ShellJobSpec] = []
 
     public var pid: Int32 { nspid[0] }
 
@@ -152,6 +163,35 @@ public struct ProcessEntry: Sendable, Equatable {
         self.newPidNamespace = newPidNamespace
         self.childSubreaper = childSubreaper
         self.process = process
+    }
+}
+
+/// One job of an interactive shell's job table (`shellJobs[k]`): a process group of the
+/// shell's session led by one of its children.
+public struct ShellJobSpec: Sendable, Equatable {
+    public enum State: String, Sendable, Equatable, CaseIterable {
+        /// In the background, running (`cmd &`).
+        case running
+        /// Stopped (^Z, or a stop signal).
+        case stopped
+        /// The terminal's foreground job the shell was waiting for.
+        case foreground
+    }
+
+    /// The job's process group: the PID of its first member, which leads it.
+    public var pgid: Int32
+    public var state: State
+    /// The signal that stopped it (SIGTSTP: ^Z, SIGSTOP, SIGTTIN, SIGTTOU): bash shows
+    /// "Stopped", "Stopped (signal)", "Stopped (tty input)", "Stopped (tty output)". Stopped only.
+    public var stopSignal: Int32?
+    /// The PIDs of the shell's children in the group, in pipeline order (start time).
+    public var members: [Int32]
+
+    public init(pgid: Int32, state: State, stopSignal: Int32? = nil, members: [Int32]) {
+        self.pgid = pgid
+        self.state = state
+        self.stopSignal = stopSignal
+        self.members = members
     }
 }
 

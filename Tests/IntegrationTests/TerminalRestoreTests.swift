@@ -1,6 +1,7 @@
 // Terminals, record → kill → run, as the unprivileged test user: an interactive bash under
 // `script` with a foreground pipeline, a background job and a stopped job, restored with
-// `run --shell-job` driven from a pty the test owns; a tmux server with 3 windows. What the
+// `run --shell-job` driven from a pty the test owns; a tmux server with 3 windows restored by
+// tmux itself; a `script` session restored with --shell-job. What the
 // restored namespace has is read from /proc with the harness's own reader: pid/ppid/pgid/sid,
 // and tty_nr and tpgid of /proc/PID/stat.
 
@@ -177,7 +178,7 @@ private func deviceOf(_ path: String) -> (dev: UInt64, rdev: UInt64)? {
 
 @Suite("terminals: record → kill → run, --shell-job", .serialized)
 struct TerminalRestoreTests {
-    @Test("bash under script with a foreground pipeline, a background job and a stopped job, restored with --shell-job from a pty the test owns",
+    @Test("bash under script with a foreground pipeline, a background job and a stopped job, recorded without job replay, restored with --shell-job from a pty the test owns",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
     func bashJobsShellJob() throws {
         let run = try RestoreRun()
@@ -212,8 +213,10 @@ struct TerminalRestoreTests {
         #expect(before[stopped]?.state == "T")
 
         let treeFile = dir + "/bash.json"
-        let (t, err) = try record(run, [String(bash), "-o", treeFile])
+        // Without job replay: the jobs come back as processes bash did not fork.
+        let (t, err) = try record(run, ["--no-job-replay", String(bash), "-o", treeFile])
         try #require(t == .exited(0), "record: \(err)")
+        #expect(!err.contains("job replay:") && !readText(treeFile).contains("shellJobs"), "\(err)")
         let json = try treeJSON(treeFile)
         let terminals = try #require(json["terminals"] as? [[String: Any]], "no terminals in \(json)")
         #expect(terminals.count == 1)
@@ -295,6 +298,105 @@ struct TerminalRestoreTests {
         run.tearDown()
     }
 
+    @Test("job replay: bash under script with a background job, a job stopped with ^Z and a foreground pipeline, restored with --shell-job: bash forks its jobs again with their PIDs and `jobs -l` shows what it showed before",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
+    func bashJobReplay() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let shell = try ScriptShell(run)
+        defer { shell.end() }
+        let bash = try shell.bashPid()
+        func job(_ argv: [String]) -> Int32? { treeBelow(bash).first { commandLine($0) == argv } }
+        func foreground(_ argv: [String]) -> Bool { job(argv).map { ProcFS.terminal(bash)?.tpgid == $0 } ?? false }
+        // As a user does: a job in the background, one in the foreground suspended with ^Z
+        // (typed on script's terminal), then a pipeline in the foreground.
+        shell.send("sleep 1000 &")
+        shell.send("sleep 1001")
+        try poll(20, "sleep 1001 in the foreground (\(readText(dir + "/script.log")))") { foreground(["sleep", "1001"]) }
+        shell.send("\u{1a}")
+        try poll(20, "sleep 1001 stopped by ^Z") { job(["sleep", "1001"]).flatMap(status)?.state == "T" && ProcFS.terminal(bash)?.tpgid == bash }
+        shell.send("sleep 1002 | sleep 1003")
+        try poll(20, "the foreground pipeline") { foreground(["sleep", "1002"]) && job(["sleep", "1003"]) != nil }
+        let pids = treeBelow(bash)
+        try #require(pids.count == 5, "\(pids)")
+        let before = Dictionary(uniqueKeysWithValues: pids.compactMap { p in status(p).map { (p, $0) } })
+        let argvBefore = Dictionary(uniqueKeysWithValues: pids.map { ($0, commandLine($0)) })
+        let bg = try #require(job(["sleep", "1000"])), stopped = try #require(job(["sleep", "1001"]))
+        let pipeline = try #require(job(["sleep", "1002"])), second = try #require(job(["sleep", "1003"]))
+
+        let treeFile = dir + "/bash.json"
+        let (t, err) = try record(run, [String(bash), "-o", treeFile])
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(err.contains("process \(bash) (bash, host pid \(bash)): job replay: the restored shell starts its 3 jobs again"), "\(err)")
+        let entries = try #require(try treeJSON(treeFile)["processes"] as? [[String: Any]])
+        let jobs = try #require(entries.first?["shellJobs"] as? [[String: Any]], "\(entries.first ?? [:])")
+        #expect(jobs.map { $0["members"] as? [Int] ?? [] } == [[Int(bg)], [Int(stopped)], [Int(pipeline), Int(second)]], "\(jobs)")
+        #expect(jobs.map { $0["state"] as? String ?? "" } == ["running", "stopped", "foreground"] && jobs[1]["stopSignal"] as? String == "SIGTSTP", "\(jobs)")
+        #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" }, "\(entries)")
+
+        // What the same shell shows once its foreground pipeline is suspended too: what the
+        // restored one must show.
+        shell.send("\u{1a}")
+        try poll(20, "the pipeline stopped by ^Z") { status(pipeline)?.state == "T" && ProcFS.terminal(bash)?.tpgid == bash }
+        shell.send("jobs -l > \(dir)/jobs.before; echo > \(dir)/jobs.done")
+        try poll(20, "bash's jobs") { access(dir + "/jobs.done", F_OK) == 0 }
+        let jobsBefore = readText(dir + "/jobs.before")
+        #expect(jobsBefore.contains("Running") && jobsBefore.contains("Stopped") && jobsBefore.contains(String(second)), "\(jobsBefore)")
+        shell.end()
+
+        let term = try TestTerminal(rows: 30, columns: 100)
+        let setsid = try #require(Paths.tool("setsid"))
+        let pinLog = dir + "/pins.jsonl"
+        try run.start(["run", "--shell-job", "--pin-mismatch", "error", "--pin-log", pinLog, "--report", run.reportPath, treeFile],
+                      launcher: [setsid, "--ctty"], terminal: term.slavePath)
+        try run.waitUntilReady()
+        // bash forks its jobs again from PROMPT_COMMAND: each with its recorded PID, group and
+        // state, the pipeline in the foreground.
+        var seen: [NamespaceProcess] = []
+        func restored(_ pid: Int32) -> NamespaceProcess? { seen.first { $0.pid == pid } }
+        try poll(30, "the jobs started again by bash (\(term.output.suffix(500)))") {
+            term.pump()
+            seen = run.namespace()
+            guard let b = restored(bash), let p = restored(pipeline), restored(second) != nil,
+                  ProcFS.terminal(b.host.hostPid)?.tpgid == p.host.hostPid else { return false }
+            return commandLine(p.host.hostPid) == ["sleep", "1002"] && restored(stopped)?.host.state == "T"
+        }
+        for (pid, was) in before {
+            guard let now = restored(pid) else { Issue.record("pid \(pid) was not restored: \(seen)"); continue }
+            let wantPPid: Int32 = pid == bash ? 1 : was.hostPPid
+            #expect((now.ppid, now.pgid, now.sid) == (wantPPid, was.nspgid[0], was.nssid[0]), "pid \(pid): \(now), before ppid \(wantPPid) pgid \(was.nspgid[0]) sid \(was.nssid[0])")
+            #expect(now.host.state == was.state, "pid \(pid): state \(now.host.state), before \(was.state)")
+            #expect(commandLine(now.host.hostPid) == argvBefore[pid], "pid \(pid) runs \(commandLine(now.host.hostPid)), before \(argvBefore[pid] ?? [])")
+        }
+        // Nothing else: the recorded processes and the runtime's init.
+        #expect(Set(seen.map(\.pid)) == Set(before.keys).union([1]), "\(seen)")
+        // Every job's PID was handed to bash's fork and matched the recorded program.
+        let pinLines = readText(pinLog).split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        for pid in [bg, stopped, pipeline, second] {
+            #expect(pinLines.contains { $0["kind"] as? String == "fork" && $0["forker"] as? Int == Int(bash) && $0["got"] as? Int == Int(pid) && $0["pinned"] as? Bool == true }, "pid \(pid): \(pinLines)")
+            #expect(pinLines.contains { $0["kind"] as? String == "check" && $0["pid"] as? Int == Int(pid) && $0["matched"] as? Bool == true }, "pid \(pid): \(pinLines)")
+        }
+
+        // ^Z on the caller's terminal suspends the restored pipeline; bash's job table is the
+        // one the shell had: same job numbers, PIDs, states and commands.
+        var mark = term.output.count
+        term.type("\u{1a}")
+        try term.waitFor("$ ", from: mark)
+        try poll(20, "the restored pipeline stopped") { restored(pipeline).map { status($0.host.hostPid)?.state == "T" } ?? false }
+        mark = term.output.count
+        term.type("jobs -l > \(dir)/jobs.after; echo JOBS-END\r")
+        try term.waitFor("\nJOBS-END", from: mark)
+        let jobsAfter = readText(dir + "/jobs.after")
+        #expect(jobsAfter == jobsBefore, "jobs -l after the restore:\n\(jobsAfter)\nbefore the kill:\n\(jobsBefore)")
+        // The job table works: %1 is the background sleep.
+        mark = term.output.count
+        term.type("kill %1; wait %1; echo KILLED-$?\r")
+        try term.waitFor("KILLED-143", from: mark)
+        #expect(restored(bg).map { status($0.host.hostPid) == nil || status($0.host.hostPid)?.state == "Z" } ?? false)
+        run.tearDown()
+    }
+
     @Test("record --freeze of a script session (script, its bash, a running and a stopped job) leaves every job as it was",
           .enabled(if: Paths.tool("script") != nil && Paths.tool("setsid") != nil))
     func freezeScriptSession() throws {
@@ -313,8 +415,8 @@ struct TerminalRestoreTests {
         let original = states()
         let (t, err) = try record(run, ["--freeze", String(script), "-o", dir + "/script.json"])
         #expect(t == .exited(0), "record --freeze: \(err)")
-        // script holds its pty's master: record says what a restore makes of that.
-        #expect(err.contains("processes \(script) (host pid \(script)) hold the master side of a terminal"), "\(err)")
+        // script holds its pty's master: it is recorded to fork its shell again, not warned about.
+        #expect(!err.contains("hold the master side of a terminal") && err.contains("is `script`"), "\(err)")
         #expect(states() == original, "after record --freeze: \(states()), before \(original)")
         for p in treeBelow(script) { #expect(readText("/proc/\(p)/status").contains("TracerPid:\t0"), "pid \(p) still traced") }
         shell.send("jobs > \(dir)/jobs.txt; echo > \(dir)/jobs.done")
@@ -347,7 +449,7 @@ struct TerminalRestoreTests {
         again.tearDown()
     }
 
-    @Test("a tmux server with 3 windows: each window's shell comes back leading its session on a pty of its own, in the foreground",
+    @Test("a tmux server with 3 windows, started as a user does: recorded with its sessions, restored by tmux itself (tmux -D and a generated configuration) with every pane at its recorded PID, and usable from outside the namespace",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tmux") != nil))
     func tmuxServer() throws {
         let run = try RestoreRun()
@@ -355,11 +457,17 @@ struct TerminalRestoreTests {
         let dir = run.directory
         let tmux = try #require(Paths.tool("tmux"))
         let socket = dir + "/tmux.sock"
-        let script = "\(tmux) -S \(socket) new-session -d -s rr -x 100 -y 30 'bash --norc -i' && "
-            + "\(tmux) -S \(socket) new-window -t rr 'bash --norc -i' && \(tmux) -S \(socket) new-window -t rr 'bash --norc -i'"
-        let starter = try spawn(try Identity.prefix(for: run.user) + ["/bin/sh", "-c", script], env: Identity.cleanEnvironment + ["TERM=xterm"],
-                                cwd: dir, stdout: dir + "/tmux.log", stderr: dir + "/tmux.log")
-        #expect(try waitForExit(starter, timeout: 20) == .exited(0), "\(readText(dir + "/tmux.log"))")
+        let env = Identity.cleanEnvironment.filter { !$0.hasPrefix("HOME=") } + ["HOME=\(dir)", "TERM=xterm"]
+        /// `tmux -S SOCKET ARGS` as the test user, from outside any namespace; its output.
+        func client(_ args: [String]) throws -> (Termination, String) {
+            let out = dir + "/tmux-client.out"
+            unlink(out)
+            let pid = try spawn(try Identity.prefix(for: run.user) + [tmux, "-S", socket] + args, env: env, cwd: dir, stdout: out, stderr: out)
+            return (try waitForExit(pid, timeout: 20), readText(out))
+        }
+        let (started, startLog) = try client(["new-session", "-d", "-s", "rr", "-x", "100", "-y", "30", "bash --norc -i", ";",
+                                              "new-window", "-t", "rr", "bash --norc -i", ";", "new-window", "-t", "rr", "-n", "third", "bash --norc -i"])
+        #expect(started == .exited(0), "\(startLog)")
         // tmux daemonized (a double fork): its server hangs under PID 1 or a subreaper.
         var server: Int32 = 0
         try poll(20, "the tmux server with 3 shells") {
@@ -369,35 +477,110 @@ struct TerminalRestoreTests {
         }
         defer { killOutside(treeBelow(server)) }
         let shells = Array(treeBelow(server).dropFirst())
+        let before = Dictionary(uniqueKeysWithValues: shells.compactMap { p in status(p).map { (p, $0) } })
         for s in shells {
-            let st = try #require(status(s))
-            #expect(st.nssid[0] == s && ProcFS.terminal(s).map { $0.ttyNr != 0 && $0.tpgid == s } ?? false, "window shell \(s)")
+            #expect(before[s]?.nssid[0] == s && ProcFS.terminal(s).map { $0.ttyNr != 0 && $0.tpgid == s } ?? false, "window shell \(s)")
         }
-        // The server's pty masters are descriptors, which are not restored: it is recorded
-        // holding (--hold), its windows' shells with their terminals.
         let treeFile = dir + "/tmux.json"
-        let (t, err) = try record(run, ["--hold", String(server), String(server), "-o", treeFile])
+        let (t, err) = try record(run, [String(server), "-o", treeFile])
         try #require(t == .exited(0), "record: \(err)")
-        let terminals = try #require(try treeJSON(treeFile)["terminals"] as? [[String: Any]])
-        #expect(Set(terminals.compactMap { $0["session"] as? Int }) == Set(shells.map(Int.init)), "\(terminals)")
-        #expect(terminals.allSatisfy { $0["rows"] as? Int == 30 && $0["columns"] as? Int == 100 }, "\(terminals)")
+        #expect(!err.contains("hold the master side of a terminal"), "\(err)")
+        let json = try treeJSON(treeFile)
+        let entries = try #require(json["processes"] as? [[String: Any]])
+        let spec = try #require(entries.first?["tmux"] as? [String: Any], "no tmux on the server's entry: \(entries.first ?? [:])")
+        #expect(spec["socket"] as? String == socket)
+        let windows = ((spec["sessions"] as? [[String: Any]])?.first?["windows"] as? [[String: Any]]) ?? []
+        #expect(windows.map { $0["index"] as? Int } == [0, 1, 2] && windows.last?["name"] as? String == "third", "\(spec)")
+        #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" && $0["terminal"] == nil }, "\(entries)")
+        #expect(json["terminals"] == nil, "the panes' ptys are tmux's to make: \(json["terminals"] ?? "")")
         killOutside(treeBelow(server))
 
-        try run.startRun(treeFile: treeFile)
+        let pinLog = dir + "/pins.log"
+        try run.startRun(treeFile: treeFile, extra: ["--pin-log", pinLog, "--pin-mismatch", "error"])
         try run.waitUntilReady()
-        let seen = run.namespace()
+        // tmux forks its panes once its first client connected: the shells appear after the report.
+        let seen = try run.waitForNamespace(timeout: 30, "the three restored shells") { now in
+            shells.allSatisfy { s in now.contains { $0.pid == s && commandLine($0.host.hostPid).first == "bash" } }
+        }
+        #expect(seen.first { $0.pid == server }.map { ($0.ppid, $0.pgid, $0.sid) == (1, server, server) } ?? false, "\(seen)")
         var ttys = Set<UInt32>()
         for s in shells {
-            let p = try #require(seen.first { $0.pid == s }, "shell \(s) not restored: \(seen)")
-            #expect(p.sid == s && p.pgid == s && p.ppid == server)
+            let p = try #require(seen.first { $0.pid == s })
+            #expect(p.ppid == server && p.pgid == s && p.sid == s, "shell \(s): \(p)")
             let ctty = try #require(ProcFS.terminal(p.host.hostPid))
             #expect(ctty.ttyNr >> 8 == 136 && ctty.tpgid == p.host.hostPid, "shell \(s): \(ctty)")
             ttys.insert(ctty.ttyNr)
         }
         #expect(ttys.count == 3, "the three windows share terminals: \(ttys)")
-        // The shells are alive on their terminals (not ended by EIO or SIGHUP).
-        usleep(300_000)
-        #expect(shells.allSatisfy { s in seen.first { $0.pid == s }.map { commandLine($0.host.hostPid).first == "bash" } ?? false })
+        // tmux itself, asked from outside the namespace by the test user.
+        let (listed, windowsNow) = try client(["list-windows", "-t", "rr", "-F", "#{window_index} #{window_name} #{pane_pid}"])
+        #expect(listed == .exited(0), "\(windowsNow)")
+        let rows = windowsNow.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.count == 3 && rows.map { $0.last } == shells.map { String($0) } && rows.last?[1] == "third", "\(windowsNow)")
+        _ = try client(["send-keys", "-t", "rr:1", "echo hi-$$", "Enter"])
+        try poll(20, "the shell of window 1 answering") {
+            (try? client(["capture-pane", "-p", "-t", "rr:1"]))?.1.contains("hi-\(shells[1])") ?? false
+        }
+        // The pin log says each pane's PID was pinned and the pane became what was recorded.
+        let checks = readText(pinLog).split(separator: "\n").filter { $0.contains("\"kind\": \"check\"") && $0.contains("\"matched\": true") }
+        for s in shells { #expect(checks.contains { $0.contains("\"pid\": \(s),") }, "pane \(s) not matched: \(readText(pinLog))") }
+        _ = try client(["kill-server"])
+        _ = try run.waitForExit(timeout: 20)
+        #expect(!run.stderr.contains("pin mismatch"), "\(run.stderr)")
+        run.tearDown()
+    }
+
+    @Test("a script session started on a terminal (script -qfc 'exec bash' FILE), recorded at script and restored with --shell-job: script forks its shell again on a new pty at its recorded PID, the shell works, and the typescript is appended to",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
+    func scriptSessionShellJob() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let script = try #require(Paths.tool("script"))
+        let setsid = try #require(Paths.tool("setsid"))
+        let typescript = dir + "/typescript.log"
+        // The user's terminal (a terminal emulator's pty) with script leading its session on it.
+        let outer = try TestTerminal(rows: 30, columns: 90)
+        let session = try spawn(try Identity.prefix(for: run.user) + [setsid, "--ctty", script, "-qfc", "exec bash --norc -i", typescript],
+                                env: Identity.cleanEnvironment, cwd: dir, stdout: "/dev/null", stderr: "/dev/null", terminal: outer.slavePath)
+        defer { killProcessTree(root: session) }
+        var mark = outer.output.count
+        outer.type("echo $$ > \(dir)/bash.pid; echo BASH-SAID\r")
+        try outer.waitFor("\nBASH-SAID", from: mark)
+        let bash = try #require(Int32(readText(dir + "/bash.pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let scriptPid = try #require(treeBelow(session).first { commandLine($0).first == script })
+        #expect(treeBelow(scriptPid) == [scriptPid, bash], "\(treeBelow(scriptPid))")
+        let typescriptBefore = readText(typescript)
+        #expect(typescriptBefore.contains("BASH-SAID"))
+
+        let treeFile = dir + "/script.json"
+        let (t, err) = try record(run, [String(scriptPid), "-o", treeFile])
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(!err.contains("hold the master side of a terminal"), "\(err)")
+        #expect(err.contains("recorded with -a (append)"), "\(err)")
+        let entries = try #require(try treeJSON(treeFile)["processes"] as? [[String: Any]])
+        #expect(entries.count == 2 && entries.last?["spawn"] as? String == "payload" && entries.last?["pid"] as? Int == Int(bash), "\(entries)")
+        #expect((entries.first?["process"] as? [String: Any])?["args"] as? [String] == [script, "-a", "-qfc", "exec bash --norc -i", typescript], "\(entries.first ?? [:])")
+        killProcessTree(root: session)
+
+        let term = try TestTerminal(rows: 33, columns: 111)
+        try run.start(["run", "--shell-job", "--report", run.reportPath, "--pin-mismatch", "error", treeFile], launcher: [setsid, "--ctty"], terminal: term.slavePath)
+        try run.waitUntilReady()
+        let seen = try run.waitForNamespace(timeout: 20, "bash again under script") { now in
+            now.contains { $0.pid == bash && commandLine($0.host.hostPid).first == "bash" }
+        }
+        let restoredBash = try #require(seen.first { $0.pid == bash })
+        #expect(restoredBash.ppid == scriptPid && restoredBash.sid == bash && restoredBash.pgid == bash, "\(seen)")
+        let ctty = try #require(ProcFS.terminal(restoredBash.host.hostPid))
+        #expect(ctty.ttyNr >> 8 == 136 && ctty.tpgid == restoredBash.host.hostPid, "\(ctty)")
+        mark = term.output.count
+        term.type("echo again-$$-$((6*7))\r")
+        try term.waitFor("again-\(bash)-42", from: mark)
+        mark = term.output.count
+        term.type("exit\r")
+        _ = try run.waitForExit(timeout: 20)
+        #expect(readText(typescript).hasPrefix(typescriptBefore), "the typescript was overwritten")
+        #expect(readText(typescript).contains("again-\(bash)-42"))
         run.tearDown()
     }
 }

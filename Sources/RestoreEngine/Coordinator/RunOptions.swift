@@ -23,6 +23,8 @@ public struct RunOptions: Sendable {
     public var pidMethod: PidMethod = .auto
     /// PIDs the payloads' own forks must get (processes marked "spawn": "payload").
     public var pinned = PinnedForks()
+    /// Server PID -> the generated configuration of a tmux server of the tree (TmuxReplay).
+    public var tmuxConfigs: [Int32: String] = [:]
     public var pinMismatch: PinMismatchPolicy = .warn
     /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
     public var pinLogPath: String?
@@ -52,6 +54,9 @@ public enum TestingFault: String, Sendable, CaseIterable {
     /// as the PID 1 of an outer namespace the runtime could not stop itself.)
     /// Forks are not batched then, so that no forker runs ahead of the pause.
     case pauseMidRestore = "pause-mid-restore"
+    /// The runtime's supervising init lowers its open-file limit to 3 before its signalfd, which
+    /// then fails with EMFILE (no ordinary limit reaches it: the coordinator needs more).
+    case initFileLimit = "init-file-limit"
 }
 
 /// Where a restore is, for a progress display.
