@@ -22,7 +22,8 @@ public enum TreeParser {
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
                          "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio", "shellJobs", "tmux"],
         "shellJob": ["pgid", "state", "stopSignal", "members"],
-        "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns"],
+        "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns", "modes"],
+        "terminalModes": ["iflag", "oflag", "cflag", "lflag", "cc"],
         "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
         "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
         "userSpec": ["uid", "gid", "additionalGids", "umask"],
@@ -66,7 +67,9 @@ public enum TreeParser {
     }
 
     /// Parses tree.json version 1. Throws `RestoreError` (.invalidTree, operation "parse").
-    public static func parse(_ bytes: [UInt8]) throws -> ProcessTree {
+    /// `plainEntryFastPath: false` reads every entry the general way (JSONValue, then
+    /// decodeProcess): the tests and the fuzzer check that both ways give the same tree or error.
+    public static func parse(_ bytes: [UInt8], plainEntryFastPath: Bool = true) throws -> ProcessTree {
         guard bytes.count <= maxFileSize else {
             throw RestoreError(.invalidTree, operation: "parse",
                                message: "the tree file is \(bytes.count) bytes, over the limit of "
@@ -86,8 +89,18 @@ public enum TreeParser {
             guard streamed.error == nil else { return }
             do { streamed.entries.append(try decodeProcess(element, index: index)) } catch { streamed.error = error }
         })
+        // Plain entries (ProcessEntryScanner.swift) skip the JSONValue; the others, and all
+        // after a decoding error, go the general way.
+        if plainEntryFastPath { reader.fastElement = { reader, index in
+            guard streamed.error == nil, let entry = reader.scanPlainProcessEntry(index: index) else { return false }
+            streamed.count += 1
+            streamed.entries.append(entry)
+            return true
+        } }
         let root = try reader.document()
-        return try decodeTree(root, streamed: streamed)
+        reader.stream = nil
+        reader.fastElement = nil
+        return try decodeTree(root, streamed: &streamed)
     }
 
     /// The entries of `processes` decoded while parsing.
@@ -99,7 +112,7 @@ public enum TreeParser {
 
     // MARK: - Sections
 
-    private static func decodeTree(_ root: JSONValue, streamed: StreamedProcesses) throws -> ProcessTree {
+    private static func decodeTree(_ root: JSONValue, streamed: inout StreamedProcesses) throws -> ProcessTree {
         let at = Place(entry: nil)
         guard case .object(let o) = root.kind else {
             throw at.error(root.position, "the top level must be an object such as "
@@ -124,8 +137,10 @@ public enum TreeParser {
             throw at.error(processesValue.position, "processes is empty: a tree needs at least one process")
         }
         if let error = streamed.error { throw error }
-        var processes = streamed.entries
-        processes.reserveCapacity(processes.count + elements.count)
+        // Moved out, not copied: a shared buffer would be copied whole by reserveCapacity.
+        var processes: [ProcessEntry] = []
+        swap(&processes, &streamed.entries)
+        if !elements.isEmpty { processes.reserveCapacity(processes.count + elements.count) }
         for (i, element) in elements.enumerated() {
             processes.append(try decodeProcess(element, index: i))
         }
@@ -149,6 +164,19 @@ public enum TreeParser {
             t.recordedAs = try o["recordedAs"].map { try string($0.value, "recordedAs", at) }
             t.rows = try o["rows"].map { try integer($0.value, "rows", at, as: UInt16.self) }
             t.columns = try o["columns"].map { try integer($0.value, "columns", at, as: UInt16.self) }
+            if let m = o["modes"] {
+                guard case .object(let mo) = m.value.kind else {
+                    throw at.error(m.value.position, "modes must be an object such as {\"iflag\": 17664, \"oflag\": 5, \"cflag\": 191, \"lflag\": 35387, \"cc\": [3, 28, 127]}, found \(m.value.shortDescription)")
+                }
+                try checkKeys(mo, section: "terminalModes", at, path: "modes")
+                func flag(_ key: String) throws -> UInt32 { try integer(try required(mo, key, m.value, at, in: "modes"), "modes.\(key)", at, as: UInt32.self) }
+                let ccValue = try required(mo, "cc", m.value, at, in: "modes")
+                let cc = try array(ccValue, "modes.cc", at).enumerated().map { try integer($1, "modes.cc[\($0)]", at, as: UInt8.self) }
+                guard cc.count <= 32 else {
+                    throw at.error(ccValue.position, "modes.cc has \(cc.count) control characters; a termios has at most 32")
+                }
+                t.modes = TerminalModes(iflag: try flag("iflag"), oflag: try flag("oflag"), cflag: try flag("cflag"), lflag: try flag("lflag"), cc: cc)
+            }
             return t
         }
     }
@@ -641,6 +669,7 @@ public enum TreeParser {
         ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
         ("terminal", "in each element of \"terminals\""),
         ("shellJob", "in each element of a process's \"shellJobs\""),
+        ("terminalModes", "inside a terminal's \"modes\""),
         ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
         ("capabilities", "inside \"process\": {\"capabilities\": {...}}"),
         ("rlimit", "in each element of \"process\": {\"rlimits\": [...]}"),
