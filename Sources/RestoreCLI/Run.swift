@@ -6,6 +6,7 @@ import RestoreModel
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Restore a process tree in a new user and PID namespace and wait for it.",
         discussion: """
         Every process of the tree is created with its recorded PID, parent, process group and \
@@ -209,6 +210,7 @@ extension PinMismatchPolicy: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "validate",
         abstract: "Check a tree and print its restore plan without creating anything.",
         discussion: "Exit status 0 when the tree is valid, 65 when it is not (the message names the entry), 66 when it cannot be read.")
 
