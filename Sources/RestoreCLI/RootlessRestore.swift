@@ -42,6 +42,7 @@ public struct RootlessRestore: ParsableCommand {
                         + "--security-opt unmask=/proc/*)\n")
             Glibc.exit(RestoreError.ExitCode.environment)
         }
+        if RunInvocation.runFast(arguments) { return }
         main(arguments)
     }
 

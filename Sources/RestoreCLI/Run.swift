@@ -94,6 +94,44 @@ struct Run: ParsableCommand {
     var stepTimeout: Double = 30
     static let maxStepTimeout: Double = 86_400
 
+    /// The values as one plain struct: what `validate` and `run` work on, and what the fast
+    /// path (RunInvocation.fastParse) builds without the parser.
+    var invocation: RunInvocation {
+        RunInvocation(tree: tree, rootArgs: rootArgs, newRootArguments: newRootArguments, envFromCaller: envFromCaller,
+                      quiet: quiet, verbose: verbose, report: report, pidMethod: pidMethod, pinMismatch: pinMismatch,
+                      pinLog: pinLog, pinWait: pinWait, criuCores: criuCores, mapUsers: mapUsers, mapGroups: mapGroups,
+                      shellJob: shellJob, occupyPid: occupyPid, noiseForkers: noiseForkers, testingFault: testingFault,
+                      stepTimeout: stepTimeout)
+    }
+
+    func validate() throws { try invocation.validate() }
+
+    func run() throws { try invocation.run() }
+}
+
+/// `run`'s values, as parsed; the defaults are Run's (CLITests compares the two parsers).
+struct RunInvocation: Equatable {
+    var tree: String
+    var rootArgs = false
+    var newRootArguments: [String] = []
+    var envFromCaller: [String] = []
+    var quiet = false
+    var verbose = false
+    var report: String?
+    var pidMethod: PidMethod = .auto
+    var pinMismatch: PinMismatchPolicy = .warn
+    var pinLog: String?
+    var pinWait: Double = Double(PinLedger.missingAfterNanoseconds) / 1e9
+    var criuCores: String?
+    var mapUsers: [IDMapRequest] = []
+    var mapGroups: [IDMapRequest] = []
+    var shellJob = false
+    var occupyPid: Int32?
+    var noiseForkers: Int = 0
+    var testingFault: TestingFault = .none
+    var stepTimeout: Double = 30
+    static let maxStepTimeout = Run.maxStepTimeout
+
     /// Every value is checked here, before anything is created.
     func validate() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
