@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/prctl.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <grp.h>
@@ -110,6 +111,20 @@ int rr_probe_clone3(void) {
     return -errno;
 }
 
+/* The instructions right after the clone or clone3 syscall, shared by both: the parent
+ * (a non-zero result) jumps to 1; the child calls fn(arg), fn and arg held in callee-saved
+ * registers (x86-64: r12, r13; aarch64: x19, x20), then exits with SYS_exit (60 / 93). */
+#if defined(__x86_64__)
+#define RR_CHILD_CALLS_FN_AND_EXITS \
+        "test %%rax, %%rax\n\t" "jnz 1f\n\t" "xor %%ebp, %%ebp\n\t" \
+        "mov %%r13, %%rdi\n\t" "call *%%r12\n\t" \
+        "mov $60, %%eax\n\t" "xor %%edi, %%edi\n\t" "syscall\n\t" "hlt\n\t" "1:\n\t"
+#elif defined(__aarch64__)
+#define RR_CHILD_CALLS_FN_AND_EXITS \
+        "cbnz x0, 1f\n\t" "mov x0, x20\n\t" "blr x19\n\t" \
+        "mov x8, #93\n\t" "mov x0, #0\n\t" "svc #0\n\t" "1:\n\t"
+#endif
+
 /* clone3 of a task that starts on `stack` and runs fn(arg), then exits (SYS_exit: the thread,
  * or the process when it is alone). The child has no frame to return into, so it must not
  * touch the parent's stack: raw syscall, call fn from registers, exit. */
@@ -120,16 +135,7 @@ static long clone3_on_stack(struct rr_clone_args *args, void *fn, void *arg) {
     register void *r_arg __asm__("r13") = arg;
     __asm__ volatile(
         "syscall\n\t"
-        "test %%rax, %%rax\n\t"
-        "jnz 1f\n\t"
-        "xor %%ebp, %%ebp\n\t"
-        "mov %%r13, %%rdi\n\t"
-        "call *%%r12\n\t"
-        "mov $60, %%eax\n\t"
-        "xor %%edi, %%edi\n\t"
-        "syscall\n\t"
-        "hlt\n\t"
-        "1:\n\t"
+        RR_CHILD_CALLS_FN_AND_EXITS
         : "=a"(ret)
         : "a"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r_fn), "r"(r_arg)
         : "rcx", "r11", "memory");
@@ -141,13 +147,7 @@ static long clone3_on_stack(struct rr_clone_args *args, void *fn, void *arg) {
     register void *x20 __asm__("x20") = arg;
     __asm__ volatile(
         "svc #0\n\t"
-        "cbnz x0, 1f\n\t"
-        "mov x0, x20\n\t"
-        "blr x19\n\t"
-        "mov x8, #93\n\t"
-        "mov x0, #0\n\t"
-        "svc #0\n\t"
-        "1:\n\t"
+        RR_CHILD_CALLS_FN_AND_EXITS
         : "+r"(x0)
         : "r"(x1), "r"(x8), "r"(x19), "r"(x20)
         : "memory", "x30");
@@ -218,16 +218,7 @@ long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(
     register long r8 __asm__("r8") = 0;
     __asm__ volatile(
         "syscall\n\t"
-        "test %%rax, %%rax\n\t"
-        "jnz 1f\n\t"
-        "xor %%ebp, %%ebp\n\t"
-        "mov %%r13, %%rdi\n\t"
-        "call *%%r12\n\t"
-        "mov $60, %%eax\n\t"
-        "xor %%edi, %%edi\n\t"
-        "syscall\n\t"
-        "hlt\n\t"
-        "1:\n\t"
+        RR_CHILD_CALLS_FN_AND_EXITS
         : "=a"(ret)
         : "a"((long)SYS_clone), "D"((long)flags), "S"(top), "d"(0L), "r"(r10), "r"(r8), "r"(r_fn), "r"(r_arg)
         : "rcx", "r11", "memory");
@@ -242,13 +233,7 @@ long rr_clone_thread(uint64_t flags, void *stack, size_t stack_size, void (*fn)(
     register void *x20 __asm__("x20") = arg;
     __asm__ volatile(
         "svc #0\n\t"
-        "cbnz x0, 1f\n\t"
-        "mov x0, x20\n\t"
-        "blr x19\n\t"
-        "mov x8, #93\n\t"
-        "mov x0, #0\n\t"
-        "svc #0\n\t"
-        "1:\n\t"
+        RR_CHILD_CALLS_FN_AND_EXITS
         : "+r"(x0)
         : "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x8), "r"(x19), "r"(x20)
         : "memory", "x30");
@@ -524,6 +509,12 @@ int rr_seccomp_install_listener(const void *instructions, unsigned short count, 
     return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags, &prog);
 }
 
+int rr_seccomp_filter_flags_known(unsigned int flags) {
+    // No program: the kernel checks the flags first (EINVAL for one it does not know), then
+    // copies the program (EFAULT). Nothing is installed either way.
+    return RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, NULL) == -EFAULT;
+}
+
 int rr_seccomp_install_filter(const void *instructions, unsigned short count) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
     long r = RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
@@ -598,6 +589,18 @@ int rr_prctl_set_dumpable(int on) { return (int)RR_SYS(SYS_prctl, PR_SET_DUMPABL
 int rr_prctl_set_no_new_privs(void) { return (int)RR_SYS(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int rr_prctl_cap_ambient_clear_all(void) {
     return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}
+int rr_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2] = {
+        { .effective = (uint32_t)effective, .permitted = (uint32_t)permitted, .inheritable = (uint32_t)inheritable },
+        { .effective = (uint32_t)(effective >> 32), .permitted = (uint32_t)(permitted >> 32), .inheritable = (uint32_t)(inheritable >> 32) },
+    };
+    return (int)RR_SYS(SYS_capset, &header, data);
+}
+int rr_prctl_capbset_drop(int cap) { return (int)RR_SYS(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0); }
+int rr_prctl_cap_ambient_raise(int cap) {
+    return (int)RR_SYS(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
 }
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
     struct rlimit limit = { .rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard };

@@ -59,6 +59,9 @@ struct Record: ParsableCommand {
     @Flag(help: "Mark every process but the root \"spawn\": \"payload\": on restore the root's payload forks them again and the fork supervisor gives them their recorded PIDs (for launchers such as mpirun).")
     var spawnByPayload = false
 
+    @Flag(help: "Do not record the jobs of interactive bash shells for job replay: their processes are then restored as children the shell did not fork, and the restored shell's `jobs` lists none of them.")
+    var noJobReplay = false
+
     @Option(help: .hidden)
     var holdFrozen: Double = 0
 
@@ -71,6 +74,7 @@ struct Record: ParsableCommand {
         options.freeze = freeze
         options.partial = partial
         options.spawnByPayload = spawnByPayload
+        options.jobReplay = !noJobReplay
         guard holdFrozen.isFinite, holdFrozen >= 0, holdFrozen <= 600 else { throw ValidationError("--hold-frozen must be 0...600 seconds") }
         options.holdFrozenSeconds = holdFrozen
         // Tells a test the hold began (no injection in flight), whatever -q says.
@@ -94,12 +98,15 @@ struct Record: ParsableCommand {
             throw ExitCode(64)
         }
         do {
-            let (tree, warnings) = try TreeRecorder.record(root: pid, options: options)
+            let (tree, warnings, notes) = try TreeRecorder.record(root: pid, options: options)
             let text = TreeEncoder.encode(tree, comment: "recorded by rootless-restore record \(pid)")
             // Created new (O_EXCL|O_NOFOLLOW, never an old file or a planted link) with the
             // mode set explicitly, since environments hold secrets.
             try OutputFile.write(text, to: output ?? "-", mode: noEnv ? 0o644 : 0o600, what: "the tree", kind: .input)
-            if !quiet { for w in warnings { writeStderr("rootless-restore: warning: \(w)\n") } }
+            if !quiet {
+                for w in warnings { writeStderr("rootless-restore: warning: \(w)\n") }
+                for n in notes { writeStderr("rootless-restore: note: \(n)\n") }
+            }
         } catch {
             throw fail(error)
         }

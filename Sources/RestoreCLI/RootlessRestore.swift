@@ -80,6 +80,7 @@ struct LoadedTree {
         lap("parse")
         try TreeValidator.validate(tree)
         lap("validate")
+        tree = ShellJobReplay.apply(to: tree, callerEnvironment: Self.callerEnvironment())
         let full = tree
         (tree, pinned) = try PinnedForks.split(full)
         plan = try RestorePlanner.plan(tree)

@@ -31,11 +31,12 @@ struct PreparedIdentity {
     var rlimitCount = 0
     /// PR_SET_KEEPCAPS around the uid change, so the permitted set survives it.
     var keepCaps = false
-    /// libcap sets: `raiseCaps` (E = P = every capability, I = the requested inheritable set)
-    /// regains the effective set after the uid change; `finalCaps` is what the tree asks for.
-    /// nil: the process keeps the capabilities the kernel leaves it.
-    var raiseCaps: cap_t? = nil
-    var finalCaps: cap_t? = nil
+    /// Capability sets for capset: `raiseCaps` (E = P = every capability, I = the requested
+    /// inheritable set) regains the effective set after the uid change; `finalCaps` is what
+    /// the tree asks for. Without `setCaps` the process keeps what the kernel leaves it.
+    var setCaps = false
+    var raiseCaps = PreparedCapabilitySets()
+    var finalCaps = PreparedCapabilitySets()
     /// Bit N: capability N stays in the bounding set / is raised in the ambient set.
     var bounding: UInt64 = 0
     var ambient: UInt64 = 0
@@ -48,6 +49,13 @@ struct PreparedIdentity {
     /// Without no_new_privs the kernel accepts a filter only from a holder of CAP_SYS_ADMIN:
     /// when the final effective set lacks it, the filter is loaded before the final capset.
     var seccompEarly = false
+}
+
+/// The three sets one capset call gives (bit N = capability N).
+struct PreparedCapabilitySets {
+    var effective: UInt64 = 0
+    var permitted: UInt64 = 0
+    var inheritable: UInt64 = 0
 }
 
 enum ProcessIdentity {
@@ -174,10 +182,11 @@ enum ProcessIdentity {
             id.bounding = CapabilitySpec.mask(caps.bounding)
             id.ambient = CapabilitySpec.mask(caps.ambient)
             let inheritable = CapabilitySpec.mask(caps.inheritable)
-            id.raiseCaps = try makeCaps(arena: arena, effective: known, permitted: known, inheritable: inheritable, entry: where_)
-            id.finalCaps = try makeCaps(arena: arena, effective: CapabilitySpec.mask(caps.effective),
-                                        permitted: CapabilitySpec.mask(caps.permitted),
-                                        inheritable: inheritable, entry: where_)
+            id.setCaps = true
+            id.raiseCaps = PreparedCapabilitySets(effective: known, permitted: known, inheritable: inheritable)
+            id.finalCaps = PreparedCapabilitySets(effective: CapabilitySpec.mask(caps.effective),
+                                                  permitted: CapabilitySpec.mask(caps.permitted),
+                                                  inheritable: inheritable)
             needed = true
         }
 
@@ -193,23 +202,6 @@ enum ProcessIdentity {
     }
 
     static func limitText(_ v: UInt64) -> String { v == RlimitSpec.unlimited ? "unlimited" : String(v) }
-
-    /// A libcap set with the given masks (bit N = capability N).
-    static func makeCaps(arena: Arena, effective: UInt64, permitted: UInt64, inheritable: UInt64, entry: String) throws -> cap_t {
-        guard let made = cap_init() else {
-            throw RestoreError(.restoreFailed, operation: "cap_init", errno: Glibc.errno, entry: entry, message: "cannot allocate a capability set")
-        }
-        let caps = arena.adopt(made)
-        for (flag, mask) in [(CAP_EFFECTIVE, effective), (CAP_PERMITTED, permitted), (CAP_INHERITABLE, inheritable)] {
-            var values: [cap_value_t] = []
-            for bit in 0..<64 where mask & (UInt64(1) << UInt64(bit)) != 0 { values.append(cap_value_t(bit)) }
-            if values.isEmpty { continue }
-            guard cap_set_flag(caps, flag, Int32(values.count), values, CAP_SET) == 0 else {
-                throw RestoreError(.restoreFailed, operation: "cap_set_flag", errno: Glibc.errno, entry: entry, message: "cannot build a capability set")
-            }
-        }
-        return caps
-    }
 }
 
 /// Compiles an OCI seccomp profile with libseccomp and exports it as classic BPF, in the

@@ -11,6 +11,8 @@ public struct RecordOptions: Sendable {
     public var partial = false
     /// Mark every process but the root `"spawn": "payload"`: the root's payload forks them.
     public var spawnByPayload = false
+    /// Record the jobs of interactive bash shells for job replay (`shellJobs`).
+    public var jobReplay = true
     /// How many times the tree is read at most until two consecutive reads agree.
     public var maxPasses = 6
     /// argv given by the user for processes whose own was overwritten (host PID -> argv).
@@ -54,13 +56,16 @@ public enum TreeRecorder {
     /// What a recording found out beyond the snapshot.
     struct Findings {
         var preFreezeStates: [Int32: Character] = [:]
+        /// exit_code of /proc/PID/stat before the freeze: a stopped process's stop signal
+        /// (a ptrace stop replaces it).
+        var preFreezeExitCodes: [Int32: Int32] = [:]
         /// host PID -> the flag, for every process whose flag was read.
         var subreaper: [Int32: Bool] = [:]
         /// host PID -> why its flag could not be read.
         var subreaperUnknown: [Int32: String] = [:]
     }
 
-    public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String]) {
+    public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
         guard StatLine.read(root) != nil else {
             throw RestoreError(.input, operation: "open /proc/\(root)/stat", errno: ESRCH, entry: "process \(root)", message: "no such process")
         }
@@ -119,7 +124,10 @@ public enum TreeRecorder {
             for pid in descendants(of: root) where freezer.frozen[pid] == nil {
                 try check()
                 guard let s = StatLine.read(pid), s.state != "Z", s.state != "X" else { continue }
-                if findings.preFreezeStates[pid] == nil { findings.preFreezeStates[pid] = s.state }
+                if findings.preFreezeStates[pid] == nil {
+                    findings.preFreezeStates[pid] = s.state
+                    findings.preFreezeExitCodes[pid] = s.exitCode
+                }
                 switch freezer.freeze(pid, startTime: s.startTime) {
                 case .frozen: fresh = true
                 case .gone: continue

@@ -57,7 +57,7 @@ extension TreeRecorder {
     }
 
     static func build(_ snaps: [Snapshot], root: Int32, options: RecordOptions,
-                      findings: Findings) throws -> (tree: ProcessTree, warnings: [String]) {
+                      findings: Findings) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
         let level = max(0, snaps[0].nspid.count - 1)
         var atLevel: [Int32: Int32] = [:] // host pid -> pid at the root's level
         for s in snaps where s.nspid.count > level { atLevel[s.hostPid] = s.nspid[level] }
@@ -257,6 +257,8 @@ extension TreeRecorder {
             warnings += problems
         }
         let terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold, warnings: &warnings)
+        var notes: [String] = []
+        if options.jobReplay { recordShellJobs(snaps, &entries, options: options, stopCodes: findings.preFreezeExitCodes, warnings: &warnings, notes: &notes) }
         var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap
@@ -302,7 +304,7 @@ extension TreeRecorder {
             }
             warnings.append(message)
         }
-        return (tree, warnings)
+        return (tree, warnings, notes)
     }
 
     /// What `run` would refuse about a tree, or nil: the same parse, validation, split of
@@ -311,7 +313,7 @@ extension TreeRecorder {
         do {
             let parsed = try TreeParser.parse(Array(TreeEncoder.encode(tree).utf8))
             try TreeValidator.validate(parsed)
-            let (rest, _) = try PinnedForks.split(parsed)
+            let (rest, _) = try PinnedForks.split(ShellJobReplay.apply(to: parsed, callerEnvironment: []))
             _ = try RestorePlanner.plan(rest)
             return nil
         } catch let e as RestoreError {

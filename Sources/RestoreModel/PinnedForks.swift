@@ -52,6 +52,14 @@ public struct PinnedForks: Sendable, Equatable {
         }
         var rest = tree
         rest.processes = tree.processes.filter { !$0.spawnedByPayload }
+        // A foreground group made only of payload forks (a shell's foreground job it starts
+        // again) does not exist yet when the runtime sets foreground groups: the session
+        // leader's group has the terminal until the payload gives it away.
+        for k in rest.terminals.indices {
+            if let fg = rest.terminals[k].foreground, !rest.processes.contains(where: { $0.pgid == fg }) {
+                rest.terminals[k].foreground = nil
+            }
+        }
         return (rest, pinned)
     }
 }

@@ -130,6 +130,10 @@ public struct ProcessEntry: Sendable, Equatable {
     /// `"stdio"`: per descriptor 0, 1, 2, the id of the terminal it had open there (nil: not a
     /// recorded terminal; such descriptors are run's own, as for every process).
     public var stdio: [String?] = []
+    /// `"shellJobs"`: the job-control jobs of an interactive bash, in the order it started
+    /// them; their processes are payload-spawned and the restored bash starts them again
+    /// (ShellJobReplay, docs/tree-format.md "Shell jobs").
+    public var shellJobs: [ShellJobSpec] = []
 
     public var pid: Int32 { nspid[0] }
 
@@ -152,6 +156,35 @@ public struct ProcessEntry: Sendable, Equatable {
         self.newPidNamespace = newPidNamespace
         self.childSubreaper = childSubreaper
         self.process = process
+    }
+}
+
+/// One job of an interactive shell's job table (`shellJobs[k]`): a process group of the
+/// shell's session led by one of its children.
+public struct ShellJobSpec: Sendable, Equatable {
+    public enum State: String, Sendable, Equatable, CaseIterable {
+        /// In the background, running (`cmd &`).
+        case running
+        /// Stopped (^Z, or a stop signal).
+        case stopped
+        /// The terminal's foreground job the shell was waiting for.
+        case foreground
+    }
+
+    /// The job's process group: the PID of its first member, which leads it.
+    public var pgid: Int32
+    public var state: State
+    /// The signal that stopped it (SIGTSTP: ^Z, SIGSTOP, SIGTTIN, SIGTTOU): bash shows
+    /// "Stopped", "Stopped (signal)", "Stopped (tty input)", "Stopped (tty output)". Stopped only.
+    public var stopSignal: Int32?
+    /// The PIDs of the shell's children in the group, in pipeline order (start time).
+    public var members: [Int32]
+
+    public init(pgid: Int32, state: State, stopSignal: Int32? = nil, members: [Int32]) {
+        self.pgid = pgid
+        self.state = state
+        self.stopSignal = stopSignal
+        self.members = members
     }
 }
 

@@ -44,6 +44,14 @@ public enum TreeEncoder {
         if e.spawnedByPayload { fields.append(("spawn", .string("payload"))) }
         if let t = e.terminal { fields.append(("terminal", .string(t))) }
         if !e.stdio.isEmpty { fields.append(("stdio", .array(e.stdio.map { $0.map { JSONOutput.string($0) } ?? .null }))) }
+        if !e.shellJobs.isEmpty {
+            fields.append(("shellJobs", .array(e.shellJobs.map { job in
+                var members: [(String, JSONOutput)] = [("pgid", .int(job.pgid)), ("state", .string(job.state.rawValue))]
+                if let s = job.stopSignal { members.append(("stopSignal", .string("SIG" + (TreeParser.signalNames[s] ?? "TSTP")))) }
+                members.append(("members", .ints(job.members)))
+                return .object(members)
+            })))
+        }
         if let p = e.process {
             var spec: [(String, JSONOutput)] = []
             if let a = p.args { spec.append(("args", .strings(a))) }

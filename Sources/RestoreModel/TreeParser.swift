@@ -20,7 +20,8 @@ public enum TreeParser {
     public static let knownKeys: [String: [String]] = [
         "tree": ["version", "comment", "processes", "uidMappings", "gidMappings", "terminals"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
-                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio"],
+                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio", "shellJobs"],
+        "shellJob": ["pgid", "state", "stopSignal", "members"],
         "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns"],
         "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
         "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
@@ -282,7 +283,38 @@ public enum TreeParser {
                 return id
             }
         }
+        if let m = o["shellJobs"] {
+            entry.shellJobs = try array(m.value, "shellJobs", at).enumerated().map { try decodeShellJob($1, k: $0, at) }
+        }
         return entry
+    }
+
+    private static func decodeShellJob(_ value: JSONValue, k: Int, _ at: Place) throws -> ShellJobSpec {
+        let name = "shellJobs[\(k)]"
+        guard case .object(let o) = value.kind else {
+            throw at.error(value.position, "\(name) must be an object such as {\"pgid\": 205, \"state\": \"running\", \"members\": [205, 206]}, found \(value.shortDescription)")
+        }
+        try checkKeys(o, section: "shellJob", at, path: name)
+        let pgid = try integer(try required(o, "pgid", value, at, in: name), "\(name).pgid", at, as: Int32.self)
+        let stateValue = try required(o, "state", value, at, in: name)
+        let stateName = try string(stateValue, "\(name).state", at)
+        guard let state = ShellJobSpec.State(rawValue: stateName) else {
+            throw at.error(stateValue.position, "\(name).state must be \"running\", \"stopped\" or \"foreground\", found \(JSONValue.quoted(stateName, limit: 40))")
+        }
+        var job = ShellJobSpec(pgid: pgid, state: state, members: [])
+        if let m = o["stopSignal"] {
+            let signal = try string(m.value, "\(name).stopSignal", at)
+            guard let n = signalNumber(named: signal), [19, 20, 21, 22].contains(n) else {
+                throw at.error(m.value.position, "\(name).stopSignal must be a stop signal (SIGTSTP, SIGSTOP, SIGTTIN or SIGTTOU), found \(JSONValue.quoted(signal, limit: 40))")
+            }
+            job.stopSignal = n
+        }
+        let members = try required(o, "members", value, at, in: name)
+        job.members = try array(members, "\(name).members", at).enumerated().map { try integer($1, "\(name).members[\($0)]", at, as: Int32.self) }
+        if job.members.isEmpty {
+            throw at.error(members.position, "\(name).members is empty: a job has at least one process, its group leader first")
+        }
+        return job
     }
 
     private static func decodeRecorded(_ value: JSONValue, _ at: Place) throws -> RecordedIdentity {
@@ -607,6 +639,7 @@ public enum TreeParser {
         ("userSpec", "inside \"process\": {\"user\": {...}}"),
         ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
         ("terminal", "in each element of \"terminals\""),
+        ("shellJob", "in each element of a process's \"shellJobs\""),
         ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
         ("capabilities", "inside \"process\": {\"capabilities\": {...}}"),
         ("rlimit", "in each element of \"process\": {\"rlimits\": [...]}"),

@@ -259,6 +259,7 @@ private struct Checker {
         checkZombieChildren()
         checkNamespaces()
         checkTerminals()
+        checkShellJobs()
         checkMappings(tree.uidMappings, "uidMappings")
         checkMappings(tree.gidMappings, "gidMappings")
     }
@@ -400,6 +401,68 @@ private struct Checker {
                 }
             } else {
                 byPid[pid] = i
+            }
+        }
+    }
+
+    /// Shell jobs: only an interactive bash that the runtime starts has them; each names, in
+    /// pipeline order, payload-spawned children of that shell in one process group of its
+    /// session, led by the first; no process is in two jobs; at most one is in the foreground.
+    mutating func checkShellJobs() {
+        for i in procs.indices where !procs[i].shellJobs.isEmpty {
+            let shell = procs[i]
+            if !ShellJobReplay.isBash(shell) {
+                report(i, "has shellJobs, but it does not run bash (\(shell.recorded?.exe ?? shell.process?.args?.first ?? "it holds")): job replay starts the jobs again from bash's PROMPT_COMMAND; drop \"shellJobs\" and \"spawn\": \"payload\" of its jobs")
+                continue
+            }
+            if (shell.process?.args ?? []).isEmpty {
+                report(i, "has shellJobs, but it holds (no process.args): a holding process starts no jobs")
+                continue
+            }
+            if shell.spawnedByPayload {
+                report(i, "has shellJobs, but it is spawned by its parent's payload, which gives it its environment: job replay needs a shell the runtime starts")
+                continue
+            }
+            var seen: [Int32: Int] = [:]
+            var foregrounds = 0
+            for (k, job) in shell.shellJobs.enumerated() {
+                let what = "shellJobs[\(k)] (pgid \(job.pgid))"
+                if job.state == .foreground { foregrounds += 1 }
+                if job.stopSignal != nil && job.state != .stopped {
+                    report(i, "\(what) has a stopSignal but is \(job.state.rawValue); only a stopped job has one")
+                }
+                if job.members.first != job.pgid {
+                    report(i, "\(what): its first member \(job.members.first.map(String.init) ?? "-") is not its group leader \(job.pgid); bash makes the first process of a pipeline the job's group leader")
+                }
+                if job.pgid == shell.pgid {
+                    report(i, "\(what) is the shell's own process group; a job-control job has a group of its own")
+                }
+                for m in job.members {
+                    if let other = seen[m] {
+                        report(i, "\(what) lists pid \(m), which shellJobs[\(other)] lists too; a process is in one job")
+                        continue
+                    }
+                    seen[m] = k
+                    guard let j = byPid[m] else {
+                        report(i, "\(what) lists pid \(m), which is not in the tree")
+                        continue
+                    }
+                    let e = procs[j]
+                    if e.ppid != shell.pid {
+                        report(i, "\(what) lists \(name(j)), which is not a child of this shell (its ppid is \(e.ppid)); the shell forks only its own children")
+                    } else if !e.spawnedByPayload {
+                        report(i, "\(what) lists \(name(j)), which the runtime would create too: mark it \"spawn\": \"payload\" (the shell forks it again)")
+                    } else if e.state == .zombie {
+                        report(i, "\(what) lists \(name(j)), a zombie; a job's processes are live")
+                    } else if e.pgid != job.pgid || e.sid != shell.sid {
+                        report(i, "\(what) lists \(name(j)), whose group \(e.pgid) and session \(e.sid) are not the job's \(job.pgid) in the shell's session \(shell.sid)")
+                    } else if (e.process?.args ?? e.recorded?.cmdline ?? []).isEmpty {
+                        report(i, "\(what) lists \(name(j)), which has no argv (process.args or recorded.cmdline): its command cannot be given to the shell")
+                    }
+                }
+            }
+            if foregrounds > 1 {
+                report(i, "has \(foregrounds) foreground jobs; a terminal has one foreground group")
             }
         }
     }

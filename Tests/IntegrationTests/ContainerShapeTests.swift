@@ -18,10 +18,7 @@ struct ContainerShapeEndToEndTests {
         ])
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        try run.waitUntilReady()
-        let seen = run.namespace()
-        verifyNamespace(seen, matches: tree, user: run.user)
+        let seen = try run.restoreAndVerify(tree)
         let initProcess = seen.first { $0.pid == 1 }
         #expect(initProcess?.sid == 1 && initProcess?.pgid == 1, "the runtime's init: \(String(describing: initProcess))")
     }

@@ -28,6 +28,56 @@ struct EngineHardeningTests {
         #expect(kill(initHost, 0) != 0 || state == "Z", "the namespace init \(initHost) outlived the killed runtime (state \(state))")
     }
 
+    @Test("the runtime's init that cannot create its signalfd says so and tears the namespace down (it once forwarded nothing, silently)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func initSignalfdFailureIsLoud() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // The supervising init (a payload-spawned child) lowers its open-file limit to 3 before
+        // its signalfd, which then fails with EMFILE: no ordinary limit reaches that call.
+        try run.startRun(treeFile: try run.write("tree.json", Data(Self.descriptorTrees["pinned"]!.utf8)),
+                         extra: ["--testing-fault", "init-file-limit"])
+        let t = try run.waitForExit(timeout: 30)
+        #expect(t == .exited(125), "\(t): \(run.stderr)")
+        #expect(run.stderr.contains("the runtime's init cannot set up signal forwarding: signalfd: EMFILE"), "\(run.stderr)")
+    }
+
+    @Test("a fork listener the kernel refuses for longer than the hand-over's bound (ETOOMANYREFS) fails the restore naming the entry and the cause: no hang, nothing left",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func handOverRefusedPastItsBound() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // Another process of the same user keeps 4 000 descriptors in flight (sent over a Unix
+        // socket it never reads), more than the runtime's open-file limit (256): the kernel
+        // refuses every SCM_RIGHTS of that user's processes with ETOOMANYREFS until it ends.
+        let holder = """
+        import array, os, socket, time
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        fd = os.open("/dev/null", os.O_RDONLY)
+        for _ in range(16):
+            a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd] * 250))])
+        print("in flight", flush=True)
+        time.sleep(120)
+        """
+        let out = run.directory + "/inflight.out"
+        let python = Paths.tool("python3") ?? "/usr/bin/python3"
+        let pid = try spawn(try Identity.prefix(for: run.user) + [python, "-c", holder], env: Identity.cleanEnvironment, cwd: nil,
+                            stdout: out, stderr: out)
+        defer { kill(pid, SIGKILL); _ = try? waitForExit(pid, timeout: 10) }
+        let ready = Date().addingTimeInterval(20)
+        while !readText(out).contains("in flight") && Date() < ready && reap(pid) == nil { usleep(20_000) }
+        try #require(readText(out).contains("in flight"), "the descriptor holder: \(readText(out))")
+        let started = Date()
+        try run.startRun(treeFile: try run.write("tree.json", Data(Self.descriptorTrees["pinned"]!.utf8)),
+                         launcher: ["/bin/sh", "-c", "ulimit -Sn 256; exec \"$0\" \"$@\""])
+        let t = try run.waitForExit(timeout: 40)
+        #expect(t == .exited(125), "\(t): \(run.stderr)")
+        // The bound is 5 s of retries (ForkSupervisor.handOverPatienceNs).
+        #expect(Date().timeIntervalSince(started) >= 4.5, "gave up before its bound: \(run.stderr)")
+        #expect(run.stderr.contains("(pid 10") && run.stderr.contains("cannot hand its fork listener to the runtime's init")
+                && run.stderr.contains("ETOOMANYREFS"), "\(run.stderr)")
+    }
+
     @Test("SIGTERM ends a tree that holds a stopped process", .enabled(if: Prerequisites.userNamespacesWork))
     func sigtermWithStoppedProcess() throws {
         let tree = """
@@ -194,6 +244,56 @@ struct EngineHardeningTests {
             // auto says once that it fell back; an explicit dance is what was asked for.
             let note = "choosing PIDs with the ns_last_pid dance instead"
             #expect(run.stderr.contains(note) == (method == "auto"), "\(method): \(run.stderr)")
+        }
+    }
+
+    @Test("an unusual clone3 errno is named as it is, not as a missing set_tid (a seccomp filter answers clone3 with EACCES, then EINVAL)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func unusualClone3Errno() throws {
+        let tree = TestTree.flat(top: 100, children: [101], comment: "two holders")
+        for (errno, method) in [(EACCES, "clone3"), (EACCES, "auto"), (EINVAL, "clone3"), (EINVAL, "auto")] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            let launcher = try Self.buildNoClone3(in: run)
+            try run.start(["run", "--report", run.reportPath, "--pid-method", method, try run.write("tree.json", tree.json())],
+                          extraEnvironment: ["NO_CLONE3_ERRNO=\(errno)"], launcher: [launcher])
+            let what = "clone3 -> errno \(errno), --pid-method \(method)"
+            if errno == EACCES && method == "auto" {
+                // Not a missing set_tid, but the dance (the legacy clone) still works: said as it is.
+                try run.waitUntilReady()
+                verifyNamespace(run.namespace(), matches: tree, user: run.user)
+                #expect(run.stderr.contains("clone3 fails here with EACCES"), "\(what): \(run.stderr)")
+            } else {
+                let t = try run.waitForExit(timeout: 30)
+                #expect(t == .exited(77), "\(what): \(t): \(run.stderr)")
+                // EACCES is caught by the probe; EINVAL is what a kernel with set_tid answers the
+                // probe, so only the namespace's own clone3 meets it.
+                let said = errno == EACCES ? "clone3 fails here with EACCES" : "cannot create a user and PID namespace: clone3 fails with EINVAL"
+                let firstLine = run.stderr.split(separator: "\n").first.map(String.init) ?? ""
+                #expect(firstLine.contains(said), "\(what): \(run.stderr)")
+            }
+            // The wordings of a missing set_tid (the namespace's clone3 once said one for any EINVAL).
+            #expect(!run.stderr.contains("no set_tid") && !run.stderr.contains("or set_tid (5.5+)"), "\(what): \(run.stderr)")
+        }
+    }
+
+    @Test("WAIT_KILLABLE_RECV is probed once by the runtime: where the kernel does not know it, no puppet tries it (a filter kills any that does)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func killableRecvProbedOnce() throws {
+        for shape in ["pinned", "pid1-pinned"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            let launcher = try Self.buildNoClone3(in: run)
+            // NO_KILLABLE_RECV: the probe (no program) gets EINVAL, as before Linux 5.19; a
+            // filter installed with the flag anyway kills its puppet (before: every puppet tried
+            // the flag and retried without it on EINVAL).
+            try run.start(["run", "--report", run.reportPath, "--pin-mismatch", "error",
+                           try run.write("tree.json", Data(Self.descriptorTrees[shape]!.utf8))],
+                          extraEnvironment: ["NO_KILLABLE_RECV=1"], launcher: [launcher])
+            try run.waitUntilReady()
+            let seen = try run.waitForNamespace(timeout: 20, "\(shape): the pinned child 5000") { now in now.contains { $0.pid == 5000 } }
+            #expect(!seen.contains { $0.host.state == "Z" }, "\(shape): \(seen.map(\.host.summary)) \(run.stderr)")
+            #expect(run.stderr.isEmpty, "\(shape): \(run.stderr)")
         }
     }
 

@@ -79,6 +79,26 @@ enum Podman {
         guard end == .exited(0) else { throw HarnessError("podman-image.sh failed (\(end)): \(readText(out))") }
     }
 
+    /// The MPI ring test program built in the test's directory, its `ref` and `ck` output
+    /// directories, and the options that give a container the host's Open MPI read-only.
+    /// The container is root in its user namespace, which mpirun refuses without the two
+    /// OMPI_ALLOW_RUN_AS_ROOT variables.
+    static func prepareMPI(_ run: RestoreRun) throws -> (ring: String, options: [String]) {
+        let dir = run.directory
+        let ring = dir + "/ring"
+        let cc = try spawn([MPI.mpicc!, "-O2", "-o", ring, MPI.source], env: Identity.cleanEnvironment, cwd: dir,
+                           stdout: dir + "/cc.out", stderr: dir + "/cc.out")
+        let built = try waitForExit(cc, timeout: 120)
+        guard built == .exited(0) else { throw HarnessError("mpicc failed (\(built)): \(readText(dir + "/cc.out"))") }
+        chmod(ring, 0o755)
+        for sub in ["ref", "ck"] { mkdir(dir + "/" + sub, 0o755); chown(dir + "/" + sub, run.user.uid, run.user.gid) }
+        let options = Podman.options + ["-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
+                                        "-v", "/etc/openmpi:/etc/openmpi:ro", "-v", "\(dir):\(dir)", "-w", dir,
+                                        "-e", "OMPI_ALLOW_RUN_AS_ROOT=1", "-e", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                        "-e", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        return (ring, options)
+    }
+
     /// Rootless Podman keeps a pause process (it holds the user namespace) after the last
     /// container: end it, so that the test leaves nothing of the test user running.
     static func stopPauseProcess(_ run: RestoreRun) {
@@ -182,18 +202,7 @@ struct PodmanTests {
         defer { Podman.stopPauseProcess(run); run.tearDown() }
         try Podman.buildImage(run)
         let dir = run.directory
-        let ring = dir + "/ring"
-        let cc = try spawn([MPI.mpicc!, "-O2", "-o", ring, MPI.source], env: Identity.cleanEnvironment, cwd: dir,
-                           stdout: dir + "/cc.out", stderr: dir + "/cc.out")
-        #expect(try waitForExit(cc, timeout: 120) == .exited(0), "mpicc: \(readText(dir + "/cc.out"))")
-        chmod(ring, 0o755)
-        for sub in ["ref", "ck"] { mkdir(dir + "/" + sub, 0o755); chown(dir + "/" + sub, run.user.uid, run.user.gid) }
-        // The host's Open MPI, read-only; the container is root in its user namespace, which
-        // mpirun refuses without these two.
-        let mpiOptions = Podman.options + ["-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
-                                           "-v", "/etc/openmpi:/etc/openmpi:ro", "-v", "\(dir):\(dir)", "-w", dir,
-                                           "-e", "OMPI_ALLOW_RUN_AS_ROOT=1", "-e", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                                           "-e", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        let (ring, mpiOptions) = try Podman.prepareMPI(run)
         // mpirun.openmpi: /usr/bin/mpirun is a link through /etc/alternatives, not in the image.
         let mpirun = "/usr/bin/mpirun.openmpi --oversubscribe -np 4 \(ring)"
         let (refEnd, refOut) = try Podman.run(run, ["run"] + mpiOptions + [Podman.image, "sh", "-c", "\(mpirun) \(dir)/ref 40 0"], name: "ref")
@@ -349,16 +358,7 @@ struct PodmanTests {
         defer { Podman.stopPauseProcess(run); run.tearDown() }
         try Podman.buildImage(run)
         let dir = run.directory
-        let ring = dir + "/ring"
-        let cc = try spawn([MPI.mpicc!, "-O2", "-o", ring, MPI.source], env: Identity.cleanEnvironment, cwd: dir,
-                           stdout: dir + "/cc.out", stderr: dir + "/cc.out")
-        #expect(try waitForExit(cc, timeout: 120) == .exited(0), "mpicc: \(readText(dir + "/cc.out"))")
-        chmod(ring, 0o755)
-        for sub in ["ref", "ck"] { mkdir(dir + "/" + sub, 0o755); chown(dir + "/" + sub, run.user.uid, run.user.gid) }
-        let mpiOptions = Podman.options + ["-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
-                                           "-v", "/etc/openmpi:/etc/openmpi:ro", "-v", "\(dir):\(dir)", "-w", dir,
-                                           "-e", "OMPI_ALLOW_RUN_AS_ROOT=1", "-e", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                                           "-e", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        let (ring, mpiOptions) = try Podman.prepareMPI(run)
         let mpirun = ["/usr/bin/mpirun.openmpi", "--oversubscribe", "-np", "4", ring]
         let (refEnd, refOut) = try Podman.run(run, ["run"] + mpiOptions + [Podman.image] + mpirun + [dir + "/ref", "40", "0"], name: "ref")
         #expect(refEnd == .exited(0), "reference run: \(refOut)")

@@ -125,28 +125,12 @@ private func fileMode(_ path: String) -> mode_t? {
     return stat(path, &st) == 0 ? st.st_mode & 0o7777 : nil
 }
 
-/// The job of test (a). Restored, it finds the marker file `recorded` and only waits: its
-/// children are rebuilt by rootless-restore, not started again.
-private let shellJob = """
-    #!/bin/bash
-    dir=$1
-    [ -p "$dir/hold" ] || mkfifo "$dir/hold"
-    if [ ! -e "$dir/recorded" ]; then
-        set -m                                  # job control: every job gets its own group
-        sleep 1001 | sleep 1002 | sleep 1003 &  # pipeline: a group led by its first process
-        sleep 1004 &                            # background job
-        set +m
-        setsid sleep 1005 &                     # no group leader, so setsid() in place: new session
-        sh -c '(exit 200) & exec sleep 1006' &  # sleep never reaps: a zombie, exit code 200
-        set -m
-        sleep 1007 &                            # stopped job, stopped once it runs sleep
-        until read -r comm < /proc/$!/comm && [ "$comm" = sleep ]; do :; done
-        kill -STOP $!
-        set +m
-        echo ready > "$dir/ready"
-    fi
-    read -r _ <> "$dir/hold"                    # wait forever without a child: nobody writes
-    """
+/// The job of test (a), the one examples/record/walkthrough.sh records. Restored, it finds
+/// the marker file `recorded` and only waits: its children are rebuilt by rootless-restore,
+/// not started again.
+private var shellJob: String {
+    get throws { try String(contentsOfFile: Paths.packageRoot + "/examples/record/job.sh", encoding: .utf8) }
+}
 
 // MARK: - (a) the round trip
 
@@ -158,7 +142,7 @@ struct RecordRoundTripTests {
         let run = try RestoreRun()
         defer { run.tearDown() }
         let dir = run.directory
-        let live = try startJob(run, script: shellJob)
+        let live = try startJob(run, script: try shellJob)
         defer { live.kill() }
         let job = live.root
         try waitForFile(dir + "/ready", timeout: 30, what: "the job (\(readText(dir + "/job.sh.log")))")

@@ -27,9 +27,7 @@ struct RootlessRestoreTests {
 
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        try run.waitUntilReady(timeout: 120)
-        verifyNamespace(run.namespace(), matches: tree, user: run.user)
+        try run.restoreAndVerify(tree, timeout: 120)
     }
 
     @Test("a chain 100 deep, PIDs decreasing, group leaders every 10 levels",
@@ -47,9 +45,7 @@ struct RootlessRestoreTests {
 
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        try run.waitUntilReady(timeout: 120)
-        verifyNamespace(run.namespace(), matches: tree, user: run.user)
+        try run.restoreAndVerify(tree, timeout: 120)
     }
 
     @Test("a top process whose parent is outside the tree hangs under PID 1",
@@ -63,10 +59,7 @@ struct RootlessRestoreTests {
 
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        try run.waitUntilReady()
-        let seen = run.namespace()
-        verifyNamespace(seen, matches: tree, user: run.user)
+        let seen = try run.restoreAndVerify(tree)
         #expect(seen.first { $0.pid == 300 }?.ppid == 1)
     }
 
@@ -84,10 +77,7 @@ struct RootlessRestoreTests {
 
         let run = try RestoreRun()
         defer { run.tearDown() }
-        try run.startRun(treeFile: try run.write("tree.json", tree.json()))
-        try run.waitUntilReady()
-        let seen = run.namespace()
-        verifyNamespace(seen, matches: tree, user: run.user)
+        let seen = try run.restoreAndVerify(tree)
         #expect(seen.filter { $0.pid == 1 }.count == 1)
         #expect(seen.first { $0.pid == 1 }?.ppid == 0)
     }

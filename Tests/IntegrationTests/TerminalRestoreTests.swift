@@ -177,7 +177,7 @@ private func deviceOf(_ path: String) -> (dev: UInt64, rdev: UInt64)? {
 
 @Suite("terminals: record → kill → run, --shell-job", .serialized)
 struct TerminalRestoreTests {
-    @Test("bash under script with a foreground pipeline, a background job and a stopped job, restored with --shell-job from a pty the test owns",
+    @Test("bash under script with a foreground pipeline, a background job and a stopped job, recorded without job replay, restored with --shell-job from a pty the test owns",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
     func bashJobsShellJob() throws {
         let run = try RestoreRun()
@@ -212,8 +212,10 @@ struct TerminalRestoreTests {
         #expect(before[stopped]?.state == "T")
 
         let treeFile = dir + "/bash.json"
-        let (t, err) = try record(run, [String(bash), "-o", treeFile])
+        // Without job replay: the jobs come back as processes bash did not fork.
+        let (t, err) = try record(run, ["--no-job-replay", String(bash), "-o", treeFile])
         try #require(t == .exited(0), "record: \(err)")
+        #expect(!err.contains("job replay:") && !readText(treeFile).contains("shellJobs"), "\(err)")
         let json = try treeJSON(treeFile)
         let terminals = try #require(json["terminals"] as? [[String: Any]], "no terminals in \(json)")
         #expect(terminals.count == 1)
@@ -292,6 +294,105 @@ struct TerminalRestoreTests {
         #expect(restored(bg).map { readFile("/proc/\($0.host.hostPid)/stat") != nil } ?? false, "the background job ended with bash")
         term.type("\u{3}")
         _ = try run.waitForExit(timeout: 20)
+        run.tearDown()
+    }
+
+    @Test("job replay: bash under script with a background job, a job stopped with ^Z and a foreground pipeline, restored with --shell-job: bash forks its jobs again with their PIDs and `jobs -l` shows what it showed before",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
+    func bashJobReplay() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let shell = try ScriptShell(run)
+        defer { shell.end() }
+        let bash = try shell.bashPid()
+        func job(_ argv: [String]) -> Int32? { treeBelow(bash).first { commandLine($0) == argv } }
+        func foreground(_ argv: [String]) -> Bool { job(argv).map { ProcFS.terminal(bash)?.tpgid == $0 } ?? false }
+        // As a user does: a job in the background, one in the foreground suspended with ^Z
+        // (typed on script's terminal), then a pipeline in the foreground.
+        shell.send("sleep 1000 &")
+        shell.send("sleep 1001")
+        try poll(20, "sleep 1001 in the foreground (\(readText(dir + "/script.log")))") { foreground(["sleep", "1001"]) }
+        shell.send("\u{1a}")
+        try poll(20, "sleep 1001 stopped by ^Z") { job(["sleep", "1001"]).flatMap(status)?.state == "T" && ProcFS.terminal(bash)?.tpgid == bash }
+        shell.send("sleep 1002 | sleep 1003")
+        try poll(20, "the foreground pipeline") { foreground(["sleep", "1002"]) && job(["sleep", "1003"]) != nil }
+        let pids = treeBelow(bash)
+        try #require(pids.count == 5, "\(pids)")
+        let before = Dictionary(uniqueKeysWithValues: pids.compactMap { p in status(p).map { (p, $0) } })
+        let argvBefore = Dictionary(uniqueKeysWithValues: pids.map { ($0, commandLine($0)) })
+        let bg = try #require(job(["sleep", "1000"])), stopped = try #require(job(["sleep", "1001"]))
+        let pipeline = try #require(job(["sleep", "1002"])), second = try #require(job(["sleep", "1003"]))
+
+        let treeFile = dir + "/bash.json"
+        let (t, err) = try record(run, [String(bash), "-o", treeFile])
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(err.contains("process \(bash) (bash, host pid \(bash)): job replay: the restored shell starts its 3 jobs again"), "\(err)")
+        let entries = try #require(try treeJSON(treeFile)["processes"] as? [[String: Any]])
+        let jobs = try #require(entries.first?["shellJobs"] as? [[String: Any]], "\(entries.first ?? [:])")
+        #expect(jobs.map { $0["members"] as? [Int] ?? [] } == [[Int(bg)], [Int(stopped)], [Int(pipeline), Int(second)]], "\(jobs)")
+        #expect(jobs.map { $0["state"] as? String ?? "" } == ["running", "stopped", "foreground"] && jobs[1]["stopSignal"] as? String == "SIGTSTP", "\(jobs)")
+        #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" }, "\(entries)")
+
+        // What the same shell shows once its foreground pipeline is suspended too: what the
+        // restored one must show.
+        shell.send("\u{1a}")
+        try poll(20, "the pipeline stopped by ^Z") { status(pipeline)?.state == "T" && ProcFS.terminal(bash)?.tpgid == bash }
+        shell.send("jobs -l > \(dir)/jobs.before; echo > \(dir)/jobs.done")
+        try poll(20, "bash's jobs") { access(dir + "/jobs.done", F_OK) == 0 }
+        let jobsBefore = readText(dir + "/jobs.before")
+        #expect(jobsBefore.contains("Running") && jobsBefore.contains("Stopped") && jobsBefore.contains(String(second)), "\(jobsBefore)")
+        shell.end()
+
+        let term = try TestTerminal(rows: 30, columns: 100)
+        let setsid = try #require(Paths.tool("setsid"))
+        let pinLog = dir + "/pins.jsonl"
+        try run.start(["run", "--shell-job", "--pin-mismatch", "error", "--pin-log", pinLog, "--report", run.reportPath, treeFile],
+                      launcher: [setsid, "--ctty"], terminal: term.slavePath)
+        try run.waitUntilReady()
+        // bash forks its jobs again from PROMPT_COMMAND: each with its recorded PID, group and
+        // state, the pipeline in the foreground.
+        var seen: [NamespaceProcess] = []
+        func restored(_ pid: Int32) -> NamespaceProcess? { seen.first { $0.pid == pid } }
+        try poll(30, "the jobs started again by bash (\(term.output.suffix(500)))") {
+            term.pump()
+            seen = run.namespace()
+            guard let b = restored(bash), let p = restored(pipeline), restored(second) != nil,
+                  ProcFS.terminal(b.host.hostPid)?.tpgid == p.host.hostPid else { return false }
+            return commandLine(p.host.hostPid) == ["sleep", "1002"] && restored(stopped)?.host.state == "T"
+        }
+        for (pid, was) in before {
+            guard let now = restored(pid) else { Issue.record("pid \(pid) was not restored: \(seen)"); continue }
+            let wantPPid: Int32 = pid == bash ? 1 : was.hostPPid
+            #expect((now.ppid, now.pgid, now.sid) == (wantPPid, was.nspgid[0], was.nssid[0]), "pid \(pid): \(now), before ppid \(wantPPid) pgid \(was.nspgid[0]) sid \(was.nssid[0])")
+            #expect(now.host.state == was.state, "pid \(pid): state \(now.host.state), before \(was.state)")
+            #expect(commandLine(now.host.hostPid) == argvBefore[pid], "pid \(pid) runs \(commandLine(now.host.hostPid)), before \(argvBefore[pid] ?? [])")
+        }
+        // Nothing else: the recorded processes and the runtime's init.
+        #expect(Set(seen.map(\.pid)) == Set(before.keys).union([1]), "\(seen)")
+        // Every job's PID was handed to bash's fork and matched the recorded program.
+        let pinLines = readText(pinLog).split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        for pid in [bg, stopped, pipeline, second] {
+            #expect(pinLines.contains { $0["kind"] as? String == "fork" && $0["forker"] as? Int == Int(bash) && $0["got"] as? Int == Int(pid) && $0["pinned"] as? Bool == true }, "pid \(pid): \(pinLines)")
+            #expect(pinLines.contains { $0["kind"] as? String == "check" && $0["pid"] as? Int == Int(pid) && $0["matched"] as? Bool == true }, "pid \(pid): \(pinLines)")
+        }
+
+        // ^Z on the caller's terminal suspends the restored pipeline; bash's job table is the
+        // one the shell had: same job numbers, PIDs, states and commands.
+        var mark = term.output.count
+        term.type("\u{1a}")
+        try term.waitFor("$ ", from: mark)
+        try poll(20, "the restored pipeline stopped") { restored(pipeline).map { status($0.host.hostPid)?.state == "T" } ?? false }
+        mark = term.output.count
+        term.type("jobs -l > \(dir)/jobs.after; echo JOBS-END\r")
+        try term.waitFor("\nJOBS-END", from: mark)
+        let jobsAfter = readText(dir + "/jobs.after")
+        #expect(jobsAfter == jobsBefore, "jobs -l after the restore:\n\(jobsAfter)\nbefore the kill:\n\(jobsBefore)")
+        // The job table works: %1 is the background sleep.
+        mark = term.output.count
+        term.type("kill %1; wait %1; echo KILLED-$?\r")
+        try term.waitFor("KILLED-143", from: mark)
+        #expect(restored(bg).map { status($0.host.hostPid) == nil || status($0.host.hostPid)?.state == "Z" } ?? false)
         run.tearDown()
     }
 

@@ -127,3 +127,17 @@ func verifyNamespace(_ observed: [NamespaceProcess], matches tree: TestTree, use
             sourceLocation: sourceLocation)
     }
 }
+
+extension RestoreRun {
+    /// Restores `tree` as the test user, waits for the report and compares the namespace with
+    /// the tree from /proc (`verifyNamespace`); returns what was seen. The caller tears down.
+    @discardableResult
+    func restoreAndVerify(_ tree: TestTree, timeout: Double = 60,
+                          sourceLocation: SourceLocation = #_sourceLocation) throws -> [NamespaceProcess] {
+        try startRun(treeFile: try write("tree.json", tree.json()))
+        try waitUntilReady(timeout: timeout)
+        let seen = namespace()
+        verifyNamespace(seen, matches: tree, user: user, sourceLocation: sourceLocation)
+        return seen
+    }
+}

@@ -33,26 +33,7 @@ cp "$binary" "$work/rootless-restore"
 # The job. Restored, bash runs this script again from the top (a restore rebuilds processes
 # and runs their recorded command lines; it does not bring back memory): the marker file
 # `recorded` tells it that its children exist already, so it only waits.
-cat > "$work/job.sh" <<'JOB'
-#!/bin/bash
-dir=$1
-[ -p "$dir/hold" ] || mkfifo "$dir/hold"
-if [ ! -e "$dir/recorded" ]; then
-    set -m                                  # job control: every job gets its own group
-    sleep 1001 | sleep 1002 | sleep 1003 &  # pipeline: a group led by its first process
-    sleep 1004 &                            # background job
-    set +m
-    setsid sleep 1005 &                     # no group leader, so setsid() in place: new session
-    sh -c '(exit 200) & exec sleep 1006' &  # sleep never reaps: a zombie, exit code 200
-    set -m
-    sleep 1007 &                            # stopped job, stopped once it runs sleep
-    until read -r comm < /proc/$!/comm && [ "$comm" = sleep ]; do :; done
-    kill -STOP $!
-    set +m
-    echo ready > "$dir/ready"
-fi
-read -r _ <> "$dir/hold"                    # wait forever without a child: nobody writes
-JOB
+cp examples/record/job.sh "$work/job.sh"
 
 # What the user runs.
 cat > "$work/steps.sh" <<'STEPS'

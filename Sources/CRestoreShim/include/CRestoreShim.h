@@ -209,6 +209,8 @@ extern const long rr_sys_clone, rr_sys_clone3, rr_sys_fork, rr_sys_vfork;
 int rr_seccomp_install_listener(const void *instructions, unsigned short count, unsigned int extra_flags);
 /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19; older headers lack it).
 #define RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1U << 5)
+/// Whether the kernel knows these SECCOMP_SET_MODE_FILTER flags (probed without installing anything).
+int rr_seccomp_filter_flags_known(unsigned int flags);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0): a plain filter. 0 or -errno.
 int rr_seccomp_install_filter(const void *instructions, unsigned short count);
 /// memfd_create(name, MFD_CLOEXEC): fd or -errno.
@@ -230,6 +232,11 @@ int rr_prctl_set_keepcaps(int on);
 int rr_prctl_set_dumpable(int on);
 int rr_prctl_set_no_new_privs(void);
 int rr_prctl_cap_ambient_clear_all(void);
+/* Capabilities as raw system calls on the child side (libcap's calls set the errno that
+   puppets sharing one address space share). Masks: bit N = capability N. */
+int rr_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+int rr_prctl_capbset_drop(int cap);
+int rr_prctl_cap_ambient_raise(int cap);
 int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);
 
 static const int RR_PTRACE_SEIZE = 0x4206;

@@ -1,4 +1,3 @@
-import CLibcap
 import CRestoreShim
 import Glibc
 
@@ -42,12 +41,14 @@ extension ProcessIdentity {
                 if r < 0 { return (.setrlimit, -r) }
             }
         }
-        if let raise = id.raiseCaps, let final = id.finalCaps {
-            if cap_set_proc(raise) != 0 { return (.capabilities, Glibc.errno) }
+        if id.setCaps {
+            r = rr_capset(id.raiseCaps.effective, id.raiseCaps.permitted, id.raiseCaps.inheritable)
+            if r < 0 { return (.capabilities, -r) }
             var c: Int32 = 0
             while c < id.capCount {
-                if id.bounding & (UInt64(1) << UInt64(c)) == 0, cap_drop_bound(cap_value_t(c)) != 0 {
-                    return (.capabilities, Glibc.errno)
+                if id.bounding & (UInt64(1) << UInt64(c)) == 0 {
+                    r = rr_prctl_capbset_drop(c)
+                    if r < 0 { return (.capabilities, -r) }
                 }
                 c += 1
             }
@@ -55,13 +56,15 @@ extension ProcessIdentity {
                 r = rr_seccomp_install_filter(filter, id.seccompCount)
                 if r < 0 { return (.seccomp, -r) }
             }
-            if cap_set_proc(final) != 0 { return (.capabilities, Glibc.errno) }
+            r = rr_capset(id.finalCaps.effective, id.finalCaps.permitted, id.finalCaps.inheritable)
+            if r < 0 { return (.capabilities, -r) }
             r = rr_prctl_cap_ambient_clear_all()
             if r < 0 { return (.capabilities, -r) }
             c = 0
             while c < id.capCount {
-                if id.ambient & (UInt64(1) << UInt64(c)) != 0, cap_set_ambient(cap_value_t(c), CAP_SET) != 0 {
-                    return (.capabilities, Glibc.errno)
+                if id.ambient & (UInt64(1) << UInt64(c)) != 0 {
+                    r = rr_prctl_cap_ambient_raise(c)
+                    if r < 0 { return (.capabilities, -r) }
                 }
                 c += 1
             }

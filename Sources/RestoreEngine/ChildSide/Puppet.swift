@@ -129,7 +129,7 @@ enum Puppet {
             _ = text.withCString { write(2, $0, strlen($0)) }
         case .puppetCrashes:
             UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = me
-        case .none, .slowInitStart, .pauseMidRestore:
+        case .none, .slowInitStart, .pauseMidRestore, .initFileLimit:
             break
         }
     }

@@ -15,9 +15,8 @@ extension ForkSupervisor {
         // SIGCHLD) fails it with EINTR under a handler without SA_RESTART, which no program
         // expects of fork (dash says "Cannot fork"). Once the supervisor has read the
         // notification, WAIT_KILLABLE_RECV makes the wait killable only; kernels before 5.19
-        // refuse the flag (EINVAL) and get the interruptible wait.
-        var fd = rr_seccomp_install_listener(instructions, instructionCount, RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
-        if fd == -EINVAL { fd = rr_seccomp_install_listener(instructions, instructionCount, 0) }
+        // do not know the flag and get the interruptible wait (probed once: listenerFlags).
+        let fd = rr_seccomp_install_listener(instructions, instructionCount, listenerFlags)
         if fd < 0 { return (.seccompNotify, -fd) }
         // The kernel refuses SCM_RIGHTS with ETOOMANYREFS while the sending user has more
         // descriptors in flight (sent, not yet received, by any of its processes) than the

@@ -1,4 +1,3 @@
-import CLibcap
 import Glibc
 
 /// Owner of everything prepared for the children before the first clone: heap blocks, C
@@ -8,7 +7,6 @@ final class Arena {
     private var blocks: [UnsafeMutableRawPointer] = []
     private var mallocs: [UnsafeMutableRawPointer] = []
     private var mappings: [(UnsafeMutableRawPointer, Int)] = []
-    private var capSets: [cap_t] = []
     private var fds: [Int32] = []
     private var initialized: [() -> Void] = []
 
@@ -51,11 +49,6 @@ final class Arena {
         return p
     }
 
-    func adopt(_ caps: cap_t) -> cap_t {
-        capSets.append(caps)
-        return caps
-    }
-
     /// Takes ownership of a descriptor; it is closed with the arena unless `close` is called.
     @discardableResult
     func adopt(fd: Int32) -> Int32 {
@@ -78,7 +71,6 @@ final class Arena {
     deinit {
         for d in initialized { d() }
         for fd in fds { _ = Glibc.close(fd) }
-        for c in capSets { cap_free(UnsafeMutableRawPointer(c)) }
         for (p, n) in mappings { munmap(p, n) }
         for p in mallocs { free(p) }
         for p in blocks { p.deallocate() }

@@ -50,7 +50,7 @@ final class LiveNamespace {
             if rr_peer_closed(puppets.answerFD) != 0 { _exit(1) }
             Puppet.run(puppets, as: 0, seen: seen)
         }
-        if pid < 0 { throw environmentError(errno: Int32(-pid)) }
+        if pid < 0 { throw environmentError(errno: Int32(-pid), legacyClone: puppets.useDance || pid == -Int(ENOSYS)) }
         world.arena.close(fd: puppets.answerFD)
         let sfd = signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         return LiveNamespace(initHostPid: pid_t(pid), signalFD: sfd)
@@ -114,17 +114,20 @@ final class LiveNamespace {
         if signalFD >= 0 { close(signalFD) }
     }
 
-    static func environmentError(errno e: Int32) -> RestoreError {
-        var why = "cannot create a user and PID namespace"
+    /// The namespace's clone takes no set_tid: whatever it answers is named as it is (whether
+    /// clone3 has set_tid was probed before, WorldPreparation).
+    static func environmentError(errno e: Int32, legacyClone: Bool) -> RestoreError {
+        let call = legacyClone ? "clone" : "clone3"
+        var why = "cannot create a user and PID namespace: \(call) fails with \(ErrnoName.describe(e))"
         if e == EPERM {
             why += "; unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0, or a security module)"
         } else if e == ENOSPC {
             let limit = SystemCalls.readText("/proc/sys/user/max_user_namespaces")?.trimmingSuffixNewline ?? "?"
             why += "; the user namespace limit is reached (user.max_user_namespaces = \(limit))"
-        } else if e == EINVAL || e == ENOSYS {
-            why += "; this kernel lacks clone3 (Linux 5.3+) or set_tid (5.5+)"
+        } else if e == EINVAL {
+            why += "; the kernel refuses these namespace flags (built without CONFIG_USER_NS or CONFIG_PID_NS), or a seccomp profile answers \(call) with EINVAL"
         }
-        return RestoreError(.environment, operation: "clone3(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)", errno: e, entry: nil, message: why)
+        return RestoreError(.environment, operation: "\(call)(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)", errno: e, entry: nil, message: why)
     }
 
     /// Ubuntu's AppArmor restriction lets the namespace be created and then strips every

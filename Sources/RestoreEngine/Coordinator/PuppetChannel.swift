@@ -115,7 +115,7 @@ final class PuppetChannel {
         case .listenerHandOver:
             message = "cannot hand its fork listener to the runtime's init"
             if e == ETOOMANYREFS {
-                message += ": too many descriptors stayed in flight for the user (more than the open-file limit) while the init did not take them; raise the open-file limit (ulimit -n)"
+                message += ": for \(ForkSupervisor.handOverPatienceNs / 1_000_000_000) s, this user had more descriptors in flight (sent over Unix sockets, not yet received, by any of its processes) than the open-file limit; raise the open-file limit (ulimit -n), or end what holds them"
             }
         default:
             message = "failed during setup"

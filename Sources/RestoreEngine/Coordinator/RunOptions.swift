@@ -52,6 +52,9 @@ public enum TestingFault: String, Sendable, CaseIterable {
     /// as the PID 1 of an outer namespace the runtime could not stop itself.)
     /// Forks are not batched then, so that no forker runs ahead of the pause.
     case pauseMidRestore = "pause-mid-restore"
+    /// The runtime's supervising init lowers its open-file limit to 3 before its signalfd, which
+    /// then fails with EMFILE (no ordinary limit reaches it: the coordinator needs more).
+    case initFileLimit = "init-file-limit"
 }
 
 /// Where a restore is, for a progress display.

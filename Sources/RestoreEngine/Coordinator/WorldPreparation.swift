@@ -136,17 +136,19 @@ final class PreparedWorld {
             throw RestoreError(.restoreFailed, operation: "mmap", errno: SystemCalls.currentErrno, message: "cannot map the control block")
         }
         let probe = options.pidMethod == .dance ? 0 : rr_probe_clone3()
+        // Only ENOSYS (no clone3) and E2BIG (clone3 without set_tid) mean a missing set_tid;
+        // any other answer is named as it is (a profile or security module refusing clone3).
+        let probeText = probe == 0 ? "clone3 is not available here (ENOSYS: Linux 5.3+, or a seccomp profile such as Docker's default hides it)"
+            : probe == 1 ? "clone3 here has no set_tid (E2BIG: Linux 5.5+)"
+            : "clone3 fails here with \(ErrnoName.describe(-probe)), which is not how a kernel says it lacks clone3 (ENOSYS) or set_tid (E2BIG): a seccomp profile or security module refuses it"
         if options.pidMethod == .clone3 && probe != 2 {
             throw RestoreError(.environment, operation: "clone3", errno: probe == 0 ? ENOSYS : (probe == 1 ? E2BIG : -probe),
-                               message: probe == 0 ? "clone3 is not available here (Linux 5.3+; a seccomp profile such as Docker's default can hide it behind ENOSYS); --pid-method dance works without it"
-                                   : "clone3 here has no set_tid (Linux 5.5+); --pid-method dance works without it")
+                               message: probeText + (probe < 0 ? "; --pid-method dance, which does not use clone3, may work" : "; --pid-method dance works without it"))
         }
         let dance = options.pidMethod == .dance || (options.pidMethod == .auto && probe != 2)
         if dance && options.pidMethod == .auto && !options.quiet {
             // Said once: the dance is serialised and single-level, which a user may notice.
-            SystemCalls.printError("rootless-restore: note: " + (probe == 0 ? "clone3 is not available here (Linux 5.3+, or hidden by a seccomp profile)"
-                                      : probe == 1 ? "clone3 here has no set_tid (Linux 5.5+)" : "clone3 fails here (\(ErrnoName.describe(-probe)))")
-                                   + "; choosing PIDs with the ns_last_pid dance instead (--pid-method dance: one fork at a time, single-level trees)")
+            SystemCalls.printError("rootless-restore: note: \(probeText); choosing PIDs with the ns_last_pid dance instead (--pid-method dance: one fork at a time, single-level trees)")
         }
         if dance, let deep = (0..<count).first(where: { nodes[$0].threadCount > 0 && plan.nodes[$0].depth > 1 }) {
             throw RestoreError(.invalidTree, operation: "ns_last_pid", entry: plan.nodes[deep].label(in: tree),

@@ -28,6 +28,9 @@ public final class ForkSupervisor {
     /// Classic BPF of the notify filter, exported by libseccomp in the coordinator.
     let instructions: UnsafeMutableRawPointer
     let instructionCount: UInt16
+    /// Extra flags of the filter: WAIT_KILLABLE_RECV where the kernel knows it (Linux 5.19+),
+    /// probed once here (features are probed, not judged from the release), so no puppet retries.
+    let listenerFlags: UInt32
     /// Puppets send their listener here (CLOEXEC); the init receives on `receiveFD`.
     let sendFD: Int32
     let receiveFD: Int32
@@ -100,6 +103,8 @@ public final class ForkSupervisor {
             throw RestoreError(.restoreFailed, operation: "pread", errno: got < 0 ? Glibc.errno : EIO, message: "cannot read the exported fork filter")
         }
         instructionCount = UInt16(size / 8)
+        let killable = RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        listenerFlags = rr_seccomp_filter_flags_known(UInt32(SECCOMP_FILTER_FLAG_NEW_LISTENER) | killable) != 0 ? killable : 0
 
         var fds: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {

@@ -1,5 +1,6 @@
 import CRestoreShim
 import Glibc
+import RestoreModel
 
 /// PID 1 behaviour after the tree is built. Not child-side code: the init never execs, so it
 /// may allocate (it is a single-threaded copy of a single-threaded process). It keeps the
@@ -25,7 +26,8 @@ enum InitLoop {
         if let supervisor = world.supervisor { supervisor.closeAllButOwn() } else { rr_close_all_but(-1) }
         var set = world.initSignals
         var old = sigset_t()
-        _ = rr_block_signals(&set, &old)
+        let blocked = rr_block_signals(&set, &old)
+        if blocked != 0 { cannotForward("sigprocmask", -blocked) }
         let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
         var firstStatus: Int32 = 0
         if let supervisor = world.supervisor { supervisingInit(world, supervisor, set: set, first: first) }
@@ -36,6 +38,14 @@ enum InitLoop {
             let sig = rr_sigwait_timeout(&set, &info, -1)
             if sig > 0 { forward(world, sig) }
         }
+    }
+
+    /// The init cannot take over the signals it forwards: without them SIGINT or SIGTERM of `run`
+    /// would never reach the tree. Said, and everything in the namespace ends (`run` exits 125).
+    static func cannotForward(_ operation: String, _ e: Int32) -> Never {
+        SystemCalls.printError("rootless-restore: error: the runtime's init cannot set up signal forwarding: \(operation): \(ErrnoName.describe(e)); the namespace is torn down")
+        _ = rr_kill(-1, SIGKILL)
+        _exit(RestoreError.ExitCode.restoreFailed)
     }
 
     /// Reaps every exited child; when none is left, the namespace is empty: exit with the
@@ -77,14 +87,22 @@ enum InitLoop {
     /// The runtime's init when payloads' forks are supervised: one poll loop over signals, the
     /// supervisor socket (new listeners) and every listener.
     static func supervisingInit(_ world: PuppetWorld, _ supervisor: ForkSupervisor, set: sigset_t, first: pid_t) -> Never {
-        var mask = set
-        let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         // One listener per exec'ing process: take every descriptor the hard limit allows.
         var files = rlimit()
         if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max {
             files.rlim_cur = files.rlim_max
             _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
         }
+        if world.fault == .initFileLimit {
+            // Testing aid: no descriptor left below the limit, so signalfd really fails (EMFILE).
+            var none = rlimit(rlim_cur: 3, rlim_max: 3)
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &none)
+        }
+        var mask = set
+        let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        // Without it no signal would reach the tree (they stay blocked) and `run` could not be
+        // stopped but by SIGKILL: end the restore, loudly.
+        if sfd < 0 { cannotForward("signalfd", Glibc.errno) }
         var firstStatus: Int32 = 0
         while true {
             reapExited(first: first, firstStatus: &firstStatus) {
