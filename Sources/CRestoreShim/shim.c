@@ -639,6 +639,24 @@ int rr_pidfd_open(pid_t pid) {
     return r < 0 ? -errno : (int)r;
 }
 
+#include <sys/epoll.h>
+int rr_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+int rr_epoll_add(int epfd, int fd, uint64_t data) {
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = data };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+int rr_epoll_ready(int epfd, uint64_t *data, int max) {
+    struct epoll_event ev[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, ev, max, 0);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) data[i] = ev[i].data.u64;
+    return n;
+}
+
 int rr_pidfd_send_signal(int pidfd, int sig) {
     long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
     return r < 0 ? -errno : 0;

@@ -68,6 +68,8 @@ struct LoadedTree {
     var tree: ProcessTree
     var plan: RestorePlan
     var pinned: PinnedForks
+    /// Server PID -> the generated configuration of each tmux server (its panes leave the tree).
+    var tmuxConfigs: [Int32: String] = [:]
     var phases: [(String, Double)]
 
     init(path: String, criuCores: String? = nil, overrides: LaunchOverrides = LaunchOverrides()) throws {
@@ -83,6 +85,7 @@ struct LoadedTree {
         tree = ShellJobReplay.apply(to: tree, callerEnvironment: Self.callerEnvironment())
         let full = tree
         (tree, pinned) = try PinnedForks.split(full)
+        tmuxConfigs = TmuxReplay.configs(in: full)
         plan = try RestorePlanner.plan(tree)
         lap("plan")
         self.phases = phases

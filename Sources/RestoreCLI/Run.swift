@@ -188,6 +188,7 @@ struct RunInvocation: Equatable {
         options.stepTimeout = stepTimeout
         options.pidMethod = pidMethod
         options.pinned = loaded.pinned
+        options.tmuxConfigs = loaded.tmuxConfigs
         options.pinMismatch = pinMismatch
         options.pinLogPath = pinLog
         options.pinWaitNanoseconds = UInt64(pinWait * 1e9)

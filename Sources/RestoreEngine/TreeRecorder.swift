@@ -63,6 +63,10 @@ public enum TreeRecorder {
         var subreaper: [Int32: Bool] = [:]
         /// host PID -> why its flag could not be read.
         var subreaperUnknown: [Int32: String] = [:]
+        /// tmux servers' answers about their sessions (asked before any freeze), and why a
+        /// server could not be asked (TreeRecorderTmux).
+        var tmux: [Int32: TmuxAnswer] = [:]
+        var tmuxUnasked: [Int32: String] = [:]
     }
 
     public static func record(root: Int32, options: RecordOptions = RecordOptions()) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
@@ -85,6 +89,7 @@ public enum TreeRecorder {
         }
 
         var findings = Findings()
+        (findings.tmux, findings.tmuxUnasked) = askTmuxServers(under: root)
         if options.freeze {
             try freezeTree(root: root, freezer: freezer, findings: &findings, check: checkSignals)
         }

@@ -56,8 +56,10 @@ extension TreeRecorder {
         return dirs.contains { same(($0.isEmpty ? "." : String($0)) + "/" + name) }
     }
 
-    static func build(_ snaps: [Snapshot], root: Int32, options: RecordOptions,
+    static func build(_ recorded: [Snapshot], root: Int32, options: RecordOptions,
                       findings: Findings) throws -> (tree: ProcessTree, warnings: [String], notes: [String]) {
+        // tmux servers and scripts recreate their pty children (TreeRecorderTmux).
+        let (snaps, replays) = planReplays(recorded, findings: findings, options: options)
         let level = max(0, snaps[0].nspid.count - 1)
         var atLevel: [Int32: Int32] = [:] // host pid -> pid at the root's level
         for s in snaps where s.nspid.count > level { atLevel[s.hostPid] = s.nspid[level] }
@@ -126,7 +128,7 @@ extension TreeRecorder {
             if entry.nspid.count > 1 && s.taskNSpids.count > 1 {
                 entry.threadLevels = s.taskNSpids.map { Array($0.dropFirst(level)) }
             }
-            entry.spawnedByPayload = options.spawnByPayload && i > 0
+            entry.spawnedByPayload = (options.spawnByPayload && i > 0) || replays.payload.contains(s.hostPid)
             entry.childSubreaper = findings.subreaper[s.hostPid] ?? false
             let who = "process \(pid) (host pid \(s.hostPid))"
             let parent = i > 0 ? byHost[s.hostPPid] : nil
@@ -256,7 +258,12 @@ extension TreeRecorder {
             }
             warnings += problems
         }
-        let terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold, warnings: &warnings)
+        applyReplays(snaps, &entries, replays, level: level, warnings: &warnings)
+        for (host, why) in findings.tmuxUnasked.sorted(by: { $0.key < $1.key }) {
+            warnings.append("host pid \(host) is a tmux server that could not be asked what it holds: \(why); recorded as any process")
+        }
+        var terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold.union(replays.holders), warnings: &warnings)
+        dropRecreatedTerminals(snaps, &entries, &terminals, replays)
         var notes: [String] = []
         if options.jobReplay { recordShellJobs(snaps, &entries, options: options, stopCodes: findings.preFreezeExitCodes, warnings: &warnings, notes: &notes) }
         var tree = ProcessTree(processes: entries, terminals: terminals)

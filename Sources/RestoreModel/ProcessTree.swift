@@ -115,6 +115,7 @@ public struct ProcessEntry: Sendable, Equatable {
     /// is most of `validate`'s memory for a 10^6-process tree (most entries have neither).
     private var processBox: Box<ProcessSpec>?
     private var recordedBox: Box<RecordedIdentity>?
+    private var tmuxBox: Box<TmuxServerSpec>?
     /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
     /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
     public var spawnedByPayload: Bool = false
@@ -123,6 +124,12 @@ public struct ProcessEntry: Sendable, Equatable {
     public var recorded: RecordedIdentity? {
         get { recordedBox?.value }
         set { recordedBox = newValue.map(Box.init) }
+    }
+    /// `"tmux"`: the process is a tmux server restarted with the sessions, windows and panes
+    /// it held (TmuxReplay); its panes are its payload-spawned children.
+    public var tmux: TmuxServerSpec? {
+        get { tmuxBox?.value }
+        set { tmuxBox = newValue.map(Box.init) }
     }
     /// `"terminal"`: the id of its controlling terminal (a `terminals` entry whose session is
     /// this process's); nil: none.

@@ -66,6 +66,7 @@ public enum TreeEncoder {
             spec += confinement(p)
             if !spec.isEmpty { fields.append(("process", .object(spec))) }
         }
+        if let t = e.tmux { fields.append(("tmux", TmuxReplay.encode(t))) }
         if let r = e.recorded {
             var members: [(String, JSONOutput)] = []
             if let exe = r.exe { members.append(("exe", .string(exe))) }

@@ -20,7 +20,7 @@ public enum TreeParser {
     public static let knownKeys: [String: [String]] = [
         "tree": ["version", "comment", "processes", "uidMappings", "gidMappings", "terminals"],
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
-                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio", "shellJobs"],
+                         "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio", "shellJobs", "tmux"],
         "shellJob": ["pgid", "state", "stopSignal", "members"],
         "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns"],
         "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
@@ -33,7 +33,7 @@ public enum TreeParser {
         "seccomp": ["defaultAction", "defaultErrnoRet", "architectures", "syscalls"],
         "seccompSyscall": ["names", "action", "errnoRet", "args"],
         "seccompArg": ["index", "value", "valueTwo", "op"],
-    ]
+    ].merging(TmuxReplay.knownKeys) { a, _ in a }
 
     /// Linux x86_64 signal names 1...31, without the SIG prefix.
     public static let signalNames: [Int32: String] = [
@@ -270,6 +270,7 @@ public enum TreeParser {
         entry.threadLevels = threadLevels
         entry.recorded = try o["recorded"].map { try decodeRecorded($0.value, at) }
         entry.terminal = try o["terminal"].map { try string($0.value, "terminal", at) }
+        entry.tmux = try o["tmux"].map { try TmuxReplay.decode($0.value, label: at.label ?? "process #\(index)") }
         if let m = o["stdio"] {
             let items = try array(m.value, "stdio", at)
             guard items.count <= 3 else {

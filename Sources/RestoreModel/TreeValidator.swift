@@ -260,6 +260,7 @@ private struct Checker {
         checkNamespaces()
         checkTerminals()
         checkShellJobs()
+        for (entry, message) in TmuxReplay.problems(tree) { report(entry: entry, message) }
         checkMappings(tree.uidMappings, "uidMappings")
         checkMappings(tree.gidMappings, "gidMappings")
     }

@@ -1,6 +1,7 @@
 // Terminals, record → kill → run, as the unprivileged test user: an interactive bash under
 // `script` with a foreground pipeline, a background job and a stopped job, restored with
-// `run --shell-job` driven from a pty the test owns; a tmux server with 3 windows. What the
+// `run --shell-job` driven from a pty the test owns; a tmux server with 3 windows restored by
+// tmux itself; a `script` session restored with --shell-job. What the
 // restored namespace has is read from /proc with the harness's own reader: pid/ppid/pgid/sid,
 // and tty_nr and tpgid of /proc/PID/stat.
 
@@ -414,8 +415,8 @@ struct TerminalRestoreTests {
         let original = states()
         let (t, err) = try record(run, ["--freeze", String(script), "-o", dir + "/script.json"])
         #expect(t == .exited(0), "record --freeze: \(err)")
-        // script holds its pty's master: record says what a restore makes of that.
-        #expect(err.contains("processes \(script) (host pid \(script)) hold the master side of a terminal"), "\(err)")
+        // script holds its pty's master: it is recorded to fork its shell again, not warned about.
+        #expect(!err.contains("hold the master side of a terminal") && err.contains("is `script`"), "\(err)")
         #expect(states() == original, "after record --freeze: \(states()), before \(original)")
         for p in treeBelow(script) { #expect(readText("/proc/\(p)/status").contains("TracerPid:\t0"), "pid \(p) still traced") }
         shell.send("jobs > \(dir)/jobs.txt; echo > \(dir)/jobs.done")
@@ -448,7 +449,7 @@ struct TerminalRestoreTests {
         again.tearDown()
     }
 
-    @Test("a tmux server with 3 windows: each window's shell comes back leading its session on a pty of its own, in the foreground",
+    @Test("a tmux server with 3 windows, started as a user does: recorded with its sessions, restored by tmux itself (tmux -D and a generated configuration) with every pane at its recorded PID, and usable from outside the namespace",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tmux") != nil))
     func tmuxServer() throws {
         let run = try RestoreRun()
@@ -456,11 +457,17 @@ struct TerminalRestoreTests {
         let dir = run.directory
         let tmux = try #require(Paths.tool("tmux"))
         let socket = dir + "/tmux.sock"
-        let script = "\(tmux) -S \(socket) new-session -d -s rr -x 100 -y 30 'bash --norc -i' && "
-            + "\(tmux) -S \(socket) new-window -t rr 'bash --norc -i' && \(tmux) -S \(socket) new-window -t rr 'bash --norc -i'"
-        let starter = try spawn(try Identity.prefix(for: run.user) + ["/bin/sh", "-c", script], env: Identity.cleanEnvironment + ["TERM=xterm"],
-                                cwd: dir, stdout: dir + "/tmux.log", stderr: dir + "/tmux.log")
-        #expect(try waitForExit(starter, timeout: 20) == .exited(0), "\(readText(dir + "/tmux.log"))")
+        let env = Identity.cleanEnvironment.filter { !$0.hasPrefix("HOME=") } + ["HOME=\(dir)", "TERM=xterm"]
+        /// `tmux -S SOCKET ARGS` as the test user, from outside any namespace; its output.
+        func client(_ args: [String]) throws -> (Termination, String) {
+            let out = dir + "/tmux-client.out"
+            unlink(out)
+            let pid = try spawn(try Identity.prefix(for: run.user) + [tmux, "-S", socket] + args, env: env, cwd: dir, stdout: out, stderr: out)
+            return (try waitForExit(pid, timeout: 20), readText(out))
+        }
+        let (started, startLog) = try client(["new-session", "-d", "-s", "rr", "-x", "100", "-y", "30", "bash --norc -i", ";",
+                                              "new-window", "-t", "rr", "bash --norc -i", ";", "new-window", "-t", "rr", "-n", "third", "bash --norc -i"])
+        #expect(started == .exited(0), "\(startLog)")
         // tmux daemonized (a double fork): its server hangs under PID 1 or a subreaper.
         var server: Int32 = 0
         try poll(20, "the tmux server with 3 shells") {
@@ -470,35 +477,110 @@ struct TerminalRestoreTests {
         }
         defer { killOutside(treeBelow(server)) }
         let shells = Array(treeBelow(server).dropFirst())
+        let before = Dictionary(uniqueKeysWithValues: shells.compactMap { p in status(p).map { (p, $0) } })
         for s in shells {
-            let st = try #require(status(s))
-            #expect(st.nssid[0] == s && ProcFS.terminal(s).map { $0.ttyNr != 0 && $0.tpgid == s } ?? false, "window shell \(s)")
+            #expect(before[s]?.nssid[0] == s && ProcFS.terminal(s).map { $0.ttyNr != 0 && $0.tpgid == s } ?? false, "window shell \(s)")
         }
-        // The server's pty masters are descriptors, which are not restored: it is recorded
-        // holding (--hold), its windows' shells with their terminals.
         let treeFile = dir + "/tmux.json"
-        let (t, err) = try record(run, ["--hold", String(server), String(server), "-o", treeFile])
+        let (t, err) = try record(run, [String(server), "-o", treeFile])
         try #require(t == .exited(0), "record: \(err)")
-        let terminals = try #require(try treeJSON(treeFile)["terminals"] as? [[String: Any]])
-        #expect(Set(terminals.compactMap { $0["session"] as? Int }) == Set(shells.map(Int.init)), "\(terminals)")
-        #expect(terminals.allSatisfy { $0["rows"] as? Int == 30 && $0["columns"] as? Int == 100 }, "\(terminals)")
+        #expect(!err.contains("hold the master side of a terminal"), "\(err)")
+        let json = try treeJSON(treeFile)
+        let entries = try #require(json["processes"] as? [[String: Any]])
+        let spec = try #require(entries.first?["tmux"] as? [String: Any], "no tmux on the server's entry: \(entries.first ?? [:])")
+        #expect(spec["socket"] as? String == socket)
+        let windows = ((spec["sessions"] as? [[String: Any]])?.first?["windows"] as? [[String: Any]]) ?? []
+        #expect(windows.map { $0["index"] as? Int } == [0, 1, 2] && windows.last?["name"] as? String == "third", "\(spec)")
+        #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" && $0["terminal"] == nil }, "\(entries)")
+        #expect(json["terminals"] == nil, "the panes' ptys are tmux's to make: \(json["terminals"] ?? "")")
         killOutside(treeBelow(server))
 
-        try run.startRun(treeFile: treeFile)
+        let pinLog = dir + "/pins.log"
+        try run.startRun(treeFile: treeFile, extra: ["--pin-log", pinLog, "--pin-mismatch", "error"])
         try run.waitUntilReady()
-        let seen = run.namespace()
+        // tmux forks its panes once its first client connected: the shells appear after the report.
+        let seen = try run.waitForNamespace(timeout: 30, "the three restored shells") { now in
+            shells.allSatisfy { s in now.contains { $0.pid == s && commandLine($0.host.hostPid).first == "bash" } }
+        }
+        #expect(seen.first { $0.pid == server }.map { ($0.ppid, $0.pgid, $0.sid) == (1, server, server) } ?? false, "\(seen)")
         var ttys = Set<UInt32>()
         for s in shells {
-            let p = try #require(seen.first { $0.pid == s }, "shell \(s) not restored: \(seen)")
-            #expect(p.sid == s && p.pgid == s && p.ppid == server)
+            let p = try #require(seen.first { $0.pid == s })
+            #expect(p.ppid == server && p.pgid == s && p.sid == s, "shell \(s): \(p)")
             let ctty = try #require(ProcFS.terminal(p.host.hostPid))
             #expect(ctty.ttyNr >> 8 == 136 && ctty.tpgid == p.host.hostPid, "shell \(s): \(ctty)")
             ttys.insert(ctty.ttyNr)
         }
         #expect(ttys.count == 3, "the three windows share terminals: \(ttys)")
-        // The shells are alive on their terminals (not ended by EIO or SIGHUP).
-        usleep(300_000)
-        #expect(shells.allSatisfy { s in seen.first { $0.pid == s }.map { commandLine($0.host.hostPid).first == "bash" } ?? false })
+        // tmux itself, asked from outside the namespace by the test user.
+        let (listed, windowsNow) = try client(["list-windows", "-t", "rr", "-F", "#{window_index} #{window_name} #{pane_pid}"])
+        #expect(listed == .exited(0), "\(windowsNow)")
+        let rows = windowsNow.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.count == 3 && rows.map { $0.last } == shells.map { String($0) } && rows.last?[1] == "third", "\(windowsNow)")
+        _ = try client(["send-keys", "-t", "rr:1", "echo hi-$$", "Enter"])
+        try poll(20, "the shell of window 1 answering") {
+            (try? client(["capture-pane", "-p", "-t", "rr:1"]))?.1.contains("hi-\(shells[1])") ?? false
+        }
+        // The pin log says each pane's PID was pinned and the pane became what was recorded.
+        let checks = readText(pinLog).split(separator: "\n").filter { $0.contains("\"kind\": \"check\"") && $0.contains("\"matched\": true") }
+        for s in shells { #expect(checks.contains { $0.contains("\"pid\": \(s),") }, "pane \(s) not matched: \(readText(pinLog))") }
+        _ = try client(["kill-server"])
+        _ = try run.waitForExit(timeout: 20)
+        #expect(!run.stderr.contains("pin mismatch"), "\(run.stderr)")
+        run.tearDown()
+    }
+
+    @Test("a script session started on a terminal (script -qfc 'exec bash' FILE), recorded at script and restored with --shell-job: script forks its shell again on a new pty at its recorded PID, the shell works, and the typescript is appended to",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("script") != nil && Paths.tool("setsid") != nil))
+    func scriptSessionShellJob() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let script = try #require(Paths.tool("script"))
+        let setsid = try #require(Paths.tool("setsid"))
+        let typescript = dir + "/typescript.log"
+        // The user's terminal (a terminal emulator's pty) with script leading its session on it.
+        let outer = try TestTerminal(rows: 30, columns: 90)
+        let session = try spawn(try Identity.prefix(for: run.user) + [setsid, "--ctty", script, "-qfc", "exec bash --norc -i", typescript],
+                                env: Identity.cleanEnvironment, cwd: dir, stdout: "/dev/null", stderr: "/dev/null", terminal: outer.slavePath)
+        defer { killProcessTree(root: session) }
+        var mark = outer.output.count
+        outer.type("echo $$ > \(dir)/bash.pid; echo BASH-SAID\r")
+        try outer.waitFor("\nBASH-SAID", from: mark)
+        let bash = try #require(Int32(readText(dir + "/bash.pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let scriptPid = try #require(treeBelow(session).first { commandLine($0).first == script })
+        #expect(treeBelow(scriptPid) == [scriptPid, bash], "\(treeBelow(scriptPid))")
+        let typescriptBefore = readText(typescript)
+        #expect(typescriptBefore.contains("BASH-SAID"))
+
+        let treeFile = dir + "/script.json"
+        let (t, err) = try record(run, [String(scriptPid), "-o", treeFile])
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(!err.contains("hold the master side of a terminal"), "\(err)")
+        #expect(err.contains("recorded with -a (append)"), "\(err)")
+        let entries = try #require(try treeJSON(treeFile)["processes"] as? [[String: Any]])
+        #expect(entries.count == 2 && entries.last?["spawn"] as? String == "payload" && entries.last?["pid"] as? Int == Int(bash), "\(entries)")
+        #expect((entries.first?["process"] as? [String: Any])?["args"] as? [String] == [script, "-a", "-qfc", "exec bash --norc -i", typescript], "\(entries.first ?? [:])")
+        killProcessTree(root: session)
+
+        let term = try TestTerminal(rows: 33, columns: 111)
+        try run.start(["run", "--shell-job", "--report", run.reportPath, "--pin-mismatch", "error", treeFile], launcher: [setsid, "--ctty"], terminal: term.slavePath)
+        try run.waitUntilReady()
+        let seen = try run.waitForNamespace(timeout: 20, "bash again under script") { now in
+            now.contains { $0.pid == bash && commandLine($0.host.hostPid).first == "bash" }
+        }
+        let restoredBash = try #require(seen.first { $0.pid == bash })
+        #expect(restoredBash.ppid == scriptPid && restoredBash.sid == bash && restoredBash.pgid == bash, "\(seen)")
+        let ctty = try #require(ProcFS.terminal(restoredBash.host.hostPid))
+        #expect(ctty.ttyNr >> 8 == 136 && ctty.tpgid == restoredBash.host.hostPid, "\(ctty)")
+        mark = term.output.count
+        term.type("echo again-$$-$((6*7))\r")
+        try term.waitFor("again-\(bash)-42", from: mark)
+        mark = term.output.count
+        term.type("exit\r")
+        _ = try run.waitForExit(timeout: 20)
+        #expect(readText(typescript).hasPrefix(typescriptBefore), "the typescript was overwritten")
+        #expect(readText(typescript).contains("again-\(bash)-42"))
         run.tearDown()
     }
 }

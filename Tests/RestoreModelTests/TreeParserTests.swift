@@ -258,7 +258,7 @@ private func fixture(_ name: String) throws -> [UInt8] {
     }
     @Test func unknownKeyWithoutSuggestion() {
         rejects(tree(proc(1, "\"colour\": \"red\"")),
-                "unknown key \"colour\" (known keys: pid, ppid, pgid, sid, nspid, state, exitStatus, threads, newPidNamespace, childSubreaper, spawn, process, recorded, terminal, stdio, shellJobs)")
+                "unknown key \"colour\" (known keys: pid, ppid, pgid, sid, nspid, state, exitStatus, threads, newPidNamespace, childSubreaper, spawn, process, recorded, terminal, stdio, shellJobs, tmux)")
     }
     @Test func unknownKeyBeforeMissingPid() {
         // A misspelt pid is reported as such, not as a missing pid.

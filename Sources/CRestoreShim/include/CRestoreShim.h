@@ -256,6 +256,12 @@ long rr_wait_traced(pid_t tid, int *status, int nohang);
 int rr_ptrace_event(int status);
 /// pidfd_open(pid, 0) (CLOEXEC): fd or -errno.
 int rr_pidfd_open(pid_t pid);
+/// epoll_create1(EPOLL_CLOEXEC): fd or -errno. (struct epoll_event is packed: kept in C.)
+int rr_epoll_create(void);
+/// epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN) with `data`: 0 or -errno.
+int rr_epoll_add(int epfd, int fd, uint64_t data);
+/// epoll_wait without waiting: the data of up to `max` (at most 64) ready fds; count or -errno.
+int rr_epoll_ready(int epfd, uint64_t *data, int max);
 /// pidfd_send_signal(fd, sig, NULL, 0): 0 or -errno.
 int rr_pidfd_send_signal(int pidfd, int sig);
 

@@ -20,7 +20,11 @@ public struct RestoreSession {
     /// `earlier`: phases already timed by the caller (parse, validate, plan).
     public func run(phases earlier: [(String, Double)] = []) throws -> Int32 {
         var clock = PhaseClock(earlier)
-        let (namespace, report) = try restore(&clock)
+        // tmux servers start with a generated configuration, removed when run ends.
+        let replay = try TmuxReplayFiles(tree: tree, configs: options.tmuxConfigs)
+        defer { replay.remove() }
+        let (namespace, report) = try restore(&clock, tree: replay.tree)
+        replay.connectFirstClients()
         do { try options.onReady?(report) } catch {
             namespace.tearDown()
             throw error
@@ -33,7 +37,8 @@ public struct RestoreSession {
     }
 
     /// Everything up to the report: the namespace is built, verified and released.
-    func restore(_ clock: inout PhaseClock) throws -> (LiveNamespace, RestoreReport) {
+    func restore(_ clock: inout PhaseClock, tree replayed: ProcessTree? = nil) throws -> (LiveNamespace, RestoreReport) {
+        let tree = replayed ?? self.tree
         let world = try PreparedWorld.prepare(tree: tree, plan: plan, options: options)
         clock.end("prepare")
         let threads = SystemCalls.threadCount()

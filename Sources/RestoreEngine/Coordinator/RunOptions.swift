@@ -23,6 +23,8 @@ public struct RunOptions: Sendable {
     public var pidMethod: PidMethod = .auto
     /// PIDs the payloads' own forks must get (processes marked "spawn": "payload").
     public var pinned = PinnedForks()
+    /// Server PID -> the generated configuration of a tmux server of the tree (TmuxReplay).
+    public var tmuxConfigs: [Int32: String] = [:]
     public var pinMismatch: PinMismatchPolicy = .warn
     /// Where the fork supervisor logs every pinned PID it handed out (JSON lines).
     public var pinLogPath: String?

@@ -54,8 +54,18 @@ public final class ForkSupervisor {
         var forkerAuxv: [UInt8]
         var deadline: UInt64
         var lastSeen: [String] = []
+        /// Readable once the child exits (registered in `exits`); -1 without one.
+        var pidfd: Int32 = -1
     }
-    var pending: [Pending] = []
+    /// Undecided pinned forks by PID, and when each is looked at next (PinCheckSchedule).
+    var pending: [Int32: Pending] = [:]
+    var schedule = PinCheckSchedule()
+    /// An epoll set of the pending forks' pidfds: what exited since the last look, without
+    /// looking at every pending fork (created by the init on first use; -1 if it cannot be).
+    var exits: Int32 = -2
+    /// Pending forks that exited (or have no pidfd), still to be seen reaped: their forker's
+    /// next fork gets the PID back first (PinLedger.giveBack).
+    var exited: Set<Int32> = []
     let request: UnsafeMutablePointer<seccomp_notif>
     let response: UnsafeMutablePointer<seccomp_notif_resp>
     var listeners: [Int32] = []
@@ -241,11 +251,7 @@ public final class ForkSupervisor {
                     }
                     ledger.created(e, now: MonotonicClock.nanoseconds())
                 }
-                if got == e && !isThread {
-                    pending.append(Pending(pid: e, forker: forker, forkerExe: Self.exe(of: forker),
-                                           forkerAuxv: SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
-                                           deadline: MonotonicClock.nanoseconds() + PinCheck.settleNanoseconds))
-                }
+                if got == e && !isThread { watch(e, forker: forker) }
             }
         } else if let got {
             log(forker: forker, thread: isThread, expected: nil, got: got, pinned: false)
@@ -278,39 +284,91 @@ public final class ForkSupervisor {
         return parts
     }
 
-    /// Nanoseconds until the next look (for poll), nil if nothing is watched: every 10 ms while
-    /// pinned forks wait to be checked (exec is seen by polling), else at most every second
-    /// while PIDs are owed (a forker that ends is seen by looking).
-    var nextCheckIn: UInt64? {
-        if !pending.isEmpty { return 10_000_000 }
-        guard let due = ledger.nextDue() else { return ledger.owesAny ? 1_000_000_000 : nil }
+    /// Starts watching a pinned fork: looked at soon, then less often (PinCheckSchedule), and
+    /// at once when its pidfd says it exited.
+    func watch(_ pid: Int32, forker: Int32) {
         let now = MonotonicClock.nanoseconds()
+        var p = Pending(pid: pid, forker: forker, forkerExe: Self.exe(of: forker),
+                        forkerAuxv: SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
+                        deadline: now + PinCheck.settleNanoseconds)
+        if exits == -2 { exits = rr_epoll_create() }
+        let fd = exits >= 0 ? rr_pidfd_open(pid) : -1
+        if fd >= 0, rr_epoll_add(exits, fd, UInt64(UInt32(bitPattern: pid))) == 0 {
+            p.pidfd = fd
+        } else {
+            // No pidfd (a limit, or a kernel before 5.3): whether it is gone is asked on every look.
+            if fd >= 0 { close(fd) }
+            exited.insert(pid)
+        }
+        pending[pid] = p
+        schedule.add(pid, now: now, deadline: p.deadline)
+    }
+
+    func unwatch(_ pid: Int32) {
+        if let fd = pending[pid]?.pidfd, fd >= 0 { close(fd) }
+        pending[pid] = nil
+        schedule.remove(pid)
+        exited.remove(pid)
+    }
+
+    /// Nanoseconds until the next look (for poll), nil if nothing is watched: the next scheduled
+    /// look at a pinned fork (exec is seen by looking), else at most every second while PIDs are
+    /// owed (a forker that ends is seen by looking).
+    var nextCheckIn: UInt64? {
+        let now = MonotonicClock.nanoseconds()
+        if let look = schedule.nextLook() { return (look > now ? look - now : 0) + 1_000_000 }
+        guard let due = ledger.nextDue() else { return ledger.owesAny ? 1_000_000_000 : nil }
         return min(due > now ? due - now : 0, 1_000_000_000) + 1_000_000
     }
 
-    /// Checks every pending pinned fork (PinCheck.decide): decided once it has exec'd or shows
-    /// its recorded title, or at its deadline; its PID owed again when it was reaped before it
-    /// showed what it became. Then reports every owed PID that is not coming (PinLedger).
+    /// Checks the pending pinned forks that are due (PinCheck.decide) or that exited since the
+    /// last look: decided once one has exec'd or shows its recorded title, or at its deadline;
+    /// its PID owed again when it was reaped before it showed what it became. Then reports every
+    /// owed PID that is not coming (PinLedger). Only what changed or is due is read from /proc.
     func checkPending() {
         let now = MonotonicClock.nanoseconds()
-        var still: [Pending] = []
-        for var p in pending {
+        if exits >= 0, !pending.isEmpty {
+            var ready = [UInt64](repeating: 0, count: 64)
+            while true {
+                let n = Int(rr_epoll_ready(exits, &ready, 64))
+                if n <= 0 { break }
+                for i in 0..<n {
+                    let pid = Int32(bitPattern: UInt32(truncatingIfNeeded: ready[i]))
+                    // Exited: its pidfd stays readable, so it leaves the set; kill(0) tells reaped.
+                    if let fd = pending[pid]?.pidfd, fd >= 0 { close(fd); pending[pid]?.pidfd = -1 }
+                    exited.insert(pid)
+                    schedule.now(pid, now: now)
+                }
+                if n < 64 { break }
+            }
+        }
+        var looks = schedule.due(now: now)
+        for pid in exited where rr_kill(pid, 0) == -ESRCH {
+            // Reaped: looked at now, whatever its schedule said.
+            if schedule.contains(pid) && !looks.contains(pid) { looks.append(pid) }
+        }
+        for pid in looks {
+            guard var p = pending[pid] else { continue }
             let exe = Self.exe(of: p.pid)
             let argv = Self.cmdline(of: p.pid)
             let liveness: PinCheck.Liveness = exe != nil ? .alive : rr_kill(p.pid, 0) == -ESRCH ? .gone : .zombie
-            let auxv = SystemCalls.readFile("/proc/\(p.pid)/auxv") ?? []
+            // Another exe says exec'd already; the same exe needs the auxiliary vector.
+            let auxv = liveness == .alive && exe == p.forkerExe ? SystemCalls.readFile("/proc/\(p.pid)/auxv") ?? [] : []
             let execd = liveness == .alive && PinCheck.hasExeced(exe: exe, auxv: auxv, forkerExe: p.forkerExe, forkerAuxv: p.forkerAuxv)
             if liveness == .alive && !argv.isEmpty { p.lastSeen = PinCheck.unpadded(argv) }
             let seen = PinCheck.Observation(exe: exe, cmdline: argv, execd: execd)
             switch PinCheck.decide(identities[p.pid], seen, liveness: liveness, pastDeadline: now >= p.deadline) {
             case .wait:
-                still.append(p)
+                pending[pid] = p
+                schedule.again(pid, now: now)
             case .ended:
+                unwatch(pid)
                 ledger.giveBack(p.pid, forker: p.forker, thread: false, now: now)
                 let last = p.lastSeen.isEmpty ? "" : " (last seen as \(PinCheck.quoted(p.lastSeen)))"
                 logCheck(pid: p.pid, verdict: .unchecked("it ended before it showed what it became\(last): not the recorded process; its PID is pinned again for its forker's next fork"),
                          exe: nil, cmdline: p.lastSeen, execd: false, extra: [("repinned", .bool(true))])
             case .decided(let verdict):
+                unwatch(pid)
                 logCheck(pid: p.pid, verdict: verdict, exe: exe, cmdline: PinCheck.unpadded(argv), execd: execd)
                 let who = labels[p.pid] ?? "process \(p.pid)"
                 if case .mismatch(let why) = verdict {
@@ -324,7 +382,6 @@ public final class ForkSupervisor {
                 }
             }
         }
-        pending = still
         // Owed PIDs: looked at once a second (a forker that ended), or when one is due.
         guard ledger.owesAny, now >= nextOwedLook || (ledger.nextDue().map { now >= $0 } ?? false) else { return }
         nextOwedLook = now + 1_000_000_000
