@@ -21,6 +21,12 @@ struct Record: ParsableCommand {
         A fork that never exec'd (nginx and PostgreSQL workers) is recorded holding, or \
         "spawn": "payload" with --spawn-by-payload.
 
+        A tmux server is asked for its sessions, windows and panes (before any freeze) and \
+        recorded with them ("tmux"): run starts it again and tmux forks each pane at its \
+        recorded PID. A util-linux script's shell is forked again by script the same way (a \
+        typescript it writes is then appended to: -a). Other holders of a pty master are \
+        warned about.
+
         Environments hold secrets: -o FILE is created with mode 0600 unless --no-env is given, \
         and standard output is refused when it is a file others may read.
 

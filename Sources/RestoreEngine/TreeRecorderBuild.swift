@@ -263,9 +263,9 @@ extension TreeRecorder {
             warnings.append("host pid \(host) is a tmux server that could not be asked what it holds: \(why); recorded as any process")
         }
         var terminals = recordTerminals(snaps, &entries, level: level, hold: options.hold.union(replays.holders), warnings: &warnings)
-        dropRecreatedTerminals(snaps, &entries, &terminals, replays)
         var notes: [String] = []
         if options.jobReplay { recordShellJobs(snaps, &entries, options: options, stopCodes: findings.preFreezeExitCodes, warnings: &warnings, notes: &notes) }
+        dropRecreatedTerminals(snaps, &entries, &terminals, replays)
         var tree = ProcessTree(processes: entries, terminals: terminals)
         if let uidMap, let gidMap {
             tree.uidMappings = uidMap

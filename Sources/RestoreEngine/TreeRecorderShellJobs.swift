@@ -12,7 +12,9 @@ extension TreeRecorder {
         for (j, s) in snaps.enumerated().dropFirst() { childrenOf[s.hostPPid, default: []].append(j) }
         for (i, s) in snaps.enumerated() where s.state != "Z" && s.ttyNr != 0 {
             let shell = entries[i]
-            guard let args = shell.process?.args, !args.isEmpty, !shell.spawnedByPayload, !options.hold.contains(s.hostPid),
+            // A tmux pane's shell too: tmux starts it with its recorded environment (TmuxReplay).
+            let inPane = entries.contains { $0.pid == shell.ppid && $0.tmux.map { TmuxReplay.panes(of: $0).contains(shell.pid) } ?? false }
+            guard let args = shell.process?.args, !args.isEmpty, !shell.spawnedByPayload || inPane, !options.hold.contains(s.hostPid),
                   ShellJobReplay.isBash(shell) else { continue }
             func onTerminal(_ fd: Int) -> Bool { fd < shell.stdio.count && shell.stdio[fd] != nil }
             guard ShellJobReplay.isInteractive(args: args, stdinTerminal: onTerminal(0), stderrTerminal: onTerminal(2)) else { continue }

@@ -218,7 +218,7 @@ extension TreeRecorder {
         }
         let inside = r.inside.compactMap { index[$0] }.map { String(entries[$0].pid) }
         if !inside.isEmpty {
-            warnings.append("processes \(list(inside)) run below a tmux pane or a script's shell: they are \"spawn\": \"payload\" and come back only if that program forks them again (a pane's command starts afresh, so its jobs and the programs started in it are reported as pin missing)")
+            warnings.append("processes \(list(inside)) run below a tmux pane or a script's shell: they are \"spawn\": \"payload\" and come back only if that program forks them again: an interactive bash in a tmux pane starts its jobs again (job replay), other commands start afresh and what they had started is reported as pin missing")
         }
     }
 

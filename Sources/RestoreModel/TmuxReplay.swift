@@ -156,6 +156,11 @@ public enum TmuxReplay {
         return out
     }
 
+    /// The PIDs of the server's panes.
+    public static func panes(of spec: TmuxServerSpec) -> Set<Int32> {
+        Set(spec.sessions.flatMap { $0.windows.flatMap { $0.panes.map(\.pid) } })
+    }
+
     /// The argv that starts the server: its recorded program and arguments, then `-f CONFIG`.
     public static func serverArguments(_ server: ProcessEntry, configPath: String) -> [String] {
         (server.process?.args ?? []) + ["-f", configPath]

@@ -420,8 +420,8 @@ private struct Checker {
                 report(i, "has shellJobs, but it holds (no process.args): a holding process starts no jobs")
                 continue
             }
-            if shell.spawnedByPayload {
-                report(i, "has shellJobs, but it is spawned by its parent's payload, which gives it its environment: job replay needs a shell the runtime starts")
+            if shell.spawnedByPayload, !(byPid[shell.ppid].map { procs[$0].tmux.map { TmuxReplay.panes(of: $0).contains(shell.pid) } ?? false } ?? false) {
+                report(i, "has shellJobs, but it is spawned by its parent's payload, which gives it its environment: job replay needs a shell the runtime starts (or a tmux pane's, which tmux starts with its recorded environment)")
                 continue
             }
             var seen: [Int32: Int] = [:]

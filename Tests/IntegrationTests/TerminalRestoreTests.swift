@@ -477,6 +477,14 @@ struct TerminalRestoreTests {
         }
         defer { killOutside(treeBelow(server)) }
         let shells = Array(treeBelow(server).dropFirst())
+        // A background job in window 1's bash: job replay works in a pane too.
+        _ = try client(["send-keys", "-t", "rr:1", "sleep 1000 &", "Enter"])
+        var job: Int32 = 0
+        try poll(20, "the background job in window 1") {
+            guard let j = treeBelow(shells[1]).dropFirst().first, commandLine(j) == ["sleep", "1000"] else { return false }
+            job = j
+            return true
+        }
         let before = Dictionary(uniqueKeysWithValues: shells.compactMap { p in status(p).map { (p, $0) } })
         for s in shells {
             #expect(before[s]?.nssid[0] == s && ProcFS.terminal(s).map { $0.ttyNr != 0 && $0.tpgid == s } ?? false, "window shell \(s)")
@@ -491,7 +499,8 @@ struct TerminalRestoreTests {
         #expect(spec["socket"] as? String == socket)
         let windows = ((spec["sessions"] as? [[String: Any]])?.first?["windows"] as? [[String: Any]]) ?? []
         #expect(windows.map { $0["index"] as? Int } == [0, 1, 2] && windows.last?["name"] as? String == "third", "\(spec)")
-        #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" && $0["terminal"] == nil }, "\(entries)")
+        #expect(entries.count == 5 && entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" && $0["terminal"] == nil }, "\(entries)")
+        #expect(entries.contains { $0["pid"] as? Int == Int(shells[1]) && $0["shellJobs"] != nil }, "no job replay for the pane's bash: \(err)")
         #expect(json["terminals"] == nil, "the panes' ptys are tmux's to make: \(json["terminals"] ?? "")")
         killOutside(treeBelow(server))
 
@@ -499,8 +508,9 @@ struct TerminalRestoreTests {
         try run.startRun(treeFile: treeFile, extra: ["--pin-log", pinLog, "--pin-mismatch", "error"])
         try run.waitUntilReady()
         // tmux forks its panes once its first client connected: the shells appear after the report.
-        let seen = try run.waitForNamespace(timeout: 30, "the three restored shells") { now in
+        let seen = try run.waitForNamespace(timeout: 30, "the three restored shells and the job") { now in
             shells.allSatisfy { s in now.contains { $0.pid == s && commandLine($0.host.hostPid).first == "bash" } }
+                && now.contains { $0.pid == job && $0.ppid == shells[1] && commandLine($0.host.hostPid) == ["sleep", "1000"] }
         }
         #expect(seen.first { $0.pid == server }.map { ($0.ppid, $0.pgid, $0.sid) == (1, server, server) } ?? false, "\(seen)")
         var ttys = Set<UInt32>()
@@ -521,9 +531,13 @@ struct TerminalRestoreTests {
         try poll(20, "the shell of window 1 answering") {
             (try? client(["capture-pane", "-p", "-t", "rr:1"]))?.1.contains("hi-\(shells[1])") ?? false
         }
+        _ = try client(["send-keys", "-t", "rr:1", "jobs -l", "Enter"])
+        try poll(20, "bash's job table in window 1") {
+            (try? client(["capture-pane", "-p", "-t", "rr:1"]))?.1.split(separator: "\n").contains { $0.contains("\(job) Running") && $0.contains("sleep 1000") } ?? false
+        }
         // The pin log says each pane's PID was pinned and the pane became what was recorded.
         let checks = readText(pinLog).split(separator: "\n").filter { $0.contains("\"kind\": \"check\"") && $0.contains("\"matched\": true") }
-        for s in shells { #expect(checks.contains { $0.contains("\"pid\": \(s),") }, "pane \(s) not matched: \(readText(pinLog))") }
+        for s in shells + [job] { #expect(checks.contains { $0.contains("\"pid\": \(s),") }, "pane \(s) not matched: \(readText(pinLog))") }
         _ = try client(["kill-server"])
         _ = try run.waitForExit(timeout: 20)
         #expect(!run.stderr.contains("pin mismatch"), "\(run.stderr)")

@@ -14,6 +14,14 @@ final class TmuxReplayFiles {
         tree = original
         let servers = original.processes.indices.filter { configs[original.processes[$0].pid] != nil }
         guard !servers.isEmpty else { return }
+        // A server still listening there would take the restored one for a client.
+        for i in servers {
+            let server = original.processes[i]
+            if let socket = server.tmux?.socket, Self.accepts(socket) {
+                throw RestoreError(.restoreFailed, operation: "connect", entry: server.label,
+                                   message: "a tmux server already listens on \(socket): the restored server would only be a client of it; end that server first (tmux -S \(socket) kill-server)")
+            }
+        }
         var base = getenv("XDG_RUNTIME_DIR").map { String(cString: $0) } ?? "/tmp"
         if access(base, W_OK | X_OK) != 0 { base = "/tmp" }
         var template = Array((base + "/rootless-restore-tmux.XXXXXX").utf8CString)
@@ -77,4 +85,23 @@ final class TmuxReplayFiles {
     }
 
     deinit { remove() }
+
+    /// Whether something accepts connections on the unix socket `path`.
+    static func accepts(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (k, b) in bytes.enumerated() { raw[k] = b }
+            raw[bytes.count] = 0
+        }
+        let r = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return r == 0
+    }
 }
