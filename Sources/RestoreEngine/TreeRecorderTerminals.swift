@@ -4,7 +4,7 @@ import RestoreModel
 
 // Recording terminals: per process its controlling terminal (tty_nr in /proc/PID/stat) and
 // which of descriptors 0-2 are on a terminal; per terminal its session and foreground group
-// (tpgid), and the window size read through a descriptor that has it open.
+// (tpgid), and the window size and termios read through a descriptor that has it open.
 
 extension TreeRecorder {
     /// A character device as (major, minor).
@@ -82,6 +82,11 @@ extension TreeRecorder {
                 if fd >= 0 {
                     var rows: UInt16 = 0, cols: UInt16 = 0
                     if rr_tty_get_winsize(fd, &rows, &cols) == 0 { t.rows = rows; t.columns = cols }
+                    var tio = termios()
+                    if tcgetattr(fd, &tio) == 0 {
+                        let cc = withUnsafeBytes(of: tio.c_cc) { Array($0) }
+                        t.modes = TerminalModes(iflag: tio.c_iflag, oflag: tio.c_oflag, cflag: tio.c_cflag, lflag: tio.c_lflag, cc: cc)
+                    }
                     close(fd)
                 }
             }

@@ -36,6 +36,8 @@ public struct TerminalSpec: Sendable, Equatable {
     /// Window size (TIOCGWINSZ), when it could be read.
     public var rows: UInt16?
     public var columns: UInt16?
+    /// Its modes (tcgetattr of the slave): `stty -echo` and the like survive the restore.
+    public var modes: TerminalModes?
 
     public init(id: String, session: Int32? = nil, foreground: Int32? = nil, recordedAs: String? = nil,
                 rows: UInt16? = nil, columns: UInt16? = nil) {
@@ -49,6 +51,25 @@ public struct TerminalSpec: Sendable, Equatable {
 
     /// How messages name it: `terminals[0] ("pts3")`.
     public func label(_ k: Int) -> String { "terminals[\(k)] (\(JSONValue.quoted(id, limit: 40)))" }
+}
+
+/// A terminal's termios (`terminals[k].modes`), as glibc's `struct termios` on Linux x86_64
+/// holds it: the four flag words (the line speed is in `cflag`) and the control characters.
+public struct TerminalModes: Sendable, Equatable {
+    public var iflag: UInt32
+    public var oflag: UInt32
+    public var cflag: UInt32
+    public var lflag: UInt32
+    /// c_cc: VINTR, VQUIT, VERASE, VKILL, VEOF, VTIME, VMIN, ... (at most 32).
+    public var cc: [UInt8]
+
+    public init(iflag: UInt32, oflag: UInt32, cflag: UInt32, lflag: UInt32, cc: [UInt8]) {
+        self.iflag = iflag
+        self.oflag = oflag
+        self.cflag = cflag
+        self.lflag = lflag
+        self.cc = cc
+    }
 }
 
 /// One line of a uid_map or gid_map, OCI names: `containerID hostID size`.

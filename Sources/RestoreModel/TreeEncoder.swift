@@ -22,6 +22,10 @@ public enum TreeEncoder {
         if let r = t.recordedAs { fields.append(("recordedAs", .string(r))) }
         if let r = t.rows { fields.append(("rows", .int(r))) }
         if let c = t.columns { fields.append(("columns", .int(c))) }
+        if let m = t.modes {
+            fields.append(("modes", .object([("iflag", .int(m.iflag)), ("oflag", .int(m.oflag)), ("cflag", .int(m.cflag)),
+                                             ("lflag", .int(m.lflag)), ("cc", .ints(m.cc))])))
+        }
         return .object(fields)
     }
 

@@ -22,7 +22,8 @@ public enum TreeParser {
         "processEntry": ["pid", "ppid", "pgid", "sid", "nspid", "state", "exitStatus", "threads",
                          "newPidNamespace", "childSubreaper", "spawn", "process", "recorded", "terminal", "stdio", "shellJobs", "tmux"],
         "shellJob": ["pgid", "state", "stopSignal", "members"],
-        "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns"],
+        "terminal": ["id", "session", "foreground", "recordedAs", "rows", "columns", "modes"],
+        "terminalModes": ["iflag", "oflag", "cflag", "lflag", "cc"],
         "recordedIdentity": ["exe", "cmdline", "titleRewritten", "forkedNotExeced", "startTime", "forkOrder"],
         "processSpec": ["args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "rlimits", "seccomp"],
         "userSpec": ["uid", "gid", "additionalGids", "umask"],
@@ -149,6 +150,19 @@ public enum TreeParser {
             t.recordedAs = try o["recordedAs"].map { try string($0.value, "recordedAs", at) }
             t.rows = try o["rows"].map { try integer($0.value, "rows", at, as: UInt16.self) }
             t.columns = try o["columns"].map { try integer($0.value, "columns", at, as: UInt16.self) }
+            if let m = o["modes"] {
+                guard case .object(let mo) = m.value.kind else {
+                    throw at.error(m.value.position, "modes must be an object such as {\"iflag\": 17664, \"oflag\": 5, \"cflag\": 191, \"lflag\": 35387, \"cc\": [3, 28, 127]}, found \(m.value.shortDescription)")
+                }
+                try checkKeys(mo, section: "terminalModes", at, path: "modes")
+                func flag(_ key: String) throws -> UInt32 { try integer(try required(mo, key, m.value, at, in: "modes"), "modes.\(key)", at, as: UInt32.self) }
+                let ccValue = try required(mo, "cc", m.value, at, in: "modes")
+                let cc = try array(ccValue, "modes.cc", at).enumerated().map { try integer($1, "modes.cc[\($0)]", at, as: UInt8.self) }
+                guard cc.count <= 32 else {
+                    throw at.error(ccValue.position, "modes.cc has \(cc.count) control characters; a termios has at most 32")
+                }
+                t.modes = TerminalModes(iflag: try flag("iflag"), oflag: try flag("oflag"), cflag: try flag("cflag"), lflag: try flag("lflag"), cc: cc)
+            }
             return t
         }
     }
@@ -641,6 +655,7 @@ public enum TreeParser {
         ("idMapping", "in each element of \"uidMappings\" and \"gidMappings\""),
         ("terminal", "in each element of \"terminals\""),
         ("shellJob", "in each element of a process's \"shellJobs\""),
+        ("terminalModes", "inside a terminal's \"modes\""),
         ("exitSignal", "inside \"exitStatus\": {\"signal\": ...}"),
         ("capabilities", "inside \"process\": {\"capabilities\": {...}}"),
         ("rlimit", "in each element of \"process\": {\"rlimits\": [...]}"),

@@ -307,6 +307,8 @@ struct TerminalRestoreTests {
         let shell = try ScriptShell(run)
         defer { shell.end() }
         let bash = try shell.bashPid()
+        // The terminal's modes as the user set them (a new pty echoes).
+        shell.send("stty -echo")
         func job(_ argv: [String]) -> Int32? { treeBelow(bash).first { commandLine($0) == argv } }
         func foreground(_ argv: [String]) -> Bool { job(argv).map { ProcFS.terminal(bash)?.tpgid == $0 } ?? false }
         // As a user does: a job in the background, one in the foreground suspended with ^Z
@@ -334,6 +336,8 @@ struct TerminalRestoreTests {
         #expect(jobs.map { $0["members"] as? [Int] ?? [] } == [[Int(bg)], [Int(stopped)], [Int(pipeline), Int(second)]], "\(jobs)")
         #expect(jobs.map { $0["state"] as? String ?? "" } == ["running", "stopped", "foreground"] && jobs[1]["stopSignal"] as? String == "SIGTSTP", "\(jobs)")
         #expect(entries.dropFirst().allSatisfy { $0["spawn"] as? String == "payload" }, "\(entries)")
+        let modes = try #require((try treeJSON(treeFile)["terminals"] as? [[String: Any]])?.first?["modes"] as? [String: Any])
+        #expect((modes["lflag"] as? Int).map { $0 & Int(ECHO) == 0 && $0 & Int(ICANON) != 0 } ?? false, "\(modes)")
 
         // What the same shell shows once its foreground pipeline is suspended too: what the
         // restored one must show.
@@ -385,10 +389,17 @@ struct TerminalRestoreTests {
         try term.waitFor("$ ", from: mark)
         try poll(20, "the restored pipeline stopped") { restored(pipeline).map { status($0.host.hostPid)?.state == "T" } ?? false }
         mark = term.output.count
-        term.type("jobs -l > \(dir)/jobs.after; echo JOBS-END\r")
-        try term.waitFor("\nJOBS-END", from: mark)
+        // (echo is off, as recorded: what is typed is not shown, so the marks are computed)
+        term.type("jobs -l > \(dir)/jobs.after; echo JOBS-$((6*7))\r")
+        try term.waitFor("JOBS-42", from: mark)
         let jobsAfter = readText(dir + "/jobs.after")
         #expect(jobsAfter == jobsBefore, "jobs -l after the restore:\n\(jobsAfter)\nbefore the kill:\n\(jobsBefore)")
+        // The recorded modes are the restored terminal's: echo off, as stty -echo left it.
+        mark = term.output.count
+        term.type("stty -a > \(dir)/stty.after; echo STTY-$((6*7))\r")
+        try term.waitFor("STTY-42", from: mark)
+        let stty = readText(dir + "/stty.after")
+        #expect(stty.contains(" -echo ") && stty.contains(" icanon "), "\(stty)")
         // The job table works: %1 is the background sleep.
         mark = term.output.count
         term.type("kill %1; wait %1; echo KILLED-$?\r")

@@ -99,6 +99,22 @@ final class TerminalMasters {
                                        message: "cannot open its pty's slave")
                 }
                 slaves.append(s)
+                if let modes = t.modes {
+                    // The recorded termios (stty -echo survives); what cannot be set is left
+                    // as the new pty has it.
+                    var tio = termios()
+                    if tcgetattr(s, &tio) == 0 {
+                        tio.c_iflag = modes.iflag
+                        tio.c_oflag = modes.oflag
+                        tio.c_cflag = modes.cflag
+                        tio.c_lflag = modes.lflag
+                        withUnsafeMutableBytes(of: &tio.c_cc) { cc in for (i, v) in modes.cc.prefix(cc.count).enumerated() { cc[i] = v } }
+                        if tcsetattr(s, TCSANOW, &tio) != 0 {
+                            throw RestoreError(.restoreFailed, operation: "tcsetattr", errno: SystemCalls.currentErrno, entry: t.label(k),
+                                               message: "cannot set its recorded modes on its pty")
+                        }
+                    }
+                }
             }
         } catch {
             closeAll()
