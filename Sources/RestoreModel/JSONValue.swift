@@ -200,15 +200,21 @@ public struct JSONValue: Sendable, Equatable {
 
 /// The recursive-descent reader behind `JSONValue.parse`.
 struct JSONReader {
-    private let bytes: [UInt8]
-    private var pos = 0
-    private var line = 1
-    private var column = 1
+    // Internal rather than private for the plain-entry fast path (ProcessEntryScanner.swift),
+    // which reads ahead on the same bytes and moves the position only when it accepts.
+    let bytes: [UInt8]
+    var pos = 0
+    var line = 1
+    var column = 1
     /// When set: the elements of the top-level object's array member `key` are handed to `sink`
     /// one by one (index, element) as they are parsed, and not kept: that member's value
     /// reads as an empty array. A large tree's `processes` thus never exists as a whole tree
     /// of JSONValues (TreeParser decodes each entry at once).
     var stream: (key: String, sink: (Int, JSONValue) -> Void)?
+    /// Tried first on each streamed element (index): returns true when it consumed the
+    /// element itself (and delivered it), false to leave the position untouched and have
+    /// the element parsed and handed to `sink` as usual.
+    var fastElement: ((inout JSONReader, Int) -> Bool)?
 
     init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -399,7 +405,12 @@ struct JSONReader {
                 throw error("trailing comma before ']' is not allowed in JSON")
             }
             if let sink {
-                sink(elements.count + streamed, try parseValue(depth: depth))
+                let index = elements.count + streamed
+                if let fast = fastElement, fast(&self, index) {
+                    // consumed and delivered by the fast path
+                } else {
+                    sink(index, try parseValue(depth: depth))
+                }
                 streamed += 1
             } else {
                 elements.append(try parseValue(depth: depth))

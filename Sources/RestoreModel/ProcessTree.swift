@@ -117,51 +117,83 @@ public struct ProcessEntry: Sendable, Equatable {
     public var sid: Int32
     public var state: ProcessState
     /// Zombies only.
-    public var exitStatus: ExitStatus?
+    public var exitStatus: ExitStatus? {
+        get { extras?.value.exitStatus }
+        set { update { $0.exitStatus = newValue } }
+    }
     /// Thread IDs (top namespace), including the main thread's (== pid), as CRIU lists them.
     public var threads: [Int32]
     /// For a process in a nested PID namespace: each thread's TIDs at every level, outermost
     /// first (like `nspid`), in the order of `threads`. Empty when given as plain TIDs.
-    public var threadLevels: [[Int32]] = []
+    public var threadLevels: [[Int32]] {
+        get { extras?.value.threadLevels ?? [] }
+        set { update { $0.threadLevels = newValue } }
+    }
     /// This process is the init (PID 1) of a new, nested PID namespace.
     public var newPidNamespace: Bool
     /// PR_SET_CHILD_SUBREAPER was set on the process.
     public var childSubreaper: Bool
     /// What runs once the tree is built; nil or no `args` means the process holds.
     public var process: ProcessSpec? {
-        get { processBox?.value }
-        set { processBox = newValue.map(Box.init) }
+        get { extras?.value.process }
+        set { update { $0.process = newValue } }
     }
-    /// `process` and `recorded` are held out of line: an entry stays a third of the size, which
-    /// is most of `validate`'s memory for a 10^6-process tree (most entries have neither).
-    private var processBox: Box<ProcessSpec>?
-    private var recordedBox: Box<RecordedIdentity>?
-    private var tmuxBox: Box<TmuxServerSpec>?
     /// `"spawn": "payload"`: the process is forked by its parent's payload, not by the
     /// runtime; the runtime's fork supervisor gives it its recorded PID (in fork order).
     public var spawnedByPayload: Bool = false
     /// What `record` saw the process be (`"recorded"`): the runtime compares a pinned fork
     /// with it; nil when the tree was not recorded or nothing was worth keeping.
     public var recorded: RecordedIdentity? {
-        get { recordedBox?.value }
-        set { recordedBox = newValue.map(Box.init) }
+        get { extras?.value.recorded }
+        set { update { $0.recorded = newValue } }
     }
     /// `"tmux"`: the process is a tmux server restarted with the sessions, windows and panes
     /// it held (TmuxReplay); its panes are its payload-spawned children.
     public var tmux: TmuxServerSpec? {
-        get { tmuxBox?.value }
-        set { tmuxBox = newValue.map(Box.init) }
+        get { extras?.value.tmux }
+        set { update { $0.tmux = newValue } }
     }
     /// `"terminal"`: the id of its controlling terminal (a `terminals` entry whose session is
     /// this process's); nil: none.
-    public var terminal: String?
+    public var terminal: String? {
+        get { extras?.value.terminal }
+        set { update { $0.terminal = newValue } }
+    }
     /// `"stdio"`: per descriptor 0, 1, 2, the id of the terminal it had open there (nil: not a
     /// recorded terminal; such descriptors are run's own, as for every process).
-    public var stdio: [String?] = []
+    public var stdio: [String?] {
+        get { extras?.value.stdio ?? [] }
+        set { update { $0.stdio = newValue } }
+    }
     /// `"shellJobs"`: the job-control jobs of an interactive bash, in the order it started
     /// them; their processes are payload-spawned and the restored bash starts them again
     /// (ShellJobReplay, docs/tree-format.md "Shell jobs").
-    public var shellJobs: [ShellJobSpec] = []
+    public var shellJobs: [ShellJobSpec] {
+        get { extras?.value.shellJobs ?? [] }
+        set { update { $0.shellJobs = newValue } }
+    }
+
+    /// What most entries lack, held out of line (nil when all of it is absent or empty): an
+    /// entry is then under half the size, which is most of `validate`'s memory for a
+    /// 10^6-process tree.
+    private struct Extras: Sendable, Equatable {
+        var exitStatus: ExitStatus?
+        var threadLevels: [[Int32]] = []
+        var process: ProcessSpec?
+        var recorded: RecordedIdentity?
+        var tmux: TmuxServerSpec?
+        var terminal: String?
+        var stdio: [String?] = []
+        var shellJobs: [ShellJobSpec] = []
+        static let none = Extras()
+    }
+    private var extras: Box<Extras>?
+
+    private mutating func update(_ change: (inout Extras) -> Void) {
+        var x = extras?.value ?? Extras()
+        change(&x)
+        extras = x == Extras.none ? nil : Box(x)
+    }
 
     public var pid: Int32 { nspid[0] }
 
@@ -179,11 +211,11 @@ public struct ProcessEntry: Sendable, Equatable {
         self.pgid = pgid
         self.sid = sid
         self.state = state
-        self.exitStatus = exitStatus
         self.threads = threads
         self.newPidNamespace = newPidNamespace
         self.childSubreaper = childSubreaper
-        self.process = process
+        if exitStatus != nil { self.exitStatus = exitStatus }
+        if process != nil { self.process = process }
     }
 }
 

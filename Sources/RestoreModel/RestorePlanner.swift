@@ -76,7 +76,7 @@ private struct PlanBuilder {
     let tree: ProcessTree
     var nodes: [Node] = []
     var nodeOfEntry: [Int]
-    var entryOfPid: [Int32: Int] = [:]
+    var entryOfPid: PIDIndex
     /// Final (recorded) parent of every node; -1 for node 0. Helpers: their forker.
     var parent: [Int] = []
     var finalSid: [Int32] = []
@@ -106,6 +106,9 @@ private struct PlanBuilder {
     var treeHasInit = false
     /// Per namespace (keyed by its init node), the local PIDs already spoken for.
     var usedPids: [Int: Set<Int32>] = [:]
+    var usedPidsGathered = false
+    /// The nodes made in init (the tree's processes and the runtime's init), before any helper.
+    var entryNodeCount = 0
     var nextFree: [Int: Int32] = [:]
     /// Current process group (top-level id) of every node as the steps so far leave it.
     var pgidNow: [Int32] = []
@@ -113,8 +116,10 @@ private struct PlanBuilder {
     init(tree: ProcessTree) throws {
         self.tree = tree
         nodeOfEntry = Array(repeating: -1, count: tree.processes.count)
-        entryOfPid.reserveCapacity(tree.processes.count)
-        for (i, e) in tree.processes.enumerated() { entryOfPid[e.pid] = i }
+        var top: Int32 = 0
+        for i in tree.processes.indices { top = max(top, tree.processes[i].pid) }
+        entryOfPid = PIDIndex(maxKey: top)
+        for i in tree.processes.indices { entryOfPid.set(tree.processes[i].pid, i) }
 
         // Node 0: the namespace init.
         if let initEntry = entryOfPid[1] {
@@ -149,40 +154,67 @@ private struct PlanBuilder {
             }
         }
 
-        // Entries in parents-first order so that namespaces can be inherited.
-        var children: [Int: [Int]] = [:] // parent entry (or -1 for init) -> entries
-        for (i, e) in tree.processes.enumerated() where nodeOfEntry[i] != 0 {
-            let p = (e.ppid != e.pid) ? entryOfPid[e.ppid] : nil
-            let key = (p != nil && nodeOfEntry[p!] != 0) ? p! : -1
-            children[key, default: []].append(i)
+        // Entries in parents-first order so that namespaces can be inherited. Children per
+        // parent entry in flat arrays (slot 0 stands for the init, entry k for slot k + 1), in
+        // file order: a dictionary of arrays was a large part of planning a 10^6-process tree.
+        let count = tree.processes.count
+        var parentSlot = [Int](repeating: 0, count: count)
+        var firstChild = [Int](repeating: 0, count: count + 3)
+        for i in 0..<count where nodeOfEntry[i] != 0 {
+            let ppid = tree.processes[i].ppid
+            let p = (ppid != tree.processes[i].pid) ? entryOfPid[ppid] : nil
+            let slot = (p != nil && nodeOfEntry[p!] != 0) ? p! + 1 : 0
+            parentSlot[i] = slot
+            firstChild[slot + 2] += 1
         }
-        var queue: [Int] = children[-1] ?? []
+        for k in 1..<firstChild.count { firstChild[k] += firstChild[k - 1] }
+        var childList = [Int](repeating: 0, count: firstChild[count + 2])
+        for i in 0..<count where nodeOfEntry[i] != 0 {
+            childList[firstChild[parentSlot[i] + 1]] = i
+            firstChild[parentSlot[i] + 1] += 1
+        }
+        // Now the children of slot k are childList[firstChild[k]..<firstChild[k + 1]].
+        var queue: [Int] = []
+        queue.reserveCapacity(childList.count)
+        queue.append(contentsOf: childList[firstChild[0]..<firstChild[1]])
         var head = 0
         while head < queue.count {
             let i = queue[head]; head += 1
-            let e = tree.processes[i]
+            // Fields, not a copy of the entry (a copy retains each of its references).
+            let ppid = tree.processes[i].ppid, newPidNamespace = tree.processes[i].newPidNamespace
+            let childSubreaper = tree.processes[i].childSubreaper
+            let sid = tree.processes[i].sid, pgid = tree.processes[i].pgid
+            let nspid = tree.processes[i].nspid
             let parentNode: Int
-            if let p = entryOfPid[e.ppid], p != i, nodeOfEntry[p] >= 0 { parentNode = nodeOfEntry[p] } else { parentNode = 0 }
+            if let p = entryOfPid[ppid], p != i, nodeOfEntry[p] >= 0 { parentNode = nodeOfEntry[p] } else { parentNode = 0 }
             var namespaces = nodes[parentNode].namespaces
-            if e.newPidNamespace { namespaces.append(nodes.count) }
-            guard e.nspid.count == namespaces.count else {
+            if newPidNamespace { namespaces.append(nodes.count) }
+            guard nspid.count == namespaces.count else {
                 let where_ = parentNode == 0 ? "the namespace init" : nodes[parentNode].label(in: tree)
-                throw RestoreError.invalid(e.label, "has \(e.nspid.count) PID level(s) in nspid \(e.nspid), but as a child of \(where_)\(e.newPidNamespace ? " starting a new PID namespace" : "") it must have \(namespaces.count)")
+                throw RestoreError.invalid(tree.processes[i].label, "has \(nspid.count) PID level(s) in nspid \(nspid), but as a child of \(where_)\(newPidNamespace ? " starting a new PID namespace" : "") it must have \(namespaces.count)")
             }
             nodeOfEntry[i] = nodes.count
-            appendNode(Node(role: .process(i), nspid: e.nspid, forker: nil, namespaces: namespaces,
-                            newPidNamespace: e.newPidNamespace, childSubreaper: e.childSubreaper),
-                       parent: parentNode, sid: e.sid, pgid: e.pgid)
+            appendNode(Node(role: .process(i), nspid: nspid, forker: nil, namespaces: namespaces,
+                            newPidNamespace: newPidNamespace, childSubreaper: childSubreaper),
+                       parent: parentNode, sid: sid, pgid: pgid)
             let me = nodes.count - 1
-            doesSetsid[me] = e.sid == e.pid
-            isReaper[me] = e.childSubreaper || e.newPidNamespace
-            queue.append(contentsOf: children[i] ?? [])
+            doesSetsid[me] = sid == nspid[0]
+            isReaper[me] = childSubreaper || newPidNamespace
+            queue.append(contentsOf: childList[firstChild[i + 1]..<firstChild[i + 2]])
         }
         if let unreached = nodeOfEntry.firstIndex(of: -1) {
             throw RestoreError.invalid(tree.processes[unreached].label, "is not reachable from the namespace init (a parent cycle?)")
         }
-        // PIDs spoken for per namespace: every level of every process, thread, group and session.
-        for n in nodes { for (level, ns) in n.namespaces.enumerated() { usedPids[ns, default: []].insert(n.nspid[level]) } }
+        entryNodeCount = nodes.count
+    }
+
+    /// PIDs spoken for per namespace: every level of every process, thread, group and session.
+    /// Gathered when the first helper needs a PID (most trees need none).
+    mutating func gatherUsedPids() {
+        usedPidsGathered = true
+        for n in nodes.prefix(entryNodeCount) {
+            for (level, ns) in n.namespaces.enumerated() { usedPids[ns, default: []].insert(n.nspid[level]) }
+        }
         for (i, e) in tree.processes.enumerated() {
             usedPids[0, default: []].formUnion(e.threads)
             // Threads' TIDs in nested namespaces are spoken for there too.
@@ -390,6 +422,7 @@ private struct PlanBuilder {
     }
 
     mutating func allocatePid(in ns: Int) -> Int32 {
+        if !usedPidsGathered { gatherUsedPids() }
         var candidate = nextFree[ns] ?? 2
         while usedPids[ns, default: []].contains(candidate) { candidate += 1 }
         usedPids[ns, default: []].insert(candidate)
@@ -500,14 +533,25 @@ private struct PlanBuilder {
     // MARK: emitting steps
 
     mutating func emitForks() {
-        var kids = Array(repeating: [Int](), count: nodes.count)
-        for n in 1..<nodes.count { kids[forker[n]].append(n) }
+        // Each forker's children in node order, in flat arrays: kids of x are
+        // kidList[firstKid[x]..<firstKid[x + 1]].
+        let count = nodes.count
+        var firstKid = [Int](repeating: 0, count: count + 2)
+        for n in 1..<count { firstKid[forker[n] + 2] += 1 }
+        for k in 1..<firstKid.count { firstKid[k] += firstKid[k - 1] }
+        var kidList = [Int](repeating: 0, count: firstKid[count + 1])
+        for n in 1..<count {
+            kidList[firstKid[forker[n] + 1]] = n
+            firstKid[forker[n] + 1] += 1
+        }
         // Iterative DFS: each node's work is its pre-setsid forks, setsid, then its other forks.
         // Subreaper flags come later, with the helpers' retirements.
         enum Work { case enter(Int), fork(Int, Int), setsid(Int) }
         var stack: [Work] = [.enter(0)]
-        var forked = Set([0])
+        var forked = [Bool](repeating: false, count: count)
+        forked[0] = true
         var deferred: [Work] = []
+        steps.reserveCapacity(steps.count + count)
         while true {
             guard let w = stack.popLast() else {
                 // Forks that wait for a group leader forked elsewhere in the DFS.
@@ -524,17 +568,18 @@ private struct PlanBuilder {
                     continue
                 case .waitForLeader: break // cannot happen: the leader is outside c's subtree
                 }
-                forked.insert(c)
+                forked[c] = true
             }
             switch w {
             case .enter(let x):
-                let before = kids[x].filter { doesSetsid[x] && born[x] != nil && requiredBirth($0) == born[x] && born[x] != finalSid[x] }
-                let beforeSet = Set(before)
-                let after = kids[x].filter { k in !beforeSet.contains(k) }
-                var work: [Work] = before.map { .fork(x, $0) }
-                if doesSetsid[x] { work.append(.setsid(x)) }
-                work += after.map { .fork(x, $0) }
-                stack.append(contentsOf: work.reversed())
+                // Pushed in reverse: the children born into x's birth session (forked before
+                // its setsid), the setsid, then the other children.
+                let birth: Int32? = doesSetsid[x] && born[x] != finalSid[x] ? born[x] : nil
+                let kids = kidList[firstKid[x]..<firstKid[x + 1]]
+                func before(_ k: Int) -> Bool { birth != nil && requiredBirth(k) == birth }
+                for k in kids.reversed() where !before(k) { stack.append(.fork(x, k)) }
+                if doesSetsid[x] { stack.append(.setsid(x)) }
+                for k in kids.reversed() where before(k) { stack.append(.fork(x, k)) }
             case .fork(let p, let c):
                 steps.append(.fork(parent: p, child: c))
                 pgidNow[c] = pgidNow[p]
@@ -549,8 +594,7 @@ private struct PlanBuilder {
     enum Inheritance { case ready, waitForLeader }
 
     func sees(_ a: Int, _ l: Int) -> Bool {
-        nodes[l].namespaces.count >= nodes[a].namespaces.count
-            && Array(nodes[l].namespaces.prefix(nodes[a].namespaces.count)) == nodes[a].namespaces
+        nodes[l].namespaces.starts(with: nodes[a].namespaces)
     }
 
     /// The leader of `c`'s group when it lives outside `c`'s PID namespace (so `c` must have
@@ -581,11 +625,11 @@ private struct PlanBuilder {
     /// at fork, as children of `unshare --pid --fork` started from a shell do. So the group is
     /// made and its forker joins it just before the fork (the forker goes back to its own group
     /// with the other joins). Waits when the leader is not forked yet.
-    mutating func inheritGroup(forker p: Int, child c: Int, forked: Set<Int>) -> Inheritance {
+    mutating func inheritGroup(forker p: Int, child c: Int, forked: [Bool]) -> Inheritance {
         let g = finalPgid[c]
         guard pgidNow[p] != g, let l = outsideGroupLeader(of: c), finalSid[p] == finalSid[c], p != 0 || treeHasInit
         else { return .ready }
-        guard forked.contains(l) else { return .waitForLeader }
+        guard forked[l] else { return .waitForLeader }
         // The leader must have made its setsid() already (a session leader's group is its own).
         if pgidNow[l] != g {
             if doesSetsid[l] { return .ready }
@@ -602,17 +646,43 @@ private struct PlanBuilder {
     }
 
     mutating func emitGroups() throws {
-        var nodeOfPid: [Int32: Int] = [:]
-        for (i, n) in nodes.enumerated() where i != 0 || treeHasInit || finalPgid[0] == 1 { nodeOfPid[n.pid] = i }
+        var top: Int32 = 0
+        for i in nodes.indices { top = max(top, nodes[i].pid) }
+        var nodeOfPid = PIDIndex(maxKey: top)
+        for i in nodes.indices where i != 0 || treeHasInit || finalPgid[0] == 1 { nodeOfPid.set(nodes[i].pid, i) }
         var creations: [RestorePlan.Step] = []
         var joins: [RestorePlan.Step] = []
-        var leaderOf: [Int32: Int] = [:]
-        var seen = Set<Int32>()
+        var leaderOf = PIDIndex(keysFrom: finalPgid)
         let entries = (0..<nodes.count).filter { !nodes[$0].isHelper && (nodes[$0].role != .runtimeInit) }
-        for m in entries where !seen.contains(finalPgid[m]) {
-            let g = finalPgid[m]
-            seen.insert(g)
-            let members = entries.filter { finalPgid[$0] == g }
+        // The groups in order of their first member, and each group's members in node order
+        // (members of group k: memberList[firstMember[k]..<firstMember[k + 1]]), made in one
+        // pass: filtering the entries per group was quadratic in the number of groups.
+        var groupOfPgid = PIDIndex(keysFrom: finalPgid)
+        var groupOfEntry = [Int](repeating: 0, count: entries.count)
+        var groupPgids: [Int32] = []
+        for (k, m) in entries.enumerated() {
+            if let gi = groupOfPgid.insertIfAbsent(finalPgid[m], groupPgids.count) {
+                groupOfEntry[k] = gi
+            } else {
+                groupOfEntry[k] = groupPgids.count
+                groupPgids.append(finalPgid[m])
+            }
+        }
+        var firstMember = [Int](repeating: 0, count: groupPgids.count + 2)
+        for gi in groupOfEntry { firstMember[gi + 2] += 1 }
+        for k in 1..<firstMember.count { firstMember[k] += firstMember[k - 1] }
+        var memberList = [Int](repeating: 0, count: entries.count)
+        for (k, m) in entries.enumerated() {
+            memberList[firstMember[groupOfEntry[k] + 1]] = m
+            firstMember[groupOfEntry[k] + 1] += 1
+        }
+        // Per session, the first process of the shallowest PID namespace (for dead leaders'
+        // helpers), gathered on first need.
+        var shallowestOfSession: [Int32: (depth: Int, node: Int)]?
+        for gi in groupPgids.indices {
+            let g = groupPgids[gi]
+            let members = memberList[firstMember[gi]..<firstMember[gi + 1]]
+            let m = members.first!
             let s = finalSid[m]
             if let odd = members.first(where: { finalSid[$0] != s }) {
                 throw RestoreError.invalid(label(odd), "is in process group \(g) of session \(finalSid[odd]), but \(label(m)) in the same group is in session \(s): a process group never spans two sessions")
@@ -633,16 +703,26 @@ private struct PlanBuilder {
                     creations.append(.setpgid(node: l, leader: l))
                     pgidNow[l] = g
                 }
-                leaderOf[g] = l
+                leaderOf.set(g, l)
             } else {
                 // Dead leader: a helper takes its PID, forked by a member or another process of
                 // the session, from the shallowest PID namespace: a PID allocated in a nested
                 // namespace would tie that namespace's init if it is in the group (see
                 // checkInitGroups).
-                let mates = (1..<nodes.count).filter { !nodes[$0].isHelper && finalSid[$0] == s } + (treeHasInit && finalSid[0] == s ? [0] : [])
-                let shallowest = (members + mates).map { nodes[$0].namespaces.count }.min()!
-                let forkerNode = members.first { nodes[$0].namespaces.count == shallowest }
-                    ?? mates.first { nodes[$0].namespaces.count == shallowest }!
+                // The mates: the session's processes (the members are among them), the
+                // tree's init last.
+                if shallowestOfSession == nil {
+                    var found: [Int32: (depth: Int, node: Int)] = [:]
+                    for a in Array(1..<entryNodeCount) + (treeHasInit ? [0] : []) where !nodes[a].isHelper {
+                        let depth = nodes[a].namespaces.count
+                        if let known = found[finalSid[a]], known.depth <= depth { continue }
+                        found[finalSid[a]] = (depth, a)
+                    }
+                    shallowestOfSession = found
+                }
+                let mate = shallowestOfSession![s]!
+                let shallowest = mate.depth
+                let forkerNode = members.first { nodes[$0].namespaces.count == shallowest } ?? mate.node
                 var helper = Node(role: .helper(.groupLeader(pgid: g)), nspid: [], forker: forkerNode,
                                   namespaces: nodes[forkerNode].namespaces, newPidNamespace: false, childSubreaper: false)
                 helper.nspid = helper.namespaces.enumerated().map { level, ns in level == 0 ? g : allocatePid(in: ns) }
@@ -652,7 +732,7 @@ private struct PlanBuilder {
                 creations.append(.fork(parent: forkerNode, child: h))
                 creations.append(.setpgid(node: h, leader: h))
                 pgidNow[h] = g
-                leaderOf[g] = h
+                leaderOf.set(g, h)
             }
         }
         var moves: [(node: Int, leader: Int)] = []
@@ -662,8 +742,7 @@ private struct PlanBuilder {
             if doesSetsid[m] {
                 throw RestoreError.invalid(label(m), "is a session leader (sid == pid) but has pgid \(g): a session leader's group is always its own")
             }
-            guard nodes[l].namespaces.count >= nodes[m].namespaces.count,
-                  Array(nodes[l].namespaces.prefix(nodes[m].namespaces.count)) == nodes[m].namespaces else {
+            guard nodes[l].namespaces.starts(with: nodes[m].namespaces) else {
                 throw RestoreError.invalid(label(m), "must join process group \(g), but the group's leader \(label(l)) is not visible inside its PID namespace")
             }
             // A leader that has moved on joins its final group after everyone joined its old one.
@@ -684,7 +763,7 @@ private struct PlanBuilder {
     /// kernel until every other PID of the namespace is freed (zap_pid_ns_processes), and its
     /// own membership keeps that group's PID taken, so it waits forever and can never be
     /// killed. A restore must be able to end its namespace, and always does on failure.
-    func checkInitGroups(_ leaderOf: [Int32: Int]) throws {
+    func checkInitGroups(_ leaderOf: PIDIndex) throws {
         var inits: [(node: Int, namespace: Int)] = treeHasInit ? [(0, 0)] : []
         for n in nodes.indices where nodes[n].newPidNamespace { inits.append((n, n)) }
         for (x, ns) in inits {
@@ -842,10 +921,10 @@ private struct PlanBuilder {
         }
     }
 
-    func finish() -> RestorePlan {
-        var out = nodes
-        for i in 0..<out.count { out[i].forker = i == 0 ? nil : forker[i] }
-        return RestorePlan(nodes: out, steps: steps, treeHasInit: treeHasInit, nodeOfEntry: nodeOfEntry)
+    /// In place: a copy of `nodes` would copy every node (the builder is dropped after this).
+    mutating func finish() -> RestorePlan {
+        for i in nodes.indices { nodes[i].forker = i == 0 ? nil : forker[i] }
+        return RestorePlan(nodes: nodes, steps: steps, treeHasInit: treeHasInit, nodeOfEntry: nodeOfEntry)
     }
 }
 

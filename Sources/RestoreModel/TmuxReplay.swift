@@ -88,8 +88,9 @@ public enum TmuxReplay {
     public static func problems(_ tree: ProcessTree) -> [(String, String)] {
         var out: [(String, String)] = []
         // Entries without an nspid have no pid (the validator says so on its own).
+        // Checked first: the filter copies every entry (most trees have no tmux server).
+        guard tree.processes.contains(where: { $0.tmux != nil && !$0.nspid.isEmpty }) else { return [] }
         let procs = tree.processes.filter { !$0.nspid.isEmpty }
-        guard procs.contains(where: { $0.tmux != nil }) else { return [] }
         var byPid: [Int32: ProcessEntry] = [:]
         for e in procs where byPid[e.pid] == nil { byPid[e.pid] = e }
         var paneOwner: [Int32: String] = [:]

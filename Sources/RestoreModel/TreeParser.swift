@@ -67,7 +67,9 @@ public enum TreeParser {
     }
 
     /// Parses tree.json version 1. Throws `RestoreError` (.invalidTree, operation "parse").
-    public static func parse(_ bytes: [UInt8]) throws -> ProcessTree {
+    /// `plainEntryFastPath: false` reads every entry the general way (JSONValue, then
+    /// decodeProcess): the tests and the fuzzer check that both ways give the same tree or error.
+    public static func parse(_ bytes: [UInt8], plainEntryFastPath: Bool = true) throws -> ProcessTree {
         guard bytes.count <= maxFileSize else {
             throw RestoreError(.invalidTree, operation: "parse",
                                message: "the tree file is \(bytes.count) bytes, over the limit of "
@@ -87,8 +89,18 @@ public enum TreeParser {
             guard streamed.error == nil else { return }
             do { streamed.entries.append(try decodeProcess(element, index: index)) } catch { streamed.error = error }
         })
+        // Plain entries (ProcessEntryScanner.swift) skip the JSONValue; the others, and all
+        // after a decoding error, go the general way.
+        if plainEntryFastPath { reader.fastElement = { reader, index in
+            guard streamed.error == nil, let entry = reader.scanPlainProcessEntry(index: index) else { return false }
+            streamed.count += 1
+            streamed.entries.append(entry)
+            return true
+        } }
         let root = try reader.document()
-        return try decodeTree(root, streamed: streamed)
+        reader.stream = nil
+        reader.fastElement = nil
+        return try decodeTree(root, streamed: &streamed)
     }
 
     /// The entries of `processes` decoded while parsing.
@@ -100,7 +112,7 @@ public enum TreeParser {
 
     // MARK: - Sections
 
-    private static func decodeTree(_ root: JSONValue, streamed: StreamedProcesses) throws -> ProcessTree {
+    private static func decodeTree(_ root: JSONValue, streamed: inout StreamedProcesses) throws -> ProcessTree {
         let at = Place(entry: nil)
         guard case .object(let o) = root.kind else {
             throw at.error(root.position, "the top level must be an object such as "
@@ -125,8 +137,10 @@ public enum TreeParser {
             throw at.error(processesValue.position, "processes is empty: a tree needs at least one process")
         }
         if let error = streamed.error { throw error }
-        var processes = streamed.entries
-        processes.reserveCapacity(processes.count + elements.count)
+        // Moved out, not copied: a shared buffer would be copied whole by reserveCapacity.
+        var processes: [ProcessEntry] = []
+        swap(&processes, &streamed.entries)
+        if !elements.isEmpty { processes.reserveCapacity(processes.count + elements.count) }
         for (i, element) in elements.enumerated() {
             processes.append(try decodeProcess(element, index: i))
         }

@@ -204,7 +204,7 @@ private struct Checker {
     let procs: [ProcessEntry]
     var problems: [RestoreError] = []
     /// Array position of the first process with each pid.
-    var byPid: [Int32: Int] = [:]
+    var byPid = PIDIndex()
     /// Array position of each process's in-tree parent (nil: none; itself: a one-process cycle).
     var parent: [Int?] = []
     /// Processes that are part of a parent cycle.
@@ -390,18 +390,18 @@ private struct Checker {
     // MARK: across processes
 
     mutating func indexPids() {
-        byPid.reserveCapacity(procs.count)
-            for i in procs.indices where !procs[i].nspid.isEmpty {
+        var top: Int32 = 0
+        for i in procs.indices { top = max(top, procs[i].nspid.first ?? 0) }
+        byPid = PIDIndex(maxKey: top)
+        for i in procs.indices where !procs[i].nspid.isEmpty {
             let pid = procs[i].pid
-            if let j = byPid[pid] {
+            if let j = byPid.insertIfAbsent(pid, i) {
                 if pid == 1 {
                     report(i, "two processes claim PID 1 (the namespace init): process #\(procs[j].index) "
                            + "and process #\(procs[i].index)")
                 } else {
                     report(i, "duplicate pid \(pid): \(name(j)) has it too")
                 }
-            } else {
-                byPid[pid] = i
             }
         }
     }
@@ -624,6 +624,7 @@ private struct Checker {
         // chain[i]: the namespaces process i is in, outermost first; -1 is the tree's own,
         // otherwise the position of the nested namespace's init. nil: unknown (error above).
         var chain: [[Int]?] = Array(repeating: nil, count: procs.count)
+        let topChain = [-1]  // shared by every process without an in-tree parent
         var done = Array(repeating: false, count: procs.count)
         for start in procs.indices where !done[start] {
             // Walk up to a process whose chain is known or that has no in-tree parent.
@@ -642,12 +643,12 @@ private struct Checker {
                     guard let pc = chain[p] else { continue }
                     base = pc
                 } else {
-                    base = [-1]
+                    base = topChain
                 }
-                let e = procs[k]
-                let expected = base.count + (e.newPidNamespace ? 1 : 0)
-                if e.nspid.count != expected {
-                    let levels = e.nspid.count == 1 ? "1 level" : "\(e.nspid.count) levels"
+                let newPidNamespace = procs[k].newPidNamespace, levelCount = procs[k].nspid.count
+                let expected = base.count + (newPidNamespace ? 1 : 0)
+                if levelCount != expected {
+                    let levels = levelCount == 1 ? "1 level" : "\(levelCount) levels"
                     if let p = parent[k] {
                         report(k, "nspid has \(levels) but its parent \(name(p)) has \(base.count); a child is "
                                + "in its parent's PID namespace (as many levels) or, with newPidNamespace, "
@@ -655,11 +656,11 @@ private struct Checker {
                     } else {
                         report(k, "nspid has \(levels) but the process has no parent in the tree, so it "
                                + "hangs under the namespace init and must have \(expected)"
-                               + (e.newPidNamespace ? " (newPidNamespace adds one)" : ""))
+                               + (newPidNamespace ? " (newPidNamespace adds one)" : ""))
                     }
                     continue
                 }
-                chain[k] = e.newPidNamespace ? base + [k] : base
+                chain[k] = newPidNamespace ? base + [k] : base
             }
         }
         // Local PIDs per nested namespace: (init position, level, local pid) -> first holder.

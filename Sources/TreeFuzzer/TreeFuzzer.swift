@@ -18,7 +18,16 @@ func exercise(_ bytes: [UInt8]) {
         }
         return
     }
-    guard let tree = try? TreeParser.parse(bytes) else { return }
+    // The plain-entry fast path must give what the general path gives: the same tree, or
+    // the same error.
+    let fast = Result { try TreeParser.parse(bytes) }
+    let general = Result { try TreeParser.parse(bytes, plainEntryFastPath: false) }
+    switch (fast, general) {
+    case (.success(let a), .success(let b)) where a == b: break
+    case (.failure(let a), .failure(let b)) where "\(a)" == "\(b)": break
+    default: fatalError("the parser's fast path and general path disagree:\n\(fast)\n\(general)")
+    }
+    guard case .success(let tree) = fast else { return }
     _ = TreeValidator.problems(in: tree)
     guard (try? TreeValidator.validate(tree)) != nil else { return }
     guard let plan = try? RestorePlanner.plan(tree) else { return }
