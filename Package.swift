@@ -44,6 +44,8 @@ let package = Package(
         .testTarget(name: "RestoreModelTests", dependencies: ["RestoreModel", "RestoreTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RestoreCheckTests", dependencies: ["RestoreModel", "RestoreCheck"]),
+        .testTarget(name: "RestoreCLITests", dependencies: ["RestoreCLI",
+                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "IntegrationTests", dependencies: ["RestoreModel", "RestoreEngine", "RestoreTestSupport"],
                     exclude: ["Fixtures"]),
     ]

@@ -6,6 +6,7 @@ import RestoreModel
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Tell whether this machine lets you restore process trees, and how to fix what is missing.",
         discussion: """
         Tries each step of a restore in throwaway child processes, as you, rather than trusting \

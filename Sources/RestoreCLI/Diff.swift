@@ -4,6 +4,7 @@ import RestoreModel
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "Compare two process trees field by field, per PID.",
         discussion: """
         A and B are tree.json files (e.g. a recording and a `record` of its restore) or CRIU \

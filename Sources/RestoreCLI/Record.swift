@@ -5,6 +5,7 @@ import RestoreModel
 
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "record",
         abstract: "Write tree.json for a live process and all its descendants.",
         discussion: """
         Records, for every process, its PIDs at every namespace level from the root's own PID \

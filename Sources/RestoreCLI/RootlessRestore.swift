@@ -6,6 +6,9 @@ import RestoreModel
 public struct RootlessRestore: ParsableCommand {
     public static let version = "0.1.0"
 
+    /// Every command names itself (commandName): otherwise the parser derives the name from
+    /// String(describing:) of the type, and each such first cast scans all ~3 700 protocol
+    /// conformance records of the static binary, about 1 ms of every start (perf, docs/performance.md).
     public static let configuration = CommandConfiguration(
         commandName: "rootless-restore",
         abstract: "Rebuild a recorded process tree with the same PIDs, parents, groups and sessions, without root.",
@@ -39,6 +42,7 @@ public struct RootlessRestore: ParsableCommand {
                         + "--security-opt unmask=/proc/*)\n")
             Glibc.exit(RestoreError.ExitCode.environment)
         }
+        if RunInvocation.runFast(arguments) { return }
         main(arguments)
     }
 

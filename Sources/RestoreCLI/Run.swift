@@ -6,6 +6,7 @@ import RestoreModel
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Restore a process tree in a new user and PID namespace and wait for it.",
         discussion: """
         Every process of the tree is created with its recorded PID, parent, process group and \
@@ -92,6 +93,44 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds one restore step may take before the restore is declared stuck (above 0, at most 86400).", valueName: "SECONDS"))
     var stepTimeout: Double = 30
     static let maxStepTimeout: Double = 86_400
+
+    /// The values as one plain struct: what `validate` and `run` work on, and what the fast
+    /// path (RunInvocation.fastParse) builds without the parser.
+    var invocation: RunInvocation {
+        RunInvocation(tree: tree, rootArgs: rootArgs, newRootArguments: newRootArguments, envFromCaller: envFromCaller,
+                      quiet: quiet, verbose: verbose, report: report, pidMethod: pidMethod, pinMismatch: pinMismatch,
+                      pinLog: pinLog, pinWait: pinWait, criuCores: criuCores, mapUsers: mapUsers, mapGroups: mapGroups,
+                      shellJob: shellJob, occupyPid: occupyPid, noiseForkers: noiseForkers, testingFault: testingFault,
+                      stepTimeout: stepTimeout)
+    }
+
+    func validate() throws { try invocation.validate() }
+
+    func run() throws { try invocation.run() }
+}
+
+/// `run`'s values, as parsed; the defaults are Run's (CLITests compares the two parsers).
+struct RunInvocation: Equatable {
+    var tree: String
+    var rootArgs = false
+    var newRootArguments: [String] = []
+    var envFromCaller: [String] = []
+    var quiet = false
+    var verbose = false
+    var report: String?
+    var pidMethod: PidMethod = .auto
+    var pinMismatch: PinMismatchPolicy = .warn
+    var pinLog: String?
+    var pinWait: Double = Double(PinLedger.missingAfterNanoseconds) / 1e9
+    var criuCores: String?
+    var mapUsers: [IDMapRequest] = []
+    var mapGroups: [IDMapRequest] = []
+    var shellJob = false
+    var occupyPid: Int32?
+    var noiseForkers: Int = 0
+    var testingFault: TestingFault = .none
+    var stepTimeout: Double = 30
+    static let maxStepTimeout = Run.maxStepTimeout
 
     /// Every value is checked here, before anything is created.
     func validate() throws {
@@ -210,6 +249,7 @@ extension PinMismatchPolicy: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "validate",
         abstract: "Check a tree and print its restore plan without creating anything.",
         discussion: "Exit status 0 when the tree is valid, 65 when it is not (the message names the entry), 66 when it cannot be read.")
 

@@ -164,6 +164,20 @@ public struct IDMapPlan: Sendable, Equatable {
         return plan
     }
 
+    /// Whether the maps are one line each of the caller's own uid and gid (no --map-users or
+    /// --map-groups, the tree's maps absent or exactly that): the runtime then writes them
+    /// itself, and nothing of /etc/subuid, /etc/subgid, the accounts or the helpers is
+    /// consulted, so the caller need not gather those facts (IDMapPlanTests checks that the
+    /// plan does not change with them).
+    public static func mapsOnlyOwnIDs(tree: ProcessTree, users: [IDMapRequest], groups: [IDMapRequest],
+                                      uid: UInt32, gid: UInt32) -> Bool {
+        func ownOnly(_ lines: [IDMapping]?, _ own: UInt32) -> Bool {
+            guard let lines else { return true }
+            return lines == [IDMapping(containerID: lines.first?.containerID ?? 0, hostID: own, size: 1)]
+        }
+        return users.isEmpty && groups.isEmpty && ownOnly(tree.uidMappings, uid) && ownOnly(tree.gidMappings, gid)
+    }
+
     // MARK: - One map
 
     static func side(_ kind: String, requests: [IDMapRequest], option: String, treeLines: [IDMapping]?,

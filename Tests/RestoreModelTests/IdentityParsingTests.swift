@@ -351,6 +351,31 @@ private func planError(_ body: () throws -> IDMapPlan, sourceLocation: SourceLoc
         #expect(plan.uid.mapFileText == "0 1001 1\n")
     }
 
+    @Test("maps of the caller's own ids only do not depend on /etc/subuid, the accounts or the helpers")
+    func ownIDMapsNeedNoSystemFacts() throws {
+        let own = IDMapping(containerID: 0, hostID: ownUID, size: 1)
+        let ownGid = IDMapping(containerID: 7, hostID: ownGID, size: 1)
+        let lean = IDMapFacts(uid: ownUID, gid: ownGID, userName: String(ownUID), subuidText: nil, subgidText: nil,
+                              newuidmap: IDHelperFacts(name: "newuidmap"), newgidmap: IDHelperFacts(name: "newgidmap"),
+                              searchPath: "")
+        let trees = [users([nil, (0, 0, [])]), users([(0, 7, [])], uidMappings: [own], gidMappings: [ownGid]),
+                     users([(5, 0, [])]), users([(0, 0, [3])]), users([(0, 0, [])], gidMappings: [ownGid])]
+        for tree in trees {
+            #expect(IDMapPlan.mapsOnlyOwnIDs(tree: tree, users: [], groups: [], uid: ownUID, gid: ownGID))
+            func outcome(_ f: IDMapFacts) -> String {
+                do { return "\(try IDMapPlan.make(tree: tree, facts: f))" } catch { return "error: \(error)" }
+            }
+            #expect(outcome(lean) == outcome(facts()), "\(tree.processes.map(\.process?.user))")
+        }
+        let range = [IDMapping(containerID: 0, hostID: 100000, size: 10)]
+        for (tree, u, g) in [(users([nil]), [IDMapRequest.auto], [IDMapRequest]()), (users([nil]), [], [.range(own)]),
+                             (users([nil], uidMappings: range), [], []), (users([nil], gidMappings: []), [], []),
+                             (users([nil], uidMappings: [own, IDMapping(containerID: 1, hostID: 100000, size: 1)]), [], []),
+                             (users([nil], uidMappings: [IDMapping(containerID: 0, hostID: ownUID + 1, size: 1)]), [], [])] {
+            #expect(!IDMapPlan.mapsOnlyOwnIDs(tree: tree, users: u, groups: g, uid: ownUID, gid: ownGID))
+        }
+    }
+
     @Test func autoMapsOwnIdAndFirstRange() throws {
         let plan = try IDMapPlan.make(tree: users([(0, 0, []), (1000, 1000, [100]), (65534, 65534, [])]),
                                       users: [.auto], groups: [.auto], facts: facts())
