@@ -734,6 +734,15 @@ int rr_inject_syscall(pid_t tid, uint64_t code, long nr, const uint64_t args[6],
     if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) { err = -errno; goto regs; }
     int event = 0;
     int sig = rr_next_stop(tid, &event);
+    /* A task of a stopped job (in a group stop) reports that stop again before it runs
+     * anything: resume it until the trap after the system call (bounded). */
+    for (int i = 0; i < 4 && sig >= 0 && event == PTRACE_EVENT_STOP; i++) {
+        struct user_regs_struct at;
+        if ((err = rr_regs_get(tid, &at))) goto regs;
+        if (at.rip != code) break;
+        if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) { err = -errno; goto regs; }
+        sig = rr_next_stop(tid, &event);
+    }
     if (sig < 0) return sig; /* gone: nothing to put back */
     struct user_regs_struct after;
     if ((err = rr_regs_get(tid, &after))) goto regs;

@@ -431,6 +431,37 @@ struct RecordRealProgramTests {
         run.tearDown()
     }
 
+    @Test("a stopped job's flags are read too: a tini -s and its child stopped with SIGSTOP keep their stop, and tini's subreaper flag is read, not inferred",
+          .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil))
+    func stoppedSubreaperRead() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let dir = run.directory
+        let tini = try #require(Paths.tool("tini"))
+        let root = try startAsUser(run, [tini, "-s", "--", "sleep", "1000"], log: "tini.log")
+        defer { killAll(treeBelow(root), child: root) }
+        try poll(10, "tini and its sleep") { treeBelow(root).contains { cmdline($0) == ["sleep", "1000"] } }
+        // A group stop, as of a job stopped from its shell: the injected prctl must get past
+        // the stop the task reports again when it is resumed.
+        for pid in treeBelow(root) { kill(pid, SIGSTOP) }
+        try poll(10, "the tree stopped") { treeBelow(root).allSatisfy { readText("/proc/\($0)/status").contains("State:\tT") } }
+        let (t, err) = try rr(run, ["record", String(root), "-o", dir + "/stopped.json"], name: "record")
+        try #require(t == .exited(0), "record: \(err)")
+        #expect(!err.contains("could not be read"), "the flags of stopped processes are read: \(err)")
+        let listed = try entries(dir + "/stopped.json")
+        for e in listed {
+            let pid = Int32(e["pid"] as? Int ?? 0)
+            #expect((e["childSubreaper"] as? Bool ?? false) == (pid == root), "pid \(pid): childSubreaper \(e["childSubreaper"] ?? false)")
+            #expect(e["state"] as? String == "stopped", "pid \(pid) recorded as \(e["state"] ?? "running")")
+        }
+        for pid in treeBelow(root) {
+            let status = readText("/proc/\(pid)/status")
+            #expect(status.contains("TracerPid:\t0") && status.contains("State:\tT"), "pid \(pid) after record: still stopped, not traced")
+        }
+        killAll(treeBelow(root), child: root)
+        run.tearDown()
+    }
+
     @Test("a daemonizing double fork under tini -s, pinned: the wrapper exec'ing its program matches, the daemon whose forker exited is reported, not silently moved",
           .enabled(if: Prerequisites.userNamespacesWork && Paths.tool("tini") != nil))
     func daemonizingForkPinned() throws {
