@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -507,6 +508,20 @@ const long rr_sys_vfork = -1;
 int rr_seccomp_install_listener(const void *instructions, unsigned short count, unsigned int extra_flags) {
     struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)instructions };
     return (int)RR_SYS(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags, &prog);
+}
+
+int rr_seccomp_notify_recv(int fd, void *request, size_t size) {
+    memset(request, 0, size);
+    return (int)RR_SYS(SYS_ioctl, fd, SECCOMP_IOCTL_NOTIF_RECV, request);
+}
+
+int rr_seccomp_notify_send(int fd, void *response) {
+    return (int)RR_SYS(SYS_ioctl, fd, SECCOMP_IOCTL_NOTIF_SEND, response);
+}
+
+int rr_seccomp_notify_sync_wake_up(int fd) {
+    // SECCOMP_IOCTL_NOTIF_SET_FLAGS with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6).
+    return (int)RR_SYS(SYS_ioctl, fd, _IOW('!', 4, uint64_t), 1UL);
 }
 
 int rr_seccomp_filter_flags_known(unsigned int flags) {

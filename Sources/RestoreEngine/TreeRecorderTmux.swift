@@ -111,6 +111,8 @@ extension TreeRecorder {
         var dropped: [Int32] = []
         /// Host PIDs below a pane or script's child (not the pane or child itself).
         var inside: [Int32] = []
+        /// tmux servers that answered but are not replayed, and why.
+        var notReplayed: [Int32: String] = [:]
 
         var holders: Set<Int32> { Set(servers.keys).union(scripts.keys) }
     }
@@ -131,7 +133,10 @@ extension TreeRecorder {
                 let panes = Set(answer.panes.map(\.panePid))
                 let kids = children[s.hostPid] ?? []
                 // Every pane must be a live child: else the answer is stale (a pane ended since).
-                guard panes.allSatisfy({ p in kids.contains { $0.nspid.last == p && $0.state != "Z" } }) else { continue }
+                guard panes.allSatisfy({ p in kids.contains { $0.nspid.last == p && $0.state != "Z" } }) else {
+                    r.notReplayed[s.hostPid] = "a pane it listed is not a live child of it any more (a pane ended, or remain-on-exit keeps a dead one)"
+                    continue
+                }
                 r.servers[s.hostPid] = answer
                 for c in kids {
                     if panes.contains(c.nspid.last ?? 0) {
@@ -212,6 +217,9 @@ extension TreeRecorder {
                 warnings.append("\(who) is `script` writing \(list(call.clobbered.map { JSONValue.quoted($0, limit: 60) })): recorded with -a (append), so that the restarted script adds to it instead of overwriting it")
             }
             warnings.append("\(who) is `script`: run starts it again with its argv and it forks its session again on a new pty; its child \(entries[c].pid) gets its recorded PID (\"spawn\": \"payload\"), started again as its command")
+        }
+        for (host, why) in r.notReplayed.sorted(by: { $0.key < $1.key }) {
+            warnings.append("host pid \(host) is a tmux server that is not recorded with its sessions: \(why); recorded as any process")
         }
         if !r.dropped.isEmpty {
             warnings.append("host pids \(list(r.dropped.map(String.init))) are jobs of a tmux server (run-shell, #()), not panes: left out (tmux runs its jobs again as it needs them)")

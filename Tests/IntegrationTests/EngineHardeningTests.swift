@@ -172,8 +172,12 @@ struct EngineHardeningTests {
         var seen: [NamespaceProcess] = []
         var forkFailed = false
         // Known, intermittent (2 of about 50 runs): the payload's pinned fork fails ("sh: 0:
-        // Cannot fork") and 5000 never comes. Only that failure is known; any other fails.
-        try withKnownIssue("a pinned fork intermittently fails with Cannot fork (cause not found yet)", isIntermittent: true) {
+        // Cannot fork") and 5000 never comes. The cause: dash catches SIGCHLD without SA_RESTART,
+        // and a SIGCHLD (the stopped 103's) that comes before the supervisor has received the
+        // fork's notification fails the fork with EINTR (README, Pinned PIDs: the window the
+        // kernel leaves interruptible; forkStormKeepsPinning measures it). Only that failure is
+        // known; any other fails.
+        try withKnownIssue("a pinned fork interrupted by a SIGCHLD before the supervisor received it fails with Cannot fork (dash, no SA_RESTART)", isIntermittent: true) {
             do {
                 seen = try run.waitForNamespace(timeout: 20, "every process (the pinned child 5000, the supervisor)") { now in
                     !pinned || (now.contains { $0.pid == 5000 } && (shape != "pid1-pinned" || now.contains { $0.ppid == 0 && $0.pid > 5000 }))
@@ -295,6 +299,39 @@ struct EngineHardeningTests {
             #expect(!seen.contains { $0.host.state == "Z" }, "\(shape): \(seen.map(\.host.summary)) \(run.stderr)")
             #expect(run.stderr.isEmpty, "\(shape): \(run.stderr)")
         }
+    }
+
+    @Test("a payload forking while its children exit keeps its pinning: an interrupted fork (EINTR before the supervisor received it) is counted, never ends pinning, never stalls it",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func forkStormKeepsPinning() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        guard let cc = Paths.tool("cc") ?? Paths.tool("gcc") else { throw HarnessError("no C compiler for Fixtures/fork_storm") }
+        let storm = run.directory + "/fork_storm"
+        let pid = try spawn([cc, "-O1", "-o", storm, Paths.packageRoot + "/Tests/IntegrationTests/Fixtures/fork_storm/fork_storm.c"],
+                            env: Identity.cleanEnvironment, cwd: nil, stdout: run.directory + "/cc.out", stderr: run.directory + "/cc.out")
+        guard try waitForExit(pid, timeout: 60) == .exited(0) else { throw HarnessError("cc: \(readText(run.directory + "/cc.out"))") }
+        chmod(storm, 0o755)
+        // 300 forks, each child exiting within 2 ms, by one pinned forker (its pinned child's
+        // PID is given back each time that child is reaped unrecognised, so every fork is pinned).
+        let tree = """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["\(storm)", "300"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}
+        ]}
+        """
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)))
+        // Before: an interrupted fork's notification made the receive fail with ENOENT, which
+        // libseccomp turned into ECANCELED and the supervisor into the end of pinning (every later
+        // fork: ENOSYS); a fork restarted after its continue stalled the supervisor for 1 s each.
+        let t = try run.waitForExit(timeout: 90)
+        #expect(t == .exited(0), "\(t): \(run.stdout) \(run.stderr)")
+        let line = run.stdout.split(separator: "\n").first { $0.hasPrefix("forks=") }.map(String.init) ?? ""
+        #expect(line.hasPrefix("forks=300 ") && line.hasSuffix(" other=0"), "\(run.stdout) \(run.stderr)")
+        #expect(!run.stderr.contains("no longer get pinned PIDs"), "\(run.stderr)")
+        // The interruptible window before the receive remains (README, Pinned PIDs): its rate is
+        // said, not asserted (it depends on the machine's load).
+        print("fork storm under pinning: \(line) (EINTR: forks interrupted before the supervisor received them)")
     }
 
     /// Fixtures/no_clone3, compiled into the run's directory.

@@ -209,6 +209,13 @@ extern const long rr_sys_clone, rr_sys_clone3, rr_sys_fork, rr_sys_vfork;
 int rr_seccomp_install_listener(const void *instructions, unsigned short count, unsigned int extra_flags);
 /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19; older headers lack it).
 #define RR_SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1U << 5)
+/// SECCOMP_IOCTL_NOTIF_RECV (the buffer zeroed first) and SECCOMP_IOCTL_NOTIF_SEND, raw: 0 or
+/// -errno (libseccomp turns every failure into ECANCELED, and ENOENT, a notifying task
+/// interrupted before it was received, must not end the listener).
+int rr_seccomp_notify_recv(int fd, void *request, size_t size);
+int rr_seccomp_notify_send(int fd, void *response);
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on a listener (Linux 6.6+): 0 or -errno.
+int rr_seccomp_notify_sync_wake_up(int fd);
 /// Whether the kernel knows these SECCOMP_SET_MODE_FILTER flags (probed without installing anything).
 int rr_seccomp_filter_flags_known(unsigned int flags);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0): a plain filter. 0 or -errno.

@@ -173,6 +173,9 @@ public final class ForkSupervisor {
                      + (fd == -EMFILE ? "; raise the open-file limit (ulimit -n)" : ""))
                 continue
             }
+            // Linux 6.6+: the notifying task hands its CPU to the waiting supervisor, which then
+            // receives sooner (the interruptible window shrinks); older kernels refuse it, harmless.
+            _ = rr_seccomp_notify_sync_wake_up(fd)
             listeners.append(fd)
             listenerNodes[fd] = tag
         }
@@ -188,20 +191,57 @@ public final class ForkSupervisor {
         }
     }
 
-    /// Serves one notification from `fd`. Returns false when the listener is finished.
-    func serve(_ fd: Int32) -> Bool {
-        memset(request, 0, MemoryLayout<seccomp_notif>.size)
-        let received = seccomp_notify_receive(fd, request)
-        // ENOENT: the caller died or was interrupted before we read it; EINTR: a signal.
-        // Neither ends the listener.
-        // (libseccomp reports an EINTR of its ioctl as ECANCELED, with errno still EINTR.)
-        let e = Glibc.errno
-        if received == -ENOENT || received == -EINTR || (received == -ECANCELED && e == EINTR) { return true }
+    /// Notifications received while serving another (waitForAllocation), in order: a received
+    /// notification's fork waits killably (WAIT_KILLABLE_RECV), so receiving at once closes the
+    /// window in which a child's SIGCHLD fails it with EINTR.
+    var backlog: [(fd: Int32, notification: seccomp_notif)] = []
+
+    /// Receives one notification from `fd` into the backlog. Returns false when the listener is finished.
+    func receive(_ fd: Int32) -> Bool {
+        // The receive blocks when nothing is queued, and a poll's answer may be stale by now
+        // (received meanwhile by receiveReady): ask again, without waiting.
+        var one = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&one, 1, 0) > 0, one.revents & Int16(POLLIN) != 0 else { return one.revents & Int16(POLLHUP | POLLERR | POLLNVAL) == 0 }
+        let received = rr_seccomp_notify_recv(fd, request, MemoryLayout<seccomp_notif>.size)
+        // ENOENT: the notifying task died or was interrupted (a signal, before we received it)
+        // after the poll said ready; EINTR: a signal of ours. Neither ends the listener. (Through
+        // libseccomp both came back as ECANCELED, and an ENOENT there ended pinning for good.)
+        if received == -ENOENT || received == -EINTR || received == -EAGAIN { return true }
         if received != 0 {
-            lose(node: listenerNodes[fd] ?? -1, why: "seccomp_notify_receive failed (\(ErrnoName.describe(-received)))")
+            lose(node: listenerNodes[fd] ?? -1, why: "SECCOMP_IOCTL_NOTIF_RECV failed (\(ErrnoName.describe(-received)))")
             listenerNodes[fd] = nil
             return false
         }
+        backlog.append((fd, request.pointee))
+        return true
+    }
+
+    /// Receives from `fd`, then serves everything received. Returns false when the listener is finished.
+    func serve(_ fd: Int32) -> Bool {
+        let open = receive(fd)
+        serveBacklog()
+        return open
+    }
+
+    /// Serves every received notification, oldest first (serving one may receive more).
+    func serveBacklog() {
+        while !backlog.isEmpty {
+            let (fd, notification) = backlog.removeFirst()
+            handle(fd, notification)
+        }
+    }
+
+    /// Every listener that has a notification now is read (poll without waiting).
+    func receiveReady() {
+        guard !listeners.isEmpty else { return }
+        var fds = listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        guard poll(&fds, nfds_t(fds.count), 0) > 0 else { return }
+        for p in fds where p.revents & Int16(POLLIN) != 0 { _ = receive(p.fd) }
+    }
+
+    /// Serves one received notification: pins the PID, lets the fork continue, waits for it.
+    func handle(_ fd: Int32, _ notification: seccomp_notif) {
+        request.pointee = notification
         let tid = Int32(bitPattern: request.pointee.pid)
         let nr = Int(request.pointee.data.nr)
         let arg0 = request.pointee.data.args.0
@@ -233,13 +273,13 @@ public final class ForkSupervisor {
         response.pointee.val = 0
         response.pointee.error = 0
         response.pointee.flags = UInt32(SECCOMP_USER_NOTIF_FLAG_CONTINUE)
-        if seccomp_notify_respond(fd, response) != 0 {
+        if rr_seccomp_notify_send(fd, response) != 0 {
             // The caller died or was interrupted: the pinned PID is still owed.
             if let e = expected { requeue(forker: forker, thread: isThread, e) }
-            return true
+            return
         }
         // Wait until the kernel has handed out the PID, so the next fork cannot take it.
-        let got = waitForAllocation(after: written)
+        let got = waitForAllocation(after: written, tid: tid)
         if let e = expected {
             if got == nil {
                 requeue(forker: forker, thread: isThread, e)
@@ -256,7 +296,6 @@ public final class ForkSupervisor {
         } else if let got {
             log(forker: forker, thread: isThread, expected: nil, got: got, pinned: false)
         }
-        return true
     }
 
     /// Serving beside a tree's own PID 1 (OutsideSupervisor), which kill(-1) cannot reach: the
@@ -492,13 +531,17 @@ public final class ForkSupervisor {
     }
 
     /// Polls ns_last_pid until it moves past `written`; nil if nothing was allocated in 1 s
-    /// (the clone failed before allocating).
-    func waitForAllocation(after written: Int32) -> Int32? {
+    /// (the clone failed before allocating), or if `tid` notifies again: its fork was restarted
+    /// (a signal came after the continue: ERESTARTNOINTR) and waits again, unallocated. Other
+    /// notifications are received meanwhile (the backlog), so that none waits interruptibly.
+    func waitForAllocation(after written: Int32, tid: Int32) -> Int32? {
         let deadline = MonotonicClock.nanoseconds() + 1_000_000_000
         var pause = timespec(tv_sec: 0, tv_nsec: 10_000)
         while MonotonicClock.nanoseconds() < deadline {
             let now = readLastPid()
             if now != written { return now }
+            receiveReady()
+            if backlog.contains(where: { Int32(bitPattern: $0.notification.pid) == tid }) { return nil }
             nanosleep(&pause, nil)
         }
         return nil

@@ -117,20 +117,23 @@ enum InitLoop {
             // While pinned forks wait to be checked (PinCheck), wake up to look at them.
             let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
             let ready = poll(&fds, nfds_t(fds.count), timeout)
+            // Notifications first: until received, a fork waits interruptibly (a child's SIGCHLD
+            // fails it with EINTR); everything else waits until none is left.
+            var finished: [Int32] = []
+            if ready > 0 {
+                for p in fds.dropFirst(2) where p.revents != 0 {
+                    if p.revents & Int16(POLLIN) != 0 {
+                        if !supervisor.serve(p.fd) { finished.append(p.fd) }
+                    } else {
+                        finished.append(p.fd)
+                    }
+                }
+            }
             supervisor.checkPending()
-            if ready <= 0 { continue }
-            if fds[0].revents != 0 {
+            if ready > 0, fds[0].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
                     forward(world, Int32(info.ssi_signo))
-                }
-            }
-            var finished: [Int32] = []
-            for p in fds.dropFirst(2) where p.revents != 0 {
-                if p.revents & Int16(POLLIN) != 0 {
-                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
-                } else {
-                    finished.append(p.fd)
                 }
             }
             for fd in finished { close(fd); supervisor.listenerNodes[fd] = nil }

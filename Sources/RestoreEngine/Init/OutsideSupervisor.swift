@@ -84,16 +84,18 @@ enum OutsideSupervisor {
             fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
             let ready = poll(&fds, nfds_t(fds.count), timeout)
-            supervisor.checkPending()
-            if ready <= 0 { continue }
+            // Notifications first (InitLoop.supervisingInit says why), then the checks.
             var finished: [Int32] = []
-            for p in fds.dropFirst() where p.revents != 0 {
-                if p.revents & Int16(POLLIN) != 0 {
-                    if !supervisor.serve(p.fd) { finished.append(p.fd) }
-                } else {
-                    finished.append(p.fd)
+            if ready > 0 {
+                for p in fds.dropFirst() where p.revents != 0 {
+                    if p.revents & Int16(POLLIN) != 0 {
+                        if !supervisor.serve(p.fd) { finished.append(p.fd) }
+                    } else {
+                        finished.append(p.fd)
+                    }
                 }
             }
+            supervisor.checkPending()
             for fd in finished { close(fd) }
             supervisor.listeners.removeAll { finished.contains($0) }
         }
