@@ -10,14 +10,17 @@ struct PIDIndex {
     private var dense: [Int32]
     private var sparse: [Int32: Int] = [:]
 
-    /// Room in the flat part for 0...maxKey (clamped to the kernel's PID range).
-    init(maxKey: Int32 = 0) {
-        dense = [Int32](repeating: 0, count: max(1, min(Int(maxKey) + 1, PIDIndex.denseLimit)))
+    /// Room in the flat part for 0...maxKey (clamped to the kernel's PID range) when about
+    /// `count` keys fill it well enough; else everything goes to the dictionary (a few
+    /// processes with recorded PIDs near 4 194 304 must not cost 16 MB per index).
+    init(maxKey: Int32 = 0, count: Int) {
+        let size = min(Int(maxKey) + 1, PIDIndex.denseLimit)
+        dense = [Int32](repeating: 0, count: size <= 16 * count + 4096 ? max(1, size) : 1)
     }
 
     /// An index sized for `keys`.
-    init<S: Sequence>(keysFrom keys: S) where S.Element == Int32 {
-        self.init(maxKey: keys.max() ?? 0)
+    init(keysFrom keys: [Int32]) {
+        self.init(maxKey: keys.max() ?? 0, count: keys.count)
     }
 
     /// The position stored for `pid`, if any.

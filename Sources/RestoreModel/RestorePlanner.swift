@@ -118,7 +118,7 @@ private struct PlanBuilder {
         nodeOfEntry = Array(repeating: -1, count: tree.processes.count)
         var top: Int32 = 0
         for i in tree.processes.indices { top = max(top, tree.processes[i].pid) }
-        entryOfPid = PIDIndex(maxKey: top)
+        entryOfPid = PIDIndex(maxKey: top, count: tree.processes.count)
         for i in tree.processes.indices { entryOfPid.set(tree.processes[i].pid, i) }
 
         // Node 0: the namespace init.
@@ -648,7 +648,7 @@ private struct PlanBuilder {
     mutating func emitGroups() throws {
         var top: Int32 = 0
         for i in nodes.indices { top = max(top, nodes[i].pid) }
-        var nodeOfPid = PIDIndex(maxKey: top)
+        var nodeOfPid = PIDIndex(maxKey: top, count: nodes.count)
         for i in nodes.indices where i != 0 || treeHasInit || finalPgid[0] == 1 { nodeOfPid.set(nodes[i].pid, i) }
         var creations: [RestorePlan.Step] = []
         var joins: [RestorePlan.Step] = []

@@ -204,7 +204,7 @@ private struct Checker {
     let procs: [ProcessEntry]
     var problems: [RestoreError] = []
     /// Array position of the first process with each pid.
-    var byPid = PIDIndex()
+    var byPid = PIDIndex(count: 0)
     /// Array position of each process's in-tree parent (nil: none; itself: a one-process cycle).
     var parent: [Int?] = []
     /// Processes that are part of a parent cycle.
@@ -392,7 +392,7 @@ private struct Checker {
     mutating func indexPids() {
         var top: Int32 = 0
         for i in procs.indices { top = max(top, procs[i].nspid.first ?? 0) }
-        byPid = PIDIndex(maxKey: top)
+        byPid = PIDIndex(maxKey: top, count: procs.count)
         for i in procs.indices where !procs[i].nspid.isEmpty {
             let pid = procs[i].pid
             if let j = byPid.insertIfAbsent(pid, i) {

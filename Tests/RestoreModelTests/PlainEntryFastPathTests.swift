@@ -166,3 +166,32 @@ struct PlainEntryFastPathTests {
         #expect(t.processes[1].process?.args == ["/bin/true"])
     }
 }
+
+@Suite("validator and planner: PID lookups, dense and sparse")
+struct PIDLookupTests {
+    private func entries(_ pids: [(Int32, Int32)]) -> ProcessTree {
+        ProcessTree(processes: pids.enumerated().map { k, p in
+            ProcessEntry(index: k, pid: p.0, ppid: p.1, pgid: pids[0].0, sid: pids[0].0)
+        })
+    }
+
+    @Test func highPidsOfASmallTreeAreFoundLikeLowOnes() throws {
+        // A few PIDs near pid_max go to the sparse side; many low ones to the flat array.
+        for base: Int32 in [100, 4_000_000] {
+            let tree = entries([(base, 0), (base + 1, base), (base + 2, base + 1)])
+            try TreeValidator.validate(tree)
+            let plan = try RestorePlanner.plan(tree)
+            #expect(plan.nodes.count == 4)
+            #expect(plan.nodes[plan.nodeOfEntry[2]].forker == plan.nodeOfEntry[1])
+            let duplicate = entries([(base, 0), (base + 1, base), (base + 1, base)])
+            #expect(TreeValidator.problems(in: duplicate).map(\.description).contains { $0.contains("duplicate pid \(base + 1)") })
+        }
+    }
+
+    @Test func negativeAndHugePidsAreIndexedAndReported() {
+        let tree = entries([(100, 0), (-5, 100), (-5, 100), (Int32.max, 100), (Int32.max, 100)])
+        let problems = TreeValidator.problems(in: tree).map(\.description)
+        #expect(problems.contains { $0.contains("duplicate pid -5") })
+        #expect(problems.contains { $0.contains("duplicate pid \(Int32.max)") })
+    }
+}
