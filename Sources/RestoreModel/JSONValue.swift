@@ -262,21 +262,7 @@ struct JSONReader {
         }
     }
 
-    private mutating func skipWhitespace() {
-        while pos < bytes.count {
-            switch bytes[pos] {
-            case 0x20, 0x09, 0x0D:
-                pos += 1
-                column += 1
-            case 0x0A:
-                pos += 1
-                line += 1
-                column = 1
-            default:
-                return
-            }
-        }
-    }
+    private mutating func skipWhitespace() { skipJSONWhitespace(bytes, &pos, &line, &column) }
 
     // MARK: document
 
@@ -620,5 +606,25 @@ struct JSONReader {
         }
         guard let scalar = Unicode.Scalar(value) else { return nil }
         return (scalar, length)
+    }
+}
+
+/// Skips JSON's whitespace from `pos`, counting lines and columns: the one rule of both
+/// readers (JSONReader and the plain-entry fast path of ProcessEntryScanner).
+@inline(__always)
+func skipJSONWhitespace<Bytes: RandomAccessCollection>(_ bytes: Bytes, _ pos: inout Int, _ line: inout Int, _ column: inout Int)
+    where Bytes.Element == UInt8, Bytes.Index == Int {
+    while pos < bytes.endIndex {
+        switch bytes[pos] {
+        case 0x20, 0x09, 0x0D:
+            pos += 1
+            column += 1
+        case 0x0A:
+            pos += 1
+            line += 1
+            column = 1
+        default:
+            return
+        }
     }
 }

@@ -85,21 +85,7 @@ private struct PlainEntryScanner {
 
     // MARK: bytes
 
-    private mutating func skipWhitespace() {
-        while pos < bytes.count {
-            switch bytes[pos] {
-            case 0x20, 0x09, 0x0D:
-                pos += 1
-                column += 1
-            case 0x0A:
-                pos += 1
-                line += 1
-                column = 1
-            default:
-                return
-            }
-        }
-    }
+    private mutating func skipWhitespace() { skipJSONWhitespace(bytes, &pos, &line, &column) }
 
     /// Consumes `byte` (ASCII, not a line feed) if it is next.
     private mutating func take(_ byte: UInt8) -> Bool {
