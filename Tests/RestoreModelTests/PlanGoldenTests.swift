@@ -35,6 +35,28 @@ func planGoldenCases() -> [(String, ProcessTree)] {
             cases.append(("large\(variant)-\(k)", TreeGenerator.generate(seed: seed, options: options).tree))
         }
     }
+    // Refusals too: generated trees with one entry moved to another parent, session or group
+    // (those the validator passes; the planner refuses many, and its diagnosis names why).
+    for k in 0..<UInt64(600) {
+        var rng = SplitMix64(seed: 0xBAD_7EE5 &+ k)
+        var tree = TreeGenerator.generate(seed: 0x0DD_5EED &+ k).tree
+        guard tree.processes.count > 1 else { continue }
+        let i = rng.below(tree.processes.count), j = rng.below(tree.processes.count)
+        switch rng.below(4) {
+        case 0: tree.processes[i].ppid = tree.processes[j].pid
+        case 1: tree.processes[i].sid = tree.processes[j].sid
+        case 2: tree.processes[i].pgid = tree.processes[j].pgid
+        default: tree.processes[i].childSubreaper.toggle()
+        }
+        guard (try? TreeValidator.validate(tree)) != nil else { continue }
+        cases.append(("mutated-\(k)", tree))
+    }
+    for shape in AdversarialTrees.shapes {
+        // Without the subreaper, or with the daemons' flags gone, orphans cannot be placed.
+        var tree = AdversarialTrees.tree(shape, count: 20)
+        for i in tree.processes.indices { tree.processes[i].childSubreaper = false }
+        if (try? TreeValidator.validate(tree)) != nil { cases.append(("\(shape)-no-subreapers", tree)) }
+    }
     return cases
 }
 
@@ -48,6 +70,15 @@ func planDigest(_ tree: ProcessTree) -> String {
 
 @Suite("plan goldens")
 struct PlanGoldenTests {
+    @Test("the adversarial shapes plan, and their plans simulate to the trees", arguments: AdversarialTrees.shapes)
+    func adversarialShapesSimulate(shape: String) throws {
+        for n in [2, 7, 61, 400] {
+            let tree = AdversarialTrees.tree(shape, count: n)
+            try TreeValidator.validate(tree)
+            try PlanSimulator.verify(try RestorePlanner.plan(tree), against: tree)
+        }
+    }
+
     @Test("plans and refusals are the ones recorded before the planner was made linear")
     func unchanged() throws {
         let lines = planGoldenCases().map { "\($0.0) \(planDigest($0.1))" }
