@@ -57,7 +57,7 @@ private func compare(_ before: [Int32: Row], root: Int32, with seen: [NamespaceP
         let nspid = Array(s.host.nspid.dropFirst(ProcFS.ownDepth + OuterNamespace.levels))
         if nspid != row.nspid { problems.append("pid \(pid): NSpid \(nspid), before \(row.nspid)") }
     }
-    let extra = seen.filter { $0.pid != 1 && before[$0.pid] == nil && !$0.host.state.hasPrefix("Z") }
+    let extra = seen.filter { $0.pid != 1 && !$0.isForkReceiver && before[$0.pid] == nil && !$0.host.state.hasPrefix("Z") }
     if !extra.isEmpty { problems.append("processes not in the recording: \(extra)") }
     return problems
 }
