@@ -536,6 +536,10 @@ int rr_seccomp_install_filter(const void *instructions, unsigned short count) {
     return r < 0 ? (int)r : 0;
 }
 
+int rr_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+}
+
 int rr_memfd(const char *name) {
     int fd = memfd_create(name, MFD_CLOEXEC);
     return fd < 0 ? -errno : fd;

@@ -9,9 +9,10 @@ struct Diff: ParsableCommand {
         discussion: """
         A and B are tree.json files (e.g. a recording and a `record` of its restore) or CRIU \
         pstree JSON (`crit decode -i pstree.img --pretty`). Processes are matched by pid; for \
-        each, nspid, ppid, pgid, sid, state, exitStatus, threads, args, cwd, user and terminal \
-        (the session whose terminal it controls or has on fds 0-2, and its foreground group; \
-        terminal ids are names) are compared (env with --env). Every difference is listed as `pid N FIELD: A ... | B ...`.
+        each, nspid, ppid, pgid, sid, state, exitStatus, threads, args, cwd, user, terminal \
+        (the session whose terminal it controls or has on fds 0-2, its foreground group and its modes; \
+        terminal ids are names), shellJobs (an interactive bash's jobs) and tmux (a server's sessions, \
+        windows and panes) are compared (env with --env). Every difference is listed as `pid N FIELD: A ... | B ...`.
 
         A process whose parent is not in its tree (ppid 0 or an unrecorded PID) hangs under \
         the namespace's PID 1 once restored: when both sides have their parent outside their \
@@ -48,7 +49,7 @@ struct Diff: ParsableCommand {
     @Flag(help: "Compare the ppid of processes whose parent is outside the tree as numbers.")
     var exactTopPpid = false
 
-    @Option(name: .long, help: ArgumentHelp("Do not compare FIELD (nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user, terminal); repeat or separate with commas.", valueName: "FIELD"))
+    @Option(name: .long, help: ArgumentHelp("Do not compare FIELD (nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user, terminal, shellJobs, tmux); repeat or separate with commas.", valueName: "FIELD"))
     var ignore: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Decoded core-<PID>.json files for the input that is a CRIU pstree (task state, zombie exit status).", valueName: "DIR"))

@@ -214,9 +214,11 @@ struct RunInvocation: Equatable {
         let status: Int32
         do {
             status = try RestoreSession(tree: loaded.tree, plan: loaded.plan, options: options).run(phases: loaded.phases)
-        } catch var error as RestoreError where error.kind == .environment || error.operation.hasPrefix("mount") {
+        } catch var error as RestoreError where (error.kind == .environment && error.operation != "clone3") || error.operation.hasPrefix("mount") {
             // A namespace step the kernel refused: say why in the user's terms, by trying the
             // cheap part of `check` (single-threaded still, and the namespace is torn down).
+            // Not for `--pid-method clone3` without clone3 (operation "clone3"): that refusal
+            // comes from the probe before any namespace and already says what to do.
             error.message += "\n" + EnvironmentCheck.explainNamespaceFailure()
             throw fail(error)
         } catch {

@@ -209,11 +209,11 @@ public enum EnvironmentCheck {
         return r
     }
 
-    /// pipe(2) with both ends close-on-exec (pipe2 is not in Swift's Glibc module).
+    /// A pipe with both ends close-on-exec; errno is set when it fails.
     static func makePipe(_ fds: inout [Int32]) -> Bool {
-        guard pipe(&fds) == 0 else { return false }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        return true
+        let e = rr_pipe_cloexec(&fds)
+        if e != 0 { errno = -e }
+        return e == 0
     }
 
     static func step(_ errno: Int32) -> ProbeStep { errno == 0 ? .ok : .failed(errno) }
@@ -408,7 +408,6 @@ public enum EnvironmentCheck {
     static func runHelper(_ helper: String, ownID: UInt32, start: UInt32, count: UInt32, mapFile: String)
         -> (status: Int32, output: String, map: String) {
         var hold: [Int32] = [-1, -1]
-        var output: [Int32] = [-1, -1]
         guard makePipe(&hold) else { return (-1, "pipe failed", "") }
         let pid = rr_clone3(RR_CLONE_NEWUSER, SIGCHLD, nil, 0)
         if pid == 0 {
@@ -428,35 +427,13 @@ public enum EnvironmentCheck {
             close(hold[1])
             reap(child, kill: false)
         }
-        // Made after the clone, so that only the helper holds its write end.
-        guard makePipe(&output) else { return (-1, "pipe failed", "") }
         let argv = [helper, "\(child)", "0", "\(ownID)", "1", "1", "\(start)", "\(count)"]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, output[1], 2)
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        var env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin:/usr/sbin:/sbin"), nil]
-        defer { free(env[0]) }
-        var spawned = pid_t()
-        let rc = posix_spawn(&spawned, helper, &actions, nil, cArgs, &env)
-        close(output[1])
-        defer { close(output[0]) }
-        guard rc == 0 else { return (-1, "posix_spawn \(helper): \(ErrnoName.describe(rc))", "") }
-        var said: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while said.count < 8192 {
-            let n = SystemCalls.retrying { chunk.withUnsafeMutableBytes { read(output[0], $0.baseAddress, $0.count) } }.value
-            if n <= 0 { break }
-            said.append(contentsOf: chunk[0..<n])
-        }
-        var status: Int32 = 0
-        _ = SystemCalls.retrying { waitpid(spawned, &status, 0) }
-        let code = rr_wifexited(status) != 0 ? rr_wexitstatus(status) : 128 + rr_wtermsig(status)
+        let result = CommandRunner.run(argv, environment: ["PATH=/usr/bin:/bin:/usr/sbin:/sbin"],
+                                       timeout: Double(IDMapWriter.helperTimeoutSeconds), mergeOutput: true, limit: 8192)
+        if result.startErrno != nil { return (-1, result.error, "") }
+        if result.timedOut { return (-1, result.output + "(\(result.how) after \(IDMapWriter.helperTimeoutSeconds) s)", "") }
+        let code = result.status ?? 128 + (result.signal ?? 0)
         let map = SystemCalls.readText("/proc/\(child)/\(mapFile)") ?? ""
-        return (code, String(decoding: said, as: UTF8.self), map)
+        return (code, result.output, map)
     }
 }

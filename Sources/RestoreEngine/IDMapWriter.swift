@@ -97,68 +97,30 @@ public struct IDMapWriter {
         }
     }
 
-    static let helperTimeoutSeconds: UInt64 = 10
+    /// How long newuidmap/newgidmap may take (run and check).
+    public static let helperTimeoutSeconds = 10
 
-    /// Runs `newuidmap PID inner outer count ...` (posix_spawn: the coordinator stays
-    /// single-threaded) and waits for it; its output goes into the error message.
+    /// Runs `newuidmap PID inner outer count ...` and waits for it, bounded: the coordinator
+    /// blocks INT and TERM meanwhile, so a hanging helper would make `run` unkillable but by
+    /// SIGKILL. Its output goes into the error message.
     func run(_ helper: String, pid: Int32, side: IDMapPlan.Side) throws {
         var argv = [helper, String(pid)]
         for m in side.lines { argv += [String(m.containerID), String(m.hostID), String(m.size)] }
         let command = argv.joined(separator: " ")
-        let out = rr_memfd("rootless-restore-idmap")
-        guard out >= 0 else {
-            throw RestoreError(.restoreFailed, operation: "memfd_create", errno: -out, message: "cannot capture the output of \(helper)")
-        }
-        defer { close(out) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out, 1)
-        posix_spawn_file_actions_adddup2(&actions, out, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // The coordinator blocks the signals it reads from its signalfd; the helper must not.
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        // A process group of its own, so that a timeout kills whatever it started too.
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        let cEnv: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=\(Self.defaultSearchPath)"), strdup("LC_ALL=C"), nil]
-        defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
-        var child = pid_t()
-        let rc = posix_spawn(&child, helper, &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else {
-            throw RestoreError(.environment, operation: "posix_spawn", errno: rc, entry: helper,
+        let result = CommandRunner.run(argv, environment: ["PATH=\(Self.defaultSearchPath)", "LC_ALL=C"],
+                                       timeout: Double(Self.helperTimeoutSeconds), mergeOutput: true, limit: 4096)
+        if let e = result.startErrno {
+            throw RestoreError(.environment, operation: "posix_spawn", errno: e, entry: helper,
                                message: "cannot run \(command)")
         }
-        var status: Int32 = 0
-        // Bounded: the coordinator blocks INT and TERM meanwhile, so a hanging helper would
-        // make `run` unkillable but by SIGKILL.
-        let deadline = MonotonicClock.nanoseconds() + Self.helperTimeoutSeconds * 1_000_000_000
-        while SystemCalls.retrying({ waitpid(child, &status, WNOHANG) }).value == 0 {
-            if MonotonicClock.nanoseconds() > deadline {
-                kill(-child, SIGKILL)
-                _ = SystemCalls.retrying { waitpid(child, &status, 0) }
-                throw RestoreError(.environment, operation: command, errno: ETIMEDOUT, entry: side.source,
-                                   message: "\(helper) did not finish within \(Self.helperTimeoutSeconds) s writing the \(side.kind) map \(side.text); it was killed")
-            }
-            var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
-            nanosleep(&pause, nil)
+        if result.timedOut {
+            throw RestoreError(.environment, operation: command, errno: ETIMEDOUT, entry: side.source,
+                               message: "\(helper) did not finish within \(Self.helperTimeoutSeconds) s writing the \(side.kind) map \(side.text); it was killed")
         }
-        guard rr_wifexited(status) == 0 || rr_wexitstatus(status) != 0 else { return }
-        let size = Int(lseek(out, 0, SEEK_END))
-        var said = [UInt8](repeating: 0, count: max(0, min(size, 4096)))
-        let n = said.withUnsafeMutableBytes { pread(out, $0.baseAddress, $0.count, 0) }
-        let text = String(decoding: said.prefix(max(0, n)), as: UTF8.self).trimmingSuffixNewline
-        let how = rr_wifexited(status) != 0 ? "exit code \(rr_wexitstatus(status))" : "signal \(rr_wtermsig(status))"
+        guard result.status != 0 else { return }
+        let text = result.output.trimmingSuffixNewline
         throw RestoreError(.environment, operation: command, entry: side.source,
-                           message: "\(helper) failed (\(how)) writing the \(side.kind) map \(side.text)"
+                           message: "\(helper) failed (\(result.how)) writing the \(side.kind) map \(side.text)"
                                + (text.isEmpty ? "" : ": \(text)"))
     }
 }

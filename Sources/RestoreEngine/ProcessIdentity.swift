@@ -213,12 +213,13 @@ public enum SeccompCompiler {
     /// Compiles every profile of the tree and throws the first problem (unknown syscall
     /// names, architectures libseccomp lacks), naming the entry; for `validate`.
     public static func check(_ tree: ProcessTree) throws {
-        var done: [SeccompSpec] = []
+        // A set: a list searched per process was quadratic in the number of distinct profiles.
+        var done = Set<SeccompSpec>()
         for e in tree.processes {
             guard let s = e.process?.seccomp, !done.contains(s) else { continue }
             let (instructions, _) = try compile(s, entry: e.line.map { "\(e.label), line \($0)" } ?? e.label)
             instructions.deallocate()
-            done.append(s)
+            done.insert(s)
         }
     }
 

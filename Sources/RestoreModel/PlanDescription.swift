@@ -8,7 +8,13 @@ extension RestorePlan {
         out += "Namespace init (PID 1): \(treeHasInit ? "\(name(0)), created by the runtime with CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS" : "the runtime's own init; the tree's top processes hang under it")\n"
         if !helpers.isEmpty {
             out += "Helpers (exit before any payload runs):\n"
-            for h in helpers { out += "  \(name(h)): \(explainHelper(h, tree: tree))\n" }
+            // Each helper's kids, and the first node of each recorded PID, gathered once (a
+            // search of every node per helper was quadratic in trees of many helpers).
+            var kidsOf: [Int: [Int]] = [:]
+            for n in nodes.indices { if let f = nodes[n].forker, nodes[f].isHelper { kidsOf[f, default: []].append(n) } }
+            var nodeOfPid: [Int32: Int] = [:]
+            for n in nodes.indices { if let i = nodes[n].entryIndex, nodeOfPid[tree.processes[i].pid] == nil { nodeOfPid[tree.processes[i].pid] = n } }
+            for h in helpers { out += "  \(name(h)): \(explainHelper(h, tree: tree, kids: kidsOf[h] ?? [], nodeOfPid: nodeOfPid))\n" }
         }
         out += "Steps:\n"
         for (i, step) in steps.enumerated() {
@@ -43,9 +49,8 @@ extension RestorePlan {
     func nodeEntry(_ n: Int) -> Int? { nodes[n].entryIndex }
 
     /// Why a helper exists, what it forks and where its children end up.
-    func explainHelper(_ h: Int, tree: ProcessTree) -> String {
+    func explainHelper(_ h: Int, tree: ProcessTree, kids: [Int], nodeOfPid: [Int32: Int]) -> String {
         guard case .helper(let purpose) = nodes[h].role else { return "" }
-        let kids = nodes.indices.filter { nodes[$0].forker == h }
         var shown: [String] = []
         for k in kids.prefix(6) { shown.append(nodes[k].label(in: tree)) }
         var list = shown.joined(separator: ", ")
@@ -54,7 +59,7 @@ extension RestorePlan {
         var reaper = "the namespace init (pid 1)"
         if let k = kids.first, let i = nodes[k].entryIndex {
             let ppid = tree.processes[i].ppid
-            if let p = nodes.indices.first(where: { nodes[$0].entryIndex.map { tree.processes[$0].pid == ppid } ?? false }) {
+            if let p = nodeOfPid[ppid] {
                 reaper = nodes[p].label(in: tree)
             } else if nodes[0].role == .runtimeInit {
                 reaper = nodes[0].label(in: tree)

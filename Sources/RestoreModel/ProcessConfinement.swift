@@ -123,7 +123,7 @@ public enum ResourceLimits {
 }
 
 /// The OCI `linux.seccomp` object.
-public struct SeccompSpec: Sendable, Equatable {
+public struct SeccompSpec: Sendable, Hashable {
     public var defaultAction: String
     public var defaultErrnoRet: UInt32?
     /// "SCMP_ARCH_X86_64", ...; nil or empty: the native architecture only.
@@ -185,7 +185,7 @@ public struct SeccompSpec: Sendable, Equatable {
 }
 
 /// One element of `linux.seccomp.syscalls`.
-public struct SeccompSyscall: Sendable, Equatable {
+public struct SeccompSyscall: Sendable, Hashable {
     public var names: [String]
     public var action: String
     public var errnoRet: UInt32?
@@ -201,7 +201,7 @@ public struct SeccompSyscall: Sendable, Equatable {
 
 /// One element of `syscalls[].args`: compare argument `index` with `value` (and `valueTwo`
 /// for SCMP_CMP_MASKED_EQ: `(arg & value) == valueTwo`).
-public struct SeccompArg: Sendable, Equatable {
+public struct SeccompArg: Sendable, Hashable {
     public var index: UInt32
     public var value: UInt64
     public var valueTwo: UInt64?

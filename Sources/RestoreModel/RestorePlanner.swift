@@ -87,6 +87,10 @@ private struct PlanBuilder {
     var born: [Int32?] = []
     /// Entry nodes that a helper must fork, with the session they must be born into.
     var helperSession: [Int: Int32] = [:]
+    /// Undo log of `born` and `helperSession` for walks that fail (saving copies of both
+    /// per walk was quadratic): node, which of the two, the value before.
+    var trail: [(node: Int, isBorn: Bool, old: Int32?)] = []
+    var subtrees: SubtreeIndex?
     /// For each session-orphans helper: the reaper its children must end up under.
     var helperTarget: [Int: Int] = [:]
 
@@ -252,16 +256,17 @@ private struct PlanBuilder {
     mutating func resolveSessions() throws {
         var pending: [Int] = []
         for node in 1..<nodes.count where !doesSetsid[node] {
-            let saved = (born, helperSession)
             do {
                 try requireSession(of: node, finalSid[node], deferChoices: true)
             } catch is Deferred {
-                (born, helperSession) = saved
+                undo(to: 0)
                 pending.append(node)
             }
+            trail.removeAll(keepingCapacity: true)
         }
         for node in pending {
             try requireSession(of: node, finalSid[node])
+            trail.removeAll(keepingCapacity: true)
         }
         // A reaper that turned out to be born into a session forks its children of that
         // session itself, before its setsid(): they need no helper after all.
@@ -305,7 +310,8 @@ private struct PlanBuilder {
                 if deferChoices && canBeBorn { throw Deferred() }
                 if canBeBorn {
                     let choice = Choice(reaper: p, session: s)
-                    let birth = forced[choice] ?? made[choice] ?? !helperLooksPossible(under: p, s, for: c)
+                    let birth: Bool
+                    if let b = forced[choice] ?? made[choice] { birth = b } else { birth = !helperLooksPossible(under: p, s, for: c) }
                     if forced[choice] == nil { made[choice] = birth }
                     if birth, (try? tryBirth(of: p, s, strict: false)) != nil { return }
                 }
@@ -317,7 +323,7 @@ private struct PlanBuilder {
                     throw RestoreError.invalid(label(start), "is in session \(s), so its ancestor \(label(p)) must have been in session \(s) before its setsid(), but \(label(p)) must also have been born into session \(b)")
                 }
                 if born[p] == s { return } // already resolved further up
-                born[p] = s
+                setBorn(p, s)
                 c = p
                 continue
             }
@@ -328,34 +334,74 @@ private struct PlanBuilder {
 
     /// Makes `p` be born into `s`; undoes everything if that is impossible.
     mutating func tryBirth(of p: Int, _ s: Int32, strict: Bool) throws {
-        let saved = (born, helperSession)
-        born[p] = s
+        let mark = trail.count
+        setBorn(p, s)
         do {
             try requireSession(of: p, s, strict: strict)
         } catch {
-            (born, helperSession) = saved
+            undo(to: mark)
             throw error
+        }
+    }
+
+    mutating func setBorn(_ node: Int, _ s: Int32) {
+        trail.append((node, true, born[node]))
+        born[node] = s
+    }
+
+    /// Takes back the changes to `born` and `helperSession` made since the trail had `mark` entries.
+    mutating func undo(to mark: Int) {
+        while trail.count > mark {
+            let t = trail.removeLast()
+            if t.isBorn { born[t.node] = t.old } else { helperSession[t.node] = t.old }
         }
     }
 
     /// Whether a helper in session `s` could be forked below reaper `r` for its child `c`: a
     /// process of the session lives in the reaper's subtree outside the subtrees of the
     /// reaper's children that are in `s` without being its leader (the helper would fork them).
-    func helperLooksPossible(under r: Int, _ s: Int32, for c: Int) -> Bool {
-        return (1..<nodes.count).contains { a in
-            guard finalSid[a] == s, !isDescendant(a, of: c), reachesLater(from: a, r) else { return false }
-            var x = a
-            while parent[x] != r {
-                x = parent[x]
+    /// By the DFS order of the tree (`SubtreeIndex`): the session's processes in the reaper's
+    /// subtree, skipping whole subtrees that cannot hold one (a scan of every process per
+    /// reaper was quadratic in trees of many daemons).
+    mutating func helperLooksPossible(under r: Int, _ s: Int32, for c: Int) -> Bool {
+        let ix = subtreeIndex()
+        guard let list = ix.tinsOfSession[s] else { return false }
+        let end = ix.tout[r]
+        var k = ix.lowerBound(list, ix.tin[r] + 1)
+        while k < list.count, list[k] < end {
+            let a = ix.nodeAt[Int(list[k])]
+            // The reaper's child above a: its whole subtree is out if it is c or a non-leader of s.
+            let x = ix.childContaining(a, of: r)
+            if x == c || (finalSid[x] == s && !doesSetsid[x]) {
+                k = ix.lowerBound(list, ix.tout[x], from: k + 1)
+                continue
             }
-            return !(finalSid[x] == s && !doesSetsid[x])
+            // A namespace init between a and the reaper (a itself included) stops the orphans.
+            let ns = ix.namespaceRoot[a]
+            if ix.depth[ns] > ix.depth[r] {
+                k = ix.lowerBound(list, ix.tout[ns], from: k + 1)
+                continue
+            }
+            return true
         }
+        return false
+    }
+
+    /// Built on first need (most trees never ask), for the tree's processes only: helpers come later.
+    mutating func subtreeIndex() -> SubtreeIndex {
+        if let ix = subtrees { return ix }
+        let ix = SubtreeIndex(parent: Array(parent.prefix(entryNodeCount)), finalSid: finalSid,
+                              newPidNamespace: nodes.prefix(entryNodeCount).map(\.newPidNamespace),
+                              isReaper: isReaper)
+        subtrees = ix
+        return ix
     }
 
     mutating func needHelper(_ c: Int, _ s: Int32) throws {
         if let other = helperSession[c], other != s {
             throw RestoreError.invalid(label(c), "would have to be born into both session \(other) and session \(s)")
         }
+        trail.append((c, false, helperSession[c]))
         helperSession[c] = s
     }
 
@@ -439,33 +485,57 @@ private struct PlanBuilder {
     /// then flagged only after this helper is gone.
     mutating func createSessionHelpers() throws {
         var groups: [(reaper: Int, session: Int32, kids: [Int])] = []
+        var groupOf: [Choice: Int] = [:]
         for node in 1..<nodes.count {
             guard let s = helperSession[node] else { continue }
             let r = parent[node]
-            if let gi = groups.firstIndex(where: { $0.reaper == r && $0.session == s }) {
+            if let gi = groupOf[Choice(reaper: r, session: s)] {
                 groups[gi].kids.append(node)
             } else {
+                groupOf[Choice(reaper: r, session: s)] = groups.count
                 groups.append((r, s, [node]))
             }
         }
+        if groups.isEmpty { return }
+        let ix = subtreeIndex()
         // Deepest reapers first: their helpers can only be forked inside their own subtree,
         // while a helper for a reaper higher up may be forked from deeper down.
-        let order = groups.indices.sorted { (depth(groups[$0].reaper), $1) > (depth(groups[$1].reaper), $0) }
+        let order = groups.indices.sorted { (ix.depth[groups[$0].reaper], $1) > (ix.depth[groups[$1].reaper], $0) }
         var createdSessions = Set<Int32>()
         for gi in order {
             let g = groups[gi]
             let kidSet = Set(g.kids)
             let kidNamespaces = nodes[g.reaper].namespaces
-            let members = (1..<nodes.count).filter { a in
-                !nodes[a].isHelper && finalSid[a] == g.session && nodes[a].namespaces == kidNamespaces &&
-                    !g.kids.contains { isDescendant(a, of: $0) } && !forkedThrough(a, kidSet)
+            // The processes of the session in the reaper's PID namespace, in its subtree (it
+            // included) outside its kids' subtrees, whose helper's orphans reach the reaper
+            // straight away (direct) or once the subreapers between are flagged later (later),
+            // in node order; by the DFS order, skipping the kids' subtrees whole.
+            let r = g.reaper
+            var direct: [Int] = [], later: [Int] = []
+            if let list = ix.tinsOfSession[g.session] {
+                var k = ix.lowerBound(list, ix.tin[r])
+                while k < list.count, list[k] < ix.tout[r] {
+                    let a = ix.nodeAt[Int(list[k])]
+                    if a != r, case let x = ix.childContaining(a, of: r), kidSet.contains(x) {
+                        k = ix.lowerBound(list, ix.tout[x], from: k + 1)
+                        continue
+                    }
+                    k += 1
+                    guard nodes[a].namespaces == kidNamespaces, ix.depth[ix.namespaceRoot[a]] <= ix.depth[r] else { continue }
+                    later.append(a)
+                    if ix.depth[ix.reaperRoot[a]] <= ix.depth[r] { direct.append(a) }
+                }
             }
-            let direct = members.filter { reachesDirectly(from: $0, g.reaper) }
-            let later = members.filter { reachesLater(from: $0, g.reaper) }
+            direct.sort()
+            later.sort()
+            // Members fork no kid through their forkers (that would be a cycle): asked of the
+            // few that are picked, not of every process.
+            let leader = entryOfPid[g.session].map { nodeOfEntry[$0] }
+            let directLeader = leader.flatMap { l in direct.contains(l) && !forkedThrough(l, kidSet) ? l : nil }
             let leaderDead = g.session != 0 && entryOfPid[g.session] == nil
             var helper: Node
             var helperForker: Int
-            if let a = direct.first(where: { nodes[$0].pid == g.session }) ?? direct.first {
+            if let a = directLeader ?? direct.first(where: { !forkedThrough($0, kidSet) }) {
                 helperForker = a
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
                               nspid: [], forker: a, namespaces: nodes[a].namespaces,
@@ -478,7 +548,7 @@ private struct PlanBuilder {
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: true)),
                               nspid: [g.session], forker: g.reaper, namespaces: kidNamespaces,
                               newPidNamespace: false, childSubreaper: false)
-            } else if let a = later.first {
+            } else if let a = later.first(where: { !forkedThrough($0, kidSet) }) {
                 helperForker = a
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
                               nspid: [], forker: a, namespaces: nodes[a].namespaces,
@@ -780,73 +850,111 @@ private struct PlanBuilder {
     /// of the session holds one of the groups open meanwhile: a helper, which never leaves, or
     /// a process that can go back to its own group afterwards.
     mutating func emitMoves(_ moves: [(node: Int, leader: Int)]) throws {
+        if moves.isEmpty { return }
         let movers = Set(moves.map(\.node))
         var moveOfNode: [Int: Int] = [:]
         for (k, mv) in moves.enumerated() { moveOfNode[mv.node] = k }
+        // Per group, the processes that keep it open: neither moving nor holding another group
+        // open (counted once here and kept up to date: a scan of every process per move was
+        // quadratic). Only movers and holders change groups from here on.
+        var keepers: [Int32: Int] = [:]
+        for x in 0..<nodes.count where !movers.contains(x) { keepers[pgidNow[x], default: 0] += 1 }
         // after[k]: the move that must wait for move k (the leader of k's target group).
         var after = Array(repeating: [Int](), count: moves.count)
         var waitingFor = Array(repeating: 0, count: moves.count)
         for (k, mv) in moves.enumerated() {
             let g = nodes[mv.leader].pid
-            let held = (0..<nodes.count).contains { x in pgidNow[x] == g && !movers.contains(x) }
+            let held = keepers[g, default: 0] > 0
             if !held, let lk = moveOfNode[mv.leader], lk != k {
                 after[k].append(lk)
                 waitingFor[lk] += 1
             }
         }
         var done = Array(repeating: false, count: moves.count)
+        // The moves that wait for nobody, lowest first; the first one not done.
+        var ready = MinHeap()
+        for k in moves.indices where waitingFor[k] == 0 { ready.push(k) }
+        var firstUndone = 0
+        // The target groups of the moves not done, counted.
+        var pendingTargets: [Int32: Int] = [:]
+        for mv in moves { pendingTargets[nodes[mv.leader].pid, default: 0] += 1 }
         var returns: [RestorePlan.Step] = []
         var holders = Set<Int>()
-        while true {
-            if let k = (0..<moves.count).first(where: { !done[$0] && waitingFor[$0] == 0 }) {
-                done[k] = true
-                steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
-                pgidNow[moves[k].node] = nodes[moves[k].leader].pid
-                for next in after[k] { waitingFor[next] -= 1 }
+        // Who may hold a group open, per session in node order, each list past its leading
+        // holders: session-orphans helpers, and processes in their own final group.
+        var helperCandidates: [Int32: [Int]] = [:], hopperCandidates: [Int32: [Int]] = [:]
+        var helperStart: [Int32: Int] = [:], hopperStart: [Int32: Int] = [:]
+        // Per group, the nodes recorded in it that are not session-orphans helpers.
+        var finalMembers: [Int32: Int] = [:]
+        // The first node with each PID (the runtime's init only when it stands for the tree's).
+        var firstOfPid: [Int32: Int] = [:]
+        for x in 0..<nodes.count {
+            if x != 0 || treeHasInit, firstOfPid[nodes[x].pid] == nil { firstOfPid[nodes[x].pid] = x }
+            if case .helper(.sessionOrphans) = nodes[x].role {
+                if x != 0, !doesSetsid[x] { helperCandidates[finalSid[x], default: []].append(x) }
                 continue
             }
-            guard let k = (0..<moves.count).first(where: { !done[$0] }) else { break }
+            finalMembers[finalPgid[x], default: 0] += 1
+            if x != 0, !nodes[x].isHelper, !movers.contains(x), !doesSetsid[x], pgidNow[x] == finalPgid[x], finalPgid[x] != 0 {
+                hopperCandidates[finalSid[x], default: []].append(x)
+            }
+        }
+        while true {
+            if let k = ready.pop() {
+                done[k] = true
+                pendingTargets[nodes[moves[k].leader].pid]! -= 1
+                steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
+                pgidNow[moves[k].node] = nodes[moves[k].leader].pid
+                for next in after[k] {
+                    waitingFor[next] -= 1
+                    if waitingFor[next] == 0 { ready.push(next) }
+                }
+                continue
+            }
+            while firstUndone < moves.count && done[firstUndone] { firstUndone += 1 }
+            guard firstUndone < moves.count else { break }
+            let k = firstUndone
             // A cycle: hold the group that move k joins open with another process.
             let mv = moves[k]
             let g = nodes[mv.leader].pid
             let s = finalSid[mv.node]
-            let (doesSetsid, finalSid, nodes, pgidNow) = (self.doesSetsid, self.finalSid, self.nodes, self.pgidNow)
-            let targets = Set((0..<moves.count).filter { !done[$0] }.map { nodes[moves[$0].leader].pid })
             func canJoin(_ x: Int) -> Bool {
                 guard x != 0, !movers.contains(x), !holders.contains(x), !doesSetsid[x], finalSid[x] == s,
                       nodes[x].namespaces == nodes[mv.node].namespaces else { return false }
                 // It must not leave a group that a pending move needs and nobody else keeps.
                 let current = pgidNow[x]
-                return !targets.contains(current) || (0..<nodes.count).contains { y in
-                    y != x && pgidNow[y] == current && !movers.contains(y) && !holders.contains(y)
+                return pendingTargets[current, default: 0] == 0 || keepers[current, default: 0] > 1
+            }
+            func first(_ lists: [Int32: [Int]], _ starts: inout [Int32: Int], _ ok: (Int) -> Bool) -> Int? {
+                guard let list = lists[s] else { return nil }
+                var i = starts[s, default: 0]
+                while i < list.count && holders.contains(list[i]) { i += 1 }
+                starts[s] = i
+                while i < list.count {
+                    if ok(list[i]) { return list[i] }
+                    i += 1
                 }
+                return nil
             }
-            let helper = (0..<nodes.count).first { x in
-                guard case .helper(.sessionOrphans) = nodes[x].role else { return false }
-                return canJoin(x)
-            }
+            let helper = first(helperCandidates, &helperStart, canJoin)
             // A process that can go back: to its own group, or to one that others keep.
-            let hopper = (0..<nodes.count).first { x in
-                guard !nodes[x].isHelper, canJoin(x), pgidNow[x] == finalPgid[x] else { return false }
+            let hopper = helper != nil ? nil : first(hopperCandidates, &hopperStart) { x in
+                guard canJoin(x) else { return false }
                 let own = finalPgid[x]
-                guard own != 0 else { return false } // the runtime's group cannot be joined back
-                return own == nodes[x].pid || (0..<nodes.count).contains { y in
-                    guard y != x, finalPgid[y] == own else { return false }
-                    if case .helper(.sessionOrphans) = nodes[y].role { return false }
-                    return true
-                }
+                return own == nodes[x].pid || finalMembers[own, default: 0] > 1
             }
             if let x = helper ?? hopper {
                 holders.insert(x)
+                keepers[pgidNow[x]]! -= 1
                 steps.append(.setpgid(node: x, leader: mv.leader))
                 if !nodes[x].isHelper {
-                    // Any node with the group's PID names the group.
-                    let own = finalPgid[x]
-                    if let back = (0..<nodes.count).first(where: { nodes[$0].pid == own && ($0 != 0 || treeHasInit) }) {
+                    // Any node with the group's PID names the group. (Holders made below never
+                    // have one: their PIDs avoid every recorded group's.)
+                    if let back = firstOfPid[finalPgid[x]] {
                         returns.append(.setpgid(node: x, leader: back))
                     }
                 }
-                self.pgidNow[x] = g
+                pgidNow[x] = g
             } else {
                 // Nobody can: the group's leader forks a temporary holder, born into the group.
                 // (RestorePlan has no purpose for it yet: it is a group helper whose PID is
@@ -856,12 +964,16 @@ private struct PlanBuilder {
                                   namespaces: nodes[l].namespaces, newPidNamespace: false, childSubreaper: false)
                 holder.nspid = holder.namespaces.map { allocatePid(in: $0) }
                 appendNode(holder, parent: l, sid: s, pgid: g)
-                let h = self.nodes.count - 1
+                let h = nodes.count - 1
                 steps.append(.fork(parent: l, child: h))
-                self.pgidNow[h] = g
+                pgidNow[h] = g
                 holders.insert(h)
+                finalMembers[g, default: 0] += 1
             }
-            for next in after[k] { waitingFor[next] -= 1 }
+            for next in after[k] {
+                waitingFor[next] -= 1
+                if waitingFor[next] == 0 { ready.push(next) }
+            }
             after[k] = []
         }
         steps += returns
@@ -872,6 +984,8 @@ private struct PlanBuilder {
     /// reaper must be flagged and every subreaper between must not yet be. Helpers are retired
     /// one at a time, each as soon as that holds and flagging its target does not break it for
     /// a helper still waiting; the other subreapers are flagged at the end.
+    /// The paths between helpers and targets are kept, with how many pass each process, and
+    /// walked again only when a helper on them exits (all of them per exit was quadratic).
     mutating func emitRetirementsAndZombies() throws {
         var sessionHelpers: [Int] = []
         for h in (0..<nodes.count).reversed() where nodes[h].isHelper {
@@ -879,7 +993,7 @@ private struct PlanBuilder {
         }
         sessionHelpers.reverse()
         var realParent = forker
-        var flagged = Set<Int>()
+        var flagged = [Bool](repeating: false, count: nodes.count)
         func alwaysReaper(_ x: Int) -> Bool { x == 0 || nodes[x].newPidNamespace }
         /// The processes strictly between the helper and its target, by real parents now.
         func between(_ h: Int) -> [Int] {
@@ -891,28 +1005,75 @@ private struct PlanBuilder {
             }
             return out
         }
-        while !sessionHelpers.isEmpty {
-            let paths = sessionHelpers.map(between)
-            let pick = sessionHelpers.indices.first { i in
+        // The helpers still waiting, in node order: a linked list of their positions.
+        let count = sessionHelpers.count
+        var next = Array(1...max(1, count)).map { $0 < count ? $0 : -1 }
+        var prev = Array(-1..<max(0, count - 1))
+        var head = count > 0 ? 0 : -1
+        var paths = [[Int]](repeating: [], count: count)
+        // How many waiting helpers' paths pass each node; per session helper, the positions of
+        // the waiting helpers whose paths pass it (they change when it exits).
+        var passing = [Int32](repeating: 0, count: nodes.count)
+        var through: [Int: [Int]] = [:]
+        func record(_ i: Int) {
+            paths[i] = between(sessionHelpers[i])
+            for x in paths[i] {
+                passing[x] += 1
+                if helperTarget[x] != nil { through[x, default: []].append(i) }
+            }
+        }
+        for i in 0..<count { record(i) }
+        var waiting = [Bool](repeating: true, count: count)
+        // Each helper's children by real parent (only session helpers' children move).
+        var kidsOf: [Int: [Int]] = [:]
+        for k in 1..<nodes.count where forker[k] >= 0 && helperTarget[forker[k]] != nil { kidsOf[forker[k], default: []].append(k) }
+        while head >= 0 {
+            var pick = -1
+            var i = head
+            while i >= 0 {
                 let t = helperTarget[sessionHelpers[i]]!
-                if paths[i].contains(where: { flagged.contains($0) || alwaysReaper($0) }) { return false }
-                if alwaysReaper(t) || flagged.contains(t) { return true }
-                return !paths.indices.contains { j in j != i && paths[j].contains(t) }
+                if !paths[i].contains(where: { flagged[$0] || alwaysReaper($0) }) {
+                    if alwaysReaper(t) || flagged[t] { pick = i; break }
+                    var own: Int32 = 0
+                    for x in paths[i] where x == t { own += 1 }
+                    if passing[t] - own == 0 { pick = i; break }
+                }
+                i = next[i]
             }
-            guard let i = pick else {
-                let h = sessionHelpers[0]
-                throw RestoreError.invalid(label(helperTarget[h]!), "is a child subreaper whose flag would have to be set both before and after the helpers of sessions \(sessionHelpers.compactMap { if case .helper(.sessionOrphans(let s, _)) = nodes[$0].role { return String(s) } else { return nil } }.joined(separator: ", ")) exit: their orphans could not all reach the reapers they are recorded under")
+            guard pick >= 0 else {
+                let h = sessionHelpers[head]
+                var sessions: [String] = []
+                var j = head
+                while j >= 0 {
+                    if case .helper(.sessionOrphans(let s, _)) = nodes[sessionHelpers[j]].role { sessions.append(String(s)) }
+                    j = next[j]
+                }
+                throw RestoreError.invalid(label(helperTarget[h]!), "is a child subreaper whose flag would have to be set both before and after the helpers of sessions \(sessions.joined(separator: ", ")) exit: their orphans could not all reach the reapers they are recorded under")
             }
-            let h = sessionHelpers.remove(at: i)
+            // Out of the list, its path out of the counts.
+            if prev[pick] >= 0 { next[prev[pick]] = next[pick] } else { head = next[pick] }
+            if next[pick] >= 0 { prev[next[pick]] = prev[pick] }
+            waiting[pick] = false
+            for x in paths[pick] { passing[x] -= 1 }
+            let h = sessionHelpers[pick]
             let t = helperTarget[h]!
-            if !alwaysReaper(t) && !flagged.contains(t) {
+            if !alwaysReaper(t) && !flagged[t] {
                 steps.append(.setChildSubreaper(t))
-                flagged.insert(t)
+                flagged[t] = true
             }
             steps.append(.retireHelper(h))
-            for k in 0..<nodes.count where realParent[k] == h { realParent[k] = t }
+            for k in kidsOf[h] ?? [] {
+                realParent[k] = t
+                if helperTarget[t] != nil { kidsOf[t, default: []].append(k) }
+            }
+            kidsOf[h] = nil
+            // The waiting helpers whose paths passed h walk theirs again.
+            for j in Set(through.removeValue(forKey: h) ?? []).sorted() where waiting[j] {
+                for x in paths[j] { passing[x] -= 1 }
+                record(j)
+            }
         }
-        for n in 0..<nodes.count where nodes[n].childSubreaper && !flagged.contains(n) {
+        for n in 0..<nodes.count where nodes[n].childSubreaper && !flagged[n] {
             steps.append(.setChildSubreaper(n))
         }
         for n in 0..<nodes.count {
@@ -936,5 +1097,122 @@ extension RestorePlan.Node {
         case .runtimeInit: return "the runtime's init (pid 1)"
         case .helper: return "helper (pid \(pid))"
         }
+    }
+}
+
+/// The tree's processes in depth-first order, for questions about subtrees in O(log n):
+/// `x` is in the subtree of `r` exactly when tin[r] <= tin[x] < tout[r].
+struct SubtreeIndex {
+    var tin: [Int32]
+    var tout: [Int32]
+    var nodeAt: [Int]
+    var depth: [Int32]
+    /// The nearest ancestor-or-self that starts a PID namespace (0: the init's).
+    var namespaceRoot: [Int]
+    /// The nearest ancestor-or-self that is a reaper (a child subreaper, a namespace init, 0).
+    var reaperRoot: [Int]
+    /// Children of node k: kids[firstKid[k]..<firstKid[k + 1]], in DFS order.
+    var firstKid: [Int]
+    var kids: [Int]
+    /// Per session, the tin of its processes (node 0 aside), ascending.
+    var tinsOfSession: [Int32: [Int32]]
+
+    /// `parent[n] < n` for every n > 0 (the planner numbers parents first).
+    init(parent: [Int], finalSid: [Int32], newPidNamespace: [Bool], isReaper: [Bool]) {
+        let count = parent.count
+        firstKid = [Int](repeating: 0, count: count + 2)
+        for n in 1..<count { firstKid[parent[n] + 2] += 1 }
+        for k in 1..<firstKid.count { firstKid[k] += firstKid[k - 1] }
+        kids = [Int](repeating: 0, count: max(0, count - 1))
+        for n in 1..<count {
+            kids[firstKid[parent[n] + 1]] = n
+            firstKid[parent[n] + 1] += 1
+        }
+        depth = [Int32](repeating: 0, count: count)
+        namespaceRoot = [Int](repeating: 0, count: count)
+        reaperRoot = [Int](repeating: 0, count: count)
+        for n in 1..<count {
+            depth[n] = depth[parent[n]] + 1
+            namespaceRoot[n] = newPidNamespace[n] ? n : namespaceRoot[parent[n]]
+            reaperRoot[n] = isReaper[n] ? n : reaperRoot[parent[n]]
+        }
+        tin = [Int32](repeating: 0, count: count)
+        tout = [Int32](repeating: 0, count: count)
+        nodeAt = [Int](repeating: 0, count: count)
+        // Iterative DFS: a node's entry, then its children; its exit after them.
+        var stack: [(node: Int, next: Int)] = [(0, firstKid[0])]
+        var clock: Int32 = 0
+        tin[0] = 0; nodeAt[0] = 0; clock = 1
+        while let top = stack.last {
+            if top.next < firstKid[top.node + 1] {
+                stack[stack.count - 1].next += 1
+                let c = kids[top.next]
+                tin[c] = clock; nodeAt[Int(clock)] = c; clock += 1
+                stack.append((c, firstKid[c]))
+            } else {
+                tout[top.node] = clock
+                stack.removeLast()
+            }
+        }
+        tinsOfSession = [:]
+        for t in 1..<count { tinsOfSession[finalSid[nodeAt[t]], default: []].append(Int32(t)) }
+    }
+
+    /// The first position in `list` (ascending) at or after `from` whose value is >= `value`.
+    func lowerBound(_ list: [Int32], _ value: Int32, from: Int = 0) -> Int {
+        var lo = from, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid] < value { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// The child of `r` whose subtree holds `a` (a strict descendant of `r`).
+    func childContaining(_ a: Int, of r: Int) -> Int {
+        var lo = firstKid[r], hi = firstKid[r + 1]
+        // The last child whose tin is <= tin[a].
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2
+            if tin[kids[mid]] <= tin[a] { lo = mid } else { hi = mid }
+        }
+        return kids[lo]
+    }
+
+    func contains(_ r: Int, _ x: Int) -> Bool { tin[r] <= tin[x] && tin[x] < tout[r] }
+}
+
+/// A binary min-heap of positions (the planner's ready moves, lowest first).
+struct MinHeap {
+    private var items: [Int] = []
+
+    mutating func push(_ x: Int) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0 {
+            let up = (i - 1) / 2
+            if items[up] <= items[i] { break }
+            items.swapAt(up, i)
+            i = up
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && items[l] < items[m] { m = l }
+                if r < items.count && items[r] < items[m] { m = r }
+                if m == i { break }
+                items.swapAt(m, i)
+                i = m
+            }
+        }
+        return top
     }
 }

@@ -72,7 +72,7 @@ public enum RestoreVerification {
             if pgid != entry.pgid { wrong.append("pgid \(pgid) instead of \(entry.pgid)") }
             if sid != entry.sid { wrong.append("sid \(sid) instead of \(entry.sid)") }
             if entry.state == .zombie && !s.isDead { wrong.append("state \(s.state) instead of zombie") }
-            wrong += terminalProblems(entry, node: node, tree: tree, observed: observed)
+            wrong += terminalProblems(entry, node: node, tree: tree, observed: observed, treePids: treePids)
             if !wrong.isEmpty {
                 problems.append(RestoreError(.restoreFailed, operation: "verify", entry: entry.label,
                                              message: "was restored with " + wrong.joined(separator: ", ")))
@@ -88,10 +88,11 @@ public enum RestoreVerification {
     /// A recorded controlling terminal must be pty k of the restore's devpts, and the session
     /// leader's terminal must have the recorded foreground group (the rest of the session drops
     /// an inherited terminal it had not only at release, after this check).
-    static func terminalProblems(_ entry: ProcessEntry, node: Int, tree: ProcessTree, observed: Observation) -> [String] {
+    static func terminalProblems(_ entry: ProcessEntry, node: Int, tree: ProcessTree, observed: Observation,
+                                 treePids: Set<Int32>) -> [String] {
         guard let id = entry.terminal, node < observed.terminals.count, let seen = observed.terminals[node],
               let k = tree.terminals.firstIndex(where: { $0.id == id }),
-              let session = tree.terminals[k].session, tree.processes.contains(where: { $0.pid == session }) else { return [] }
+              let session = tree.terminals[k].session, treePids.contains(session) else { return [] }
         var wrong: [String] = []
         let want = ptyDevice(k)
         if seen.ttyNr != want {

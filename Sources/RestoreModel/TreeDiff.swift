@@ -2,8 +2,9 @@
 //
 // Processes are matched by `pid` (the PID in the tree's top namespace). For each PID in both
 // trees the compared fields are nspid, ppid, pgid, sid, state, exitStatus, threads, and of
-// `process` args, cwd and user, and the terminal (env only when asked: environments are long and often differ
-// in harmless ways).
+// `process` args, cwd and user; the terminal (with its modes); an interactive bash's job table
+// (`shellJobs`) and a tmux server's sessions, windows and panes (env only when asked:
+// environments are long and often differ in harmless ways).
 //
 // Parents outside the tree. A process whose ppid is 0 or a PID that is not in its own tree is a
 // *top* process: its parent was not recorded. `run` hangs such a process under the namespace's
@@ -22,7 +23,7 @@
 public enum TreeDiff {
     /// The fields compared, in report order.
     public enum Field: String, Sendable, CaseIterable, Comparable {
-        case nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user, terminal
+        case nspid, ppid, pgid, sid, state, exitStatus, threads, args, env, cwd, user, terminal, shellJobs, tmux
 
         public static func < (a: Field, b: Field) -> Bool {
             allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -92,8 +93,13 @@ public enum TreeDiff {
             out += compare(pa, pb, aTree: aByPid, bTree: bByPid, options)
             if options.comparedFields.contains(.terminal) {
                 // Terminal ids are names (pts3 when recorded, pts0 after a restore): compared by
-                // what they are, the session they control and its foreground group.
-                let x = terminalText(pa, a), y = terminalText(pb, b)
+                // what they are, the session they control, its foreground group and modes.
+                // With `restored`, a recording without modes (an older `record`) says nothing
+                // B's modes can contradict.
+                var x = terminalText(pa, a, modes: true)
+                let modes = !options.restored || x != terminalText(pa, a, modes: false)
+                if !modes { x = terminalText(pa, a, modes: false) }
+                let y = terminalText(pb, b, modes: modes)
                 if x != y { out.append(Difference(pid: pa.pid, field: .terminal, a: x, b: y)) }
             }
         }
@@ -142,20 +148,62 @@ public enum TreeDiff {
         }
         if !skip(sa.cwd == nil) { check(.cwd, sa.cwd.map(quoted) ?? "none", sb.cwd.map(quoted) ?? "none") }
         if !(options.restored && sa.user == nil) && !stoppedEarly { check(.user, user(sa.user), user(sb.user)) }
+        if pa.shellJobs != pb.shellJobs { check(.shellJobs, jobs(pa.shellJobs), jobs(pb.shellJobs)) }
+        if pa.tmux != pb.tmux {
+            // A restored server reads a configuration of the runtime's first, then the user's:
+            // B's list of files is not A's by design.
+            check(.tmux, tmux(pa.tmux, files: !options.restored), tmux(pb.tmux, files: !options.restored))
+        }
         return out
     }
 
     /// "controlling terminal of session 100 (foreground 105); stdio 0 1 2 on it", "none", ...
-    private static func terminalText(_ p: ProcessEntry, _ tree: ProcessTree) -> String {
+    private static func terminalText(_ p: ProcessEntry, _ tree: ProcessTree, modes: Bool) -> String {
         func what(_ id: String) -> String {
             guard let t = tree.terminals.first(where: { $0.id == id }) else { return "an unknown terminal" }
-            guard let s = t.session else { return "a terminal of no session" }
-            return "the terminal of session \(s)" + (t.foreground.map { " (foreground \($0))" } ?? "")
+            let m = modes ? t.modes.map { " [" + modesText($0) + "]" } ?? "" : ""
+            guard let s = t.session else { return "a terminal of no session" + m }
+            return "the terminal of session \(s)" + (t.foreground.map { " (foreground \($0))" } ?? "") + m
         }
         var parts: [String] = []
         if let id = p.terminal { parts.append("controlled by " + what(id)) }
         for (fd, id) in p.stdio.enumerated() { if let id { parts.append("fd \(fd) on " + what(id)) } }
         return parts.isEmpty ? "none" : parts.joined(separator: "; ")
+    }
+
+    /// "iflag 0x500 oflag 0x5 cflag 0xbf lflag 0x8a3b cc 03 1c 7f ...": termios as numbers.
+    private static func modesText(_ m: TerminalModes) -> String {
+        func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
+        let cc = m.cc.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
+        return "iflag \(hex(m.iflag)) oflag \(hex(m.oflag)) cflag \(hex(m.cflag)) lflag \(hex(m.lflag)) cc \(cc)"
+    }
+
+    /// "pgid 105 running [105, 106]; pgid 107 stopped (signal 20) [107]", or "none".
+    private static func jobs(_ jobs: [ShellJobSpec]) -> String {
+        guard !jobs.isEmpty else { return "none" }
+        return jobs.map { j in
+            "pgid \(j.pgid) \(j.state.rawValue)" + (j.stopSignal.map { " (signal \($0))" } ?? "") + " " + ints(j.members)
+        }.joined(separator: "; ")
+    }
+
+    /// "socket \"/tmp/tmux-1000/default\", shell \"/bin/bash\"; session \"0\": window 0 \"bash\"
+    /// 80x24 layout ... active, panes [100 active, 101]", or "none".
+    private static func tmux(_ spec: TmuxServerSpec?, files: Bool) -> String {
+        guard let spec else { return "none" }
+        var s = "socket " + quoted(spec.socket)
+        if files { s += ", config files " + strings(spec.configFiles) }
+        if let shell = spec.defaultShell { s += ", shell " + quoted(shell) }
+        for session in spec.sessions {
+            s += "; session " + quoted(session.name) + ":"
+            s += session.windows.map { w in
+                var t = " window \(w.index)" + (w.name.map { " " + quoted($0) } ?? "") + " \(w.columns)x\(w.rows)"
+                if let layout = w.layout { t += " layout " + quoted(layout) }
+                if w.active { t += " active" }
+                let panes = w.panes.map { "\($0.pid)" + ($0.active ? " active" : "") + ($0.loginShell ? " login" : "") }
+                return t + ", panes [" + panes.joined(separator: ", ") + "]"
+            }.joined(separator: ";")
+        }
+        return s
     }
 
     /// "17", or "outside the tree" when the parent is not in the tree (unless exact).

@@ -474,6 +474,10 @@ private struct Checker {
     mutating func checkTerminals() {
         var index: [String: Int] = [:]
         let terms = tree.terminals
+        // Every (session, group) pair of the tree, once: a search of all processes per
+        // terminal was quadratic in trees of many ptys (tmux panes).
+        struct Group: Hashable { var sid: Int32; var pgid: Int32 }
+        let groups = terms.isEmpty ? [] : Set(procs.map { Group(sid: $0.sid, pgid: $0.pgid) })
         for (k, t) in terms.enumerated() {
             let who = t.label(k)
             if t.id.isEmpty { report(entry: "terminals[\(k)]", "id is empty: give each terminal a name its processes refer to") }
@@ -500,7 +504,7 @@ private struct Checker {
             } else if l.terminal != t.id {
                 report(entry: who, "its session leader \(name(leader)) does not have it as controlling terminal (give that process \"terminal\": \(JSONValue.quoted(t.id, limit: 40)))")
             }
-            if let fg = t.foreground, !procs.contains(where: { $0.pgid == fg && $0.sid == session }) {
+            if let fg = t.foreground, !groups.contains(Group(sid: session, pgid: fg)) {
                 report(entry: who, "its foreground group \(fg) is not a process group of session \(session): no process of the tree has pgid \(fg) and sid \(session)")
             }
         }

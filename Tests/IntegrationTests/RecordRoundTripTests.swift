@@ -336,18 +336,19 @@ struct RecordRefusalTests {
     func changingTreeIsRefused() throws {
         let run = try RestoreRun()
         defer { run.tearDown() }
-        // A new `sleep` every 2 ms, up to 2000: every pass of record sees new PIDs (new start
-        // times), so no two passes ever agree.
+        // A new `sleep 0.2` every 2 ms or more: every pass of record sees new PIDs (new start
+        // times), so no two passes ever agree, while the tree stays small (about 60 processes,
+        // fewer under load), so each pass is quick whatever the machine's load. Bounded: at
+        // most 30 000 forks (a minute or more); the job is killed when the test ends.
         let live = try startJob(run, script: """
             #!/bin/bash
             dir=$1
             mkfifo "$dir/tick"
             echo ready > "$dir/ready"
-            for i in $(seq 2000); do
-                sleep 1000 &
+            for i in $(seq 30000); do
+                sleep 0.2 &
                 read -r -t 0.002 _ <> "$dir/tick"
             done
-            read -r _ <> "$dir/tick"
             """)
         defer { live.kill() }
         let job = live.root
@@ -362,7 +363,9 @@ struct RecordRefusalTests {
         #expect(frozen == .exited(0), "record --freeze: \(frozenErr)")
         if frozen == .exited(0) {
             let listed = try Listed.load(run.directory + "/churn.json")
-            #expect(listed.count > 10 && listed.allSatisfy { $0.state == "running" }, "\(listed.count) processes")
+            // Running, or exited and not reaped yet when the shell was frozen: nothing stopped.
+            let running = listed.filter { $0.state == "running" }.count
+            #expect(running > 10 && listed.allSatisfy { $0.state == "running" || $0.state == "zombie" }, "\(listed.map(\.state))")
         }
         live.kill()
         run.tearDown()

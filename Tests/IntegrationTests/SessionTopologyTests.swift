@@ -408,6 +408,28 @@ struct SessionTopologyTests {
         }
     }
 
+    @Test("the planner's adversarial shapes (dozens of sessions whose leaders died, under the init and a subreaper; daemons; setsid at every level; moved group leaders; leaders in each other's groups), restored and compared with the simulation",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func adversarialShapes() throws {
+        for shape in ["dead-sessions", "subreaper-sessions", "daemons", "setsid-chain", "group-moves", "group-cycles", "cross-groups"] {
+            let tree = AdversarialTrees.tree(shape, count: 81)
+            let plan = try RestorePlanner.plan(tree)
+            if shape.hasSuffix("sessions") {
+                // The point of these shapes: one session helper per dead leader.
+                #expect(plan.helperCount >= 40, "\(shape): \(plan.helperCount) helpers")
+            }
+            let simulated = expectations(fromSimulation: try PlanSimulator.run(plan, tree: tree))
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            defer { run.endNamespace() }
+            try run.startRun(treeFile: try run.write("tree.json", Data(TreeEncoder.encode(tree, comment: shape).utf8)))
+            try run.waitUntilReady()
+            let problems = topologyProblems(run.namespace(), simulated, hasPid1: plan.treeHasInit, user: run.user)
+            let listed = problems.prefix(20).map { "  " + $0 }.joined(separator: "\n")
+            #expect(problems.isEmpty, "\(shape) restored differently from its simulation:\n\(listed)")
+        }
+    }
+
     @Test("validate prints the plan with its helpers and why; an impossible tree exits 65 naming the processes and the rule")
     func validateExplains() throws {
         let run = try RestoreRun()

@@ -131,6 +131,46 @@ struct TerminalDiffTests {
         #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(ignored: [.terminal])).isEmpty)
         #expect(TreeDiff.compare(a, b).contains { $0.pid == 107 && $0.b == "none" })
     }
+
+    @Test func modesAreCompared() throws {
+        var a = try parse(shellTree)
+        a.terminals[0].modes = TerminalModes(iflag: 0x500, oflag: 0x5, cflag: 0xbf, lflag: 0x8a3b, cc: [3, 0x1c, 0x7f])
+        var b = a
+        #expect(TreeDiff.compare(a, b).isEmpty)
+        b.terminals[0].modes?.lflag = 0x8a33  // stty -echo
+        let d = TreeDiff.compare(a, b)
+        #expect(!d.isEmpty && d.allSatisfy { $0.field == .terminal }, "\(d)")
+        #expect(d.first.map { $0.a.contains("lflag 0x8a3b cc 03 1c 7f") && $0.b.contains("lflag 0x8a33") } ?? false, "\(d)")
+        // A recording without modes: a restore's modes are not a difference, other diffs are.
+        a.terminals[0].modes = nil
+        #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(restored: true)).isEmpty)
+        #expect(!TreeDiff.compare(a, b).isEmpty)
+    }
+
+    @Test func shellJobsAndTmuxAreCompared() throws {
+        var a = try parse(shellTree)
+        a.processes[0].shellJobs = [ShellJobSpec(pgid: 105, state: .foreground, members: [105, 106]),
+                                    ShellJobSpec(pgid: 107, state: .stopped, stopSignal: 20, members: [107])]
+        var b = a
+        #expect(TreeDiff.compare(a, b).isEmpty)
+        b.processes[0].shellJobs.removeLast()
+        var d = TreeDiff.compare(a, b)
+        #expect(d.map(\.description) == ["pid 100 shellJobs: A pgid 105 foreground [105, 106]; pgid 107 stopped (signal 20) [107] | B pgid 105 foreground [105, 106]"], "\(d)")
+        #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(ignored: [.shellJobs])).isEmpty)
+
+        b = a
+        let pane = TmuxPaneSpec(pid: 105, active: true)
+        a.processes[0].tmux = TmuxServerSpec(socket: "/tmp/tmux-1000/default", configFiles: ["/home/u/.tmux.conf"], defaultShell: "/bin/bash",
+                                             sessions: [TmuxSessionSpec(name: "0", windows: [TmuxWindowSpec(index: 0, name: "bash", columns: 80, rows: 24, active: true, panes: [pane])])])
+        b.processes[0].tmux = a.processes[0].tmux
+        #expect(TreeDiff.compare(a, b).isEmpty)
+        b.processes[0].tmux?.configFiles = ["/tmp/rr-tmux/replay.conf", "/home/u/.tmux.conf"]
+        #expect(TreeDiff.compare(a, b, options: TreeDiff.Options(restored: true)).isEmpty, "a restored server's own configuration is by design")
+        #expect(TreeDiff.compare(a, b).count == 1)
+        b.processes[0].tmux?.sessions[0].windows[0].columns = 100
+        d = TreeDiff.compare(a, b, options: TreeDiff.Options(restored: true))
+        #expect(d.count == 1 && d[0].field == .tmux && d[0].a.contains("window 0 \"bash\" 80x24 active, panes [105 active]") && d[0].b.contains("100x24"), "\(d)")
+    }
 }
 
 @Suite("Terminals in the verification of a built tree")

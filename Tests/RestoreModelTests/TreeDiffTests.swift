@@ -110,7 +110,7 @@ private func recording() -> ProcessTree {
         #expect(TreeDiff.compare(recording(), b).count == 2)
         #expect(TreeDiff.compare(recording(), b, options: .init(ignored: [.pgid, .exitStatus])).isEmpty)
         #expect(TreeDiff.Options(ignored: [.pgid]).comparedFields.map(\.rawValue)
-                == ["nspid", "ppid", "sid", "state", "exitStatus", "threads", "args", "cwd", "user", "terminal"])
+                == ["nspid", "ppid", "sid", "state", "exitStatus", "threads", "args", "cwd", "user", "terminal", "shellJobs", "tmux"])
     }
 
     @Test func zombiesHaveNoCommandLineToCompare() {

@@ -220,6 +220,8 @@ int rr_seccomp_notify_sync_wake_up(int fd);
 int rr_seccomp_filter_flags_known(unsigned int flags);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0): a plain filter. 0 or -errno.
 int rr_seccomp_install_filter(const void *instructions, unsigned short count);
+/// pipe2(fds, O_CLOEXEC) (not in Swift's Glibc module): 0 or -errno.
+int rr_pipe_cloexec(int fds[2]);
 /// memfd_create(name, MFD_CLOEXEC): fd or -errno.
 int rr_memfd(const char *name);
 /// Sends `tag` and the descriptor `fd` as one record (SCM_RIGHTS). 0 or -errno.

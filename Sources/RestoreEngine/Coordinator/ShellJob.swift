@@ -104,10 +104,9 @@ public final class ShellJob {
         var done = 0
         var stalls = 0
         while done < count {
-            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + done, count - done) }
+            let (n, e) = SystemCalls.retrying { buffer.withUnsafeBytes { write(fd, $0.baseAddress! + done, count - done) } }
             if n > 0 { done += n; stalls = 0; continue }
-            if n < 0 && errno == EINTR { continue }
-            guard n < 0 && errno == EAGAIN, stalls < 100 else { return }
+            guard n < 0 && e == EAGAIN, stalls < 100 else { return }
             // A full pty: wait (bounded) for room, while its output is still taken off.
             stalls += 1
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)

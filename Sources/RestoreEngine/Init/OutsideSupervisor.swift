@@ -55,7 +55,7 @@ enum OutsideSupervisor {
             let setter = rr_fork_flags(0, SIGCHLD)
             if setter == 0 { _exit(SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(abovePid)") == 0 ? 0 : 1) }
             var status: Int32 = 0
-            if setter > 0 { while waitpid(pid_t(setter), &status, 0) < 0 && SystemCalls.currentErrno == EINTR {} }
+            if setter > 0 { _ = SystemCalls.retrying { waitpid(pid_t(setter), &status, 0) } }
             server = rr_fork_flags(0, SIGCHLD)
         } else if server == -Int(EEXIST) || server == -Int(EINVAL) {
             server = rr_clone3(0, SIGCHLD, nil, 0)
@@ -70,7 +70,7 @@ enum OutsideSupervisor {
         }
         rr_close_all_but(-1)
         var status: Int32 = 0
-        while waitpid(pid_t(server), &status, 0) < 0 && SystemCalls.currentErrno == EINTR {}
+        _ = SystemCalls.retrying { waitpid(pid_t(server), &status, 0) }
         let code = InitLoop.exitCode(status)
         if code == RestoreError.ExitCode.restoreFailed { _ = rr_kill(initHostPid, SIGKILL) }
         _exit(code)
