@@ -6,7 +6,8 @@
 #   scripts/bench.sh                 flat trees of 100, 1 000, 10 000; deep chains of 100, 1 000;
 #                                    clone3 against the ns_last_pid dance; wrong PIDs under
 #                                    concurrent forking; the fork supervisor's cost per fork
-#                                    validate (parse, check, plan) of 10^4, 10^5, 10^6 processes
+#                                    validate (parse, check, plan) of 10^4, 10^5, 10^6 processes,
+#                                    flat, chains and the unusual shapes of scripts/bench/trees.py
 #   scripts/bench.sh --quick         trees of 100 and 1 000 only, fewer repetitions
 #   scripts/bench.sh --targets       only issue 13's table: each case against its floor, same run
 #                                    (with --quick: chains up to 1 000, fewer repetitions)
@@ -786,7 +787,7 @@ row_fork_supervisor
 cpu_mark "fork supervisor"
 
 # 7. validate at scale: parse + validate + plan, linear in the tree (issue 14 item 9).
-say "validate of flat trees and chains of 10^4, 10^5, 10^6 processes (scripts/bench/planning.sh)"
+say "validate of flat trees, chains and the unusual shapes of scripts/bench/trees.py (many dead session leaders, subreapers, daemons, setsid at every level, moved group leaders, seccomp profiles, threads), 10^4, 10^5, 10^6 processes (scripts/bench/planning.sh)"
 planning_sizes="10000 100000 1000000"
 ((quick)) && planning_sizes="10000 100000"
 while read -r shape n wall rss fwall frss bytes cpu; do

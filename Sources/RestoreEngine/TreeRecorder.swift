@@ -190,11 +190,12 @@ public enum TreeRecorder {
     }
 
     /// The root and all its descendants, parents before children, siblings in the order they
-    /// were created (start time, then PID). rootless-restore itself is left out.
+    /// were created (start time, then PID). rootless-restore itself is left out, and so is the
+    /// fork supervisor's receiver of a restored tree (the runtime's, not the tree's).
     static func descendants(of root: Int32) -> [Int32] {
         var children: [Int32: [(UInt64, Int32)]] = [:]
         let me = getpid()
-        for pid in allPids() where pid != me {
+        for pid in allPids() where pid != me && !isForkReceiver(pid) {
             if let s = StatLine.read(pid) { children[s.ppid, default: []].append((s.startTime, pid)) }
         }
         var out = [root]
@@ -204,6 +205,16 @@ public enum TreeRecorder {
             i += 1
         }
         return out
+    }
+
+    /// ForkSupervisor.startReceiver's process: named so, alone in its session, and running
+    /// rootless-restore (its exe is the runtime's binary).
+    static func isForkReceiver(_ pid: Int32) -> Bool {
+        guard SystemCalls.readText("/proc/\(pid)/comm") == "rr-fork-recv\n" else { return false }
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink("/proc/\(pid)/exe", &buf, 4096)
+        let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        return exe.hasSuffix("/rootless-restore") || exe.hasSuffix("/rootless-restore (deleted)")
     }
 
     static func allPids() -> [Int32] {

@@ -391,6 +391,13 @@ struct NamespaceProcess: Sendable, CustomStringConvertible {
     var description: String {
         "pid=\(pid) ppid=\(ppid) pgid=\(pgid) sid=\(sid) state=\(host.state) (host pid \(host.hostPid))"
     }
+
+    /// The fork supervisor's notification receiver (ForkSupervisor.startReceiver): the runtime's
+    /// own, not the tree's. Told by its name and by being alone in a session of its own.
+    var isForkReceiver: Bool {
+        readText("/proc/\(host.hostPid)/comm").trimmingCharacters(in: .whitespacesAndNewlines) == "rr-fork-recv"
+            && sid == pid && pgid == pid
+    }
 }
 
 extension ProcFS {

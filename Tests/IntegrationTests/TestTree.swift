@@ -114,7 +114,14 @@ func verifyNamespace(_ observed: [NamespaceProcess], matches tree: TestTree, use
             problems.append("no PID 1 in the namespace (the runtime's init)")
         }
     }
-    let extra = observed.filter { !expectedPids.contains($0.pid) }
+    // The fork supervisor's receiver is the runtime's, a child of its init or of the server
+    // beside the tree's PID 1 (nobody's child there), above every PID of the tree.
+    let receivers = observed.filter(\.isForkReceiver)
+    for r in receivers where r.ppid != (tree.hasPid1 ? observed.first { $0.ppid == 0 && $0.pid != 1 }?.pid ?? -1 : 1) {
+        problems.append("the fork supervisor's receiver has an unexpected parent: \(r)")
+    }
+    if receivers.count > 1 { problems.append("\(receivers.count) fork supervisor receivers: \(receivers)") }
+    let extra = observed.filter { !expectedPids.contains($0.pid) && !$0.isForkReceiver }
     if !extra.isEmpty {
         problems.append("\(extra.count) process(es) not in the tree: "
                         + extra.prefix(20).map { "\($0) \($0.host.commandLine)" }.joined(separator: "; "))

@@ -28,6 +28,11 @@ for shape in $shapes; do
         f="$work/$shape-$n.json"
         python3 "$here/trees.py" "$shape" "$n" "$f"
         bytes=$(stat -c %s "$f")
+        if ((bytes > 64 * 1024 * 1024)); then
+            echo "planning.sh: $shape N=$n is $bytes bytes, over the tree file limit (64 MiB): skipped" >&2
+            rm -f "$f"
+            continue
+        fi
         wall=? rss=? user=0 sys=0
         if "$gnu_time" -o "$work/time" -f "%e %M %U %S" timeout "${RR_PLANNING_TIMEOUT:-300}" "$binary" validate -q "$f" >/dev/null 2>"$work/err"; then
             read -r wall rss user sys < "$work/time"

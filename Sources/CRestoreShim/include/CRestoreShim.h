@@ -274,6 +274,39 @@ int rr_epoll_ready(int epfd, uint64_t *data, int max);
 /// pidfd_send_signal(fd, sig, NULL, 0): 0 or -errno.
 int rr_pidfd_send_signal(int pidfd, int sig);
 
+/// The fork supervisor's notification receiver: a process of its own (clone with CLONE_VM |
+/// CLONE_FILES, exit signal 0, so that the init's wait4 never sees it) that does nothing but
+/// wait on the listeners (an epoll set) and take each notification the moment it is queued
+/// (SECCOMP_IOCTL_NOTIF_RECV): from then on the fork waits killably (WAIT_KILLABLE_RECV), so a
+/// SIGCHLD can no longer fail it with EINTR. Raw system calls only (it shares the supervisor's
+/// memory, errno and TLS). It writes each one into a ring the supervisor reads, and wakes the
+/// supervisor through an eventfd.
+#define RR_RECEIVER_SLOTS 256
+/// `status`: 0 a notification (in `notification`, a struct seccomp_notif); RR_RECEIVED_FINISHED
+/// the listener hung up (no task uses its filter any more; removed from the set); otherwise the
+/// errno of a failed receive (the listener is removed from the set too).
+#define RR_RECEIVED_FINISHED (-1)
+struct rr_received {
+    int32_t fd;
+    int32_t status;
+    uint64_t notification[10];
+};
+struct rr_receiver {
+    /* head: written by the receiver only; tail: by the supervisor only. */
+    uint32_t head, tail;
+    int32_t epfd, wakefd, parent, pad;
+    struct rr_received slots[RR_RECEIVER_SLOTS];
+};
+/// Creates the receiver's epoll set and eventfd and starts it on `stack`. Its PID is the next
+/// one the namespace hands out (the caller sets ns_last_pid). Returns its PID or -errno.
+long rr_receiver_start(struct rr_receiver *r, void *stack, size_t stack_size);
+/// Adds a listener to the receiver's set: 0 or -errno.
+int rr_receiver_add(struct rr_receiver *r, int fd);
+/// Takes the oldest received entry into *out: 1, or 0 when there is none. Never blocks.
+int rr_receiver_take(struct rr_receiver *r, struct rr_received *out);
+/// Empties the receiver's eventfd (non-blocking).
+void rr_receiver_drain_wake(struct rr_receiver *r);
+
 /// Runs one system call `nr` with `args` inside the ptrace-stopped task `tid` (this thread is
 /// its tracer), the way CRIU's compel does: all its signals blocked, `syscall; int3` written
 /// at `code` (the start of an executable mapping of the task), its registers set, continued

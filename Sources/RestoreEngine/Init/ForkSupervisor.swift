@@ -178,7 +178,128 @@ public final class ForkSupervisor {
             _ = rr_seccomp_notify_sync_wake_up(fd)
             listeners.append(fd)
             listenerNodes[fd] = tag
+            if receiver == nil || rr_receiver_add(receiver, fd) != 0 { polled.append(fd) }
         }
+    }
+
+    // MARK: the receiver
+
+    /// The notification receiver (rr_receiver_start): nil until started, or when it could not
+    /// be; then the supervisor receives itself (`polled`), and a fork waits interruptibly
+    /// until the supervisor gets to it.
+    var receiver: UnsafeMutablePointer<rr_receiver>?
+    var receiverPid: Int32 = 0
+    /// Readable once the receiver has ended (-1: none).
+    var receiverExit: Int32 = -1
+    /// The listeners the supervisor receives from itself: those the receiver does not watch.
+    var polled: [Int32] = []
+    static let receiverStackSize = 64 * 1024
+
+    /// Starts the receiver, before any notification is served. Its PID is one no recorded fork
+    /// needs: above every pinned PID, as for a fork the recording does not know (nothing else
+    /// forks in the namespace now: every payload fork waits for this supervisor). Failing, it
+    /// is said, and the supervisor receives on its own (as before: forks interruptible longer).
+    func startReceiver() {
+        guard receiver == nil else { return }
+        let ring = UnsafeMutablePointer<rr_receiver>.allocate(capacity: 1)
+        let stack = UnsafeMutableRawPointer.allocate(byteCount: Self.receiverStackSize, alignment: 4096)
+        let before = readLastPid()
+        if before < ceiling { writeLastPid(ceiling) }
+        let pid = rr_receiver_start(ring, stack, Self.receiverStackSize)
+        guard pid > 0 else {
+            SystemCalls.printError("rootless-restore: warning: the fork supervisor's receiver cannot start (\(ErrnoName.describe(Int32(-pid)))): a payload's fork may fail with EINTR when a signal comes before it is received")
+            ring.deallocate()
+            stack.deallocate()
+            return
+        }
+        receiver = ring
+        receiverPid = Int32(pid)
+        let exitFD = rr_pidfd_open(receiverPid)
+        receiverExit = exitFD >= 0 ? exitFD : -1
+        polled.removeAll { rr_receiver_add(ring, $0) == 0 }
+    }
+
+    /// The receiver ended (killed from outside, or its epoll set failed): the supervisor
+    /// receives on its own from now on. Said, since forks are interruptible longer again.
+    func receiverEnded(_ why: String) {
+        guard receiver != nil else { return }
+        SystemCalls.printError("rootless-restore: warning: the fork supervisor's receiver (pid \(receiverPid)) \(why): the supervisor receives on its own from now on")
+        drainReceiver()
+        receiver = nil
+        if receiverExit >= 0 { close(receiverExit); receiverExit = -1 }
+        var status: Int32 = 0
+        _ = rr_wait4(receiverPid, &status, WNOHANG | Int32(bitPattern: 0x4000_0000))
+        polled = listeners
+    }
+
+    /// Takes everything the receiver has received, in order, into the backlog; hung-up or
+    /// failed listeners are closed (the receiver has removed them from its set first).
+    func drainReceiver() {
+        guard let ring = receiver else { return }
+        var got = rr_received()
+        while rr_receiver_take(ring, &got) == 1 {
+            let fd = got.fd
+            if got.status == 0 {
+                let n = withUnsafeBytes(of: &got.notification) { $0.load(as: seccomp_notif.self) }
+                backlog.append((fd, n))
+            } else if fd < 0 {
+                receiverEnded("cannot wait on the listeners (\(ErrnoName.describe(got.status)))")
+                return
+            } else {
+                if got.status != RR_RECEIVED_FINISHED {
+                    lose(node: listenerNodes[fd] ?? -1, why: "SECCOMP_IOCTL_NOTIF_RECV failed (\(ErrnoName.describe(got.status)))")
+                }
+                finish(fd)
+            }
+        }
+    }
+
+    /// A listener is done: closed and forgotten.
+    func finish(_ fd: Int32) {
+        close(fd)
+        listenerNodes[fd] = nil
+        listeners.removeAll { $0 == fd }
+        polled.removeAll { $0 == fd }
+    }
+
+    /// One turn of a supervisor's loop (the init's, or the server's beside a tree's PID 1):
+    /// waits for a notification, a new listener, the next check, or one of `extra`; serves
+    /// every notification received, then checks pinned forks. Returns `extra` with revents.
+    func turn(extra: [pollfd]) -> [pollfd] {
+        collectListeners()
+        var fds = extra
+        fds.append(pollfd(fd: receiveFD, events: Int16(POLLIN), revents: 0))
+        if let ring = receiver { fds.append(pollfd(fd: ring.pointee.wakefd, events: Int16(POLLIN), revents: 0)) }
+        if receiverExit >= 0 { fds.append(pollfd(fd: receiverExit, events: Int16(POLLIN), revents: 0)) }
+        let fixed = fds.count
+        fds += polled.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        // While pinned forks wait to be checked (PinCheck), wake up to look at them.
+        let timeout = nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+        let ready = poll(&fds, nfds_t(fds.count), timeout)
+        // Notifications first: until received, a fork waits interruptibly (a child's SIGCHLD
+        // fails it with EINTR); everything else waits until none is left.
+        if let ring = receiver {
+            rr_receiver_drain_wake(ring)
+            drainReceiver()
+        }
+        var finished: [Int32] = []
+        if ready > 0 {
+            for p in fds[fixed...] where p.revents != 0 {
+                if p.revents & Int16(POLLIN) != 0 {
+                    if !receive(p.fd) { finished.append(p.fd) }
+                } else {
+                    finished.append(p.fd)
+                }
+            }
+        }
+        serveBacklog()
+        checkPending()
+        if receiverExit >= 0, let p = fds.first(where: { $0.fd == receiverExit }), p.revents != 0 {
+            receiverEnded("has ended")
+            serveBacklog()
+        }
+        for fd in finished { finish(fd) }
+        return Array(fds.prefix(extra.count))
     }
 
     /// Pinning is lost for a process's forks: always said, naming it; fatal with --pin-mismatch error.
@@ -216,13 +337,6 @@ public final class ForkSupervisor {
         return true
     }
 
-    /// Receives from `fd`, then serves everything received. Returns false when the listener is finished.
-    func serve(_ fd: Int32) -> Bool {
-        let open = receive(fd)
-        serveBacklog()
-        return open
-    }
-
     /// Serves every received notification, oldest first (serving one may receive more).
     func serveBacklog() {
         while !backlog.isEmpty {
@@ -231,10 +345,12 @@ public final class ForkSupervisor {
         }
     }
 
-    /// Every listener that has a notification now is read (poll without waiting).
+    /// Everything received so far: the receiver's, and each polled listener that has a
+    /// notification now (poll without waiting).
     func receiveReady() {
-        guard !listeners.isEmpty else { return }
-        var fds = listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        drainReceiver()
+        guard !polled.isEmpty else { return }
+        var fds = polled.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         guard poll(&fds, nfds_t(fds.count), 0) > 0 else { return }
         for p in fds where p.revents & Int16(POLLIN) != 0 { _ = receive(p.fd) }
     }

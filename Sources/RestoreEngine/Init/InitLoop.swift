@@ -103,6 +103,7 @@ enum InitLoop {
         // Without it no signal would reach the tree (they stay blocked) and `run` could not be
         // stopped but by SIGKILL: end the restore, loudly.
         if sfd < 0 { cannotForward("signalfd", Glibc.errno) }
+        supervisor.startReceiver()
         var firstStatus: Int32 = 0
         while true {
             reapExited(first: first, firstStatus: &firstStatus) {
@@ -110,34 +111,13 @@ enum InitLoop {
                 supervisor.checkPending()
                 supervisor.reportMissingAtEnd()
             }
-            supervisor.collectListeners()
-            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
-            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            // While pinned forks wait to be checked (PinCheck), wake up to look at them.
-            let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            // Notifications first: until received, a fork waits interruptibly (a child's SIGCHLD
-            // fails it with EINTR); everything else waits until none is left.
-            var finished: [Int32] = []
-            if ready > 0 {
-                for p in fds.dropFirst(2) where p.revents != 0 {
-                    if p.revents & Int16(POLLIN) != 0 {
-                        if !supervisor.serve(p.fd) { finished.append(p.fd) }
-                    } else {
-                        finished.append(p.fd)
-                    }
-                }
-            }
-            supervisor.checkPending()
-            if ready > 0, fds[0].revents != 0 {
+            let signals = supervisor.turn(extra: [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)])
+            if signals[0].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
                     forward(world, Int32(info.ssi_signo))
                 }
             }
-            for fd in finished { close(fd); supervisor.listenerNodes[fd] = nil }
-            supervisor.listeners.removeAll { finished.contains($0) }
         }
     }
 

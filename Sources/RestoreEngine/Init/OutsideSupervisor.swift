@@ -78,26 +78,7 @@ enum OutsideSupervisor {
 
     /// The server's loop: new listeners, notifications, and the checks of pinned forks.
     static func serve(_ supervisor: ForkSupervisor) -> Never {
-        while true {
-            supervisor.collectListeners()
-            var fds = [pollfd(fd: supervisor.receiveFD, events: Int16(POLLIN), revents: 0)]
-            fds += supervisor.listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let timeout = supervisor.nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            // Notifications first (InitLoop.supervisingInit says why), then the checks.
-            var finished: [Int32] = []
-            if ready > 0 {
-                for p in fds.dropFirst() where p.revents != 0 {
-                    if p.revents & Int16(POLLIN) != 0 {
-                        if !supervisor.serve(p.fd) { finished.append(p.fd) }
-                    } else {
-                        finished.append(p.fd)
-                    }
-                }
-            }
-            supervisor.checkPending()
-            for fd in finished { close(fd) }
-            supervisor.listeners.removeAll { finished.contains($0) }
-        }
+        supervisor.startReceiver()
+        while true { _ = supervisor.turn(extra: []) }
     }
 }
