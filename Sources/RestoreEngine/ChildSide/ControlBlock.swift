@@ -4,7 +4,8 @@ import Glibc
 /// What the coordinator asks a puppet (a restored process still running runtime code) to do.
 enum PuppetCommand: UInt32 {
     case none = 0
-    /// Finish namespace setup (init only): private mounts, fresh /proc, pid_max. a = needed pid_max.
+    /// Finish namespace setup (init only): private mounts, fresh /proc, pid_max. a = needed pid_max;
+    /// b > 0: then, set up, clone node b - 1 as `fork` does (the plan's first step, posted with it).
     case setupNamespace
     /// clone3 the node `a` with its prepared set_tid array.
     case fork

@@ -33,13 +33,9 @@ enum Puppet {
                     }
                 }
             case .setupNamespace:
-                setUpNamespace(world, me, neededPidMax: a)
+                if setUpNamespace(world, me, neededPidMax: a) && b > 0 { fork(world, Int(b) - 1) }
             case .fork:
-                let child = Int(a)
-                let pid = clone(world, child)
-                if pid < 0 && pid != -Int(ECANCELED) {
-                    answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
-                }
+                fork(world, Int(a))
             case .setsid:
                 let sid = rr_setsid()
                 if sid < 0 { fail(world, me, .setsid, Int32(-sid)); break }
@@ -85,6 +81,14 @@ enum Puppet {
         }
     }
 
+    /// `fork`: creates node `child`; a failure is its answer.
+    static func fork(_ world: PuppetWorld, _ child: Int) {
+        let pid = clone(world, child)
+        if pid < 0 && pid != -Int(ECANCELED) {
+            answer(world, child, .failed, stage: .clone3, value: Int32(-pid))
+        }
+    }
+
     /// Creates node `child` with its PIDs: clone3 with set_tid, or the ns_last_pid dance. The
     /// child shares this address space (CLONE_VM) and starts in `start` on its own stack, so
     /// a fork copies no page tables and links no anonymous memory to its ancestors' (which
@@ -114,8 +118,9 @@ enum Puppet {
         let start = raw!.assumingMemoryBound(to: PuppetStart.self).pointee
         let world = start.world.pointee
         let me = start.node
-        // Nothing is posted to a node before it says it is ready: this sequence is current.
-        let seen = world.control.sequence(me)
+        // A node's slot starts at sequence 0; a command posted before the node existed (its
+        // own next step, TreeBuilder) is run as soon as it has said it is ready.
+        let seen: UInt32 = 0
         if world.nodes[me].mountsProc { mountFreshProc(world, me) }
         run(world, as: me, seen: seen)
     }
@@ -146,12 +151,13 @@ enum Puppet {
     }
 
     /// Init only, after the coordinator wrote the id maps: private mounts, a /proc for the new
-    /// PID namespace, and a pid_max large enough for the tree.
-    static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) {
-        if !mountFreshProc(world, me) { return }
-        if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return }
-        if neededPidMax > 0 { let e = ensurePidMax(world, neededPidMax); if e != 0 { fail(world, me, .pidMax, e); return } }
+    /// PID namespace, and a pid_max large enough for the tree. False: failed (answered so).
+    static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) -> Bool {
+        if !mountFreshProc(world, me) { return false }
+        if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return false }
+        if neededPidMax > 0 { let e = ensurePidMax(world, neededPidMax); if e != 0 { fail(world, me, .pidMax, e); return false } }
         answer(world, me, .done)
+        return true
     }
 
     @discardableResult

@@ -56,15 +56,26 @@ final class LiveNamespace {
         return LiveNamespace(initHostPid: pid_t(pid), signalFD: sfd)
     }
 
-    /// The init's part once it answered: id maps written from outside, capabilities checked,
-    /// then its private mounts, /proc and pid_max.
-    func setUp(_ world: PreparedWorld, _ channel: PuppetChannel) throws {
-        _ = try channel.awaitAnswer(from: 0, expecting: .ready)
+    /// The id maps written from outside and the capabilities checked, both as soon as the
+    /// clone returned (the process exists, its namespaces too); then the init's private mounts,
+    /// /proc and pid_max, posted before its first answer is read: it finds the command when it
+    /// has said it is ready, without a round trip through the coordinator. When the plan starts
+    /// with the init forking one child, and no terminal must be opened first (TerminalMasters,
+    /// once the devpts exists), that fork goes with the setup; returns whether it did
+    /// (TreeBuilder then only awaits the child).
+    func setUp(_ world: PreparedWorld, _ channel: PuppetChannel, tree: ProcessTree) throws -> Bool {
         try world.maps.write(to: initHostPid)
         try checkCapabilities()
         let maxPid = world.plan.nodes.flatMap(\.nspid).max() ?? 1
-        world.puppets.control.post(0, .setupNamespace, maxPid + 1)
+        var firstFork: Int32 = 0
+        if tree.terminals.isEmpty, world.forkBatches[0] == nil, world.noiseNodes.isEmpty,
+           case .fork(0, let child)? = world.plan.steps.first {
+            firstFork = Int32(child) + 1
+        }
+        world.puppets.control.post(0, .setupNamespace, maxPid + 1, firstFork)
+        _ = try channel.awaitAnswer(from: 0, expecting: .ready)
         _ = try channel.awaitAnswer(from: 0, expecting: .done)
+        return firstFork > 0
     }
 
     /// The init's exit status if it has ended (reaped now), else nil.

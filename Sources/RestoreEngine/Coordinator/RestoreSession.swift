@@ -52,10 +52,10 @@ public struct RestoreSession {
             let ns = try LiveNamespace.start(world)
             namespace = ns
             let channel = PuppetChannel(world: world, namespace: ns, tree: tree, stepTimeout: options.stepTimeout)
-            try ns.setUp(world, channel)
+            let firstForkPosted = try ns.setUp(world, channel, tree: tree)
             if !tree.terminals.isEmpty { ns.terminals = try TerminalMasters(tree: tree, initHostPid: ns.initHostPid) }
             clock.end("namespace")
-            try TreeBuilder.build(world, channel, tree: tree, progress: options.onProgress)
+            try TreeBuilder.build(world, channel, tree: tree, firstForkPosted: firstForkPosted, progress: options.onProgress)
             for f in world.terminals.foreground {
                 world.puppets.control.post(f.leader, .setForeground, f.terminal, f.pgrp)
                 try channel.awaitAnswer(from: f.leader, expecting: .done)

@@ -5,7 +5,9 @@ import RestoreModel
 /// the answers; returns with every process created where the plan says (helpers retired,
 /// zombies dead), their host PIDs in `channel.hostPid`.
 enum TreeBuilder {
-    static func build(_ world: PreparedWorld, _ channel: PuppetChannel, tree: ProcessTree,
+    /// `firstForkPosted`: the plan's first step (the init forks one child) went with the
+    /// namespace setup (LiveNamespace.setUp); only its answer is awaited here.
+    static func build(_ world: PreparedWorld, _ channel: PuppetChannel, tree: ProcessTree, firstForkPosted: Bool = false,
                       progress: (@Sendable (RestoreProgress) -> Void)?) throws {
         let plan = world.plan
         let control = world.puppets.control
@@ -27,6 +29,20 @@ enum TreeBuilder {
                 _ = poll(&signalReady, 1, 60_000)
             }
         }
+        /// Posts `step` when node `n` itself carries it out with one command and one answer.
+        func postOwnStep(_ step: RestorePlan.Step, of n: Int) -> Bool {
+            switch step {
+            case .setsid(n):
+                control.post(n, .setsid)
+            case .setpgid(n, let leader):
+                control.post(n, .setpgid, plan.nodes[leader].nspid[plan.nodes[n].depth - 1])
+            case .setChildSubreaper(n):
+                control.post(n, .setChildSubreaper)
+            default:
+                return false
+            }
+            return true
+        }
         var index = 0
         while index < plan.steps.count {
             let step = plan.steps[index]
@@ -46,18 +62,19 @@ enum TreeBuilder {
             }
             switch step {
             case .fork(let parent, let child):
-                control.post(parent, .fork, Int32(child))
+                // The child's own next step (setsid, setpgid, subreaper) is posted with the
+                // fork: the child runs it right after saying it is ready, one round trip less.
+                // Still one step at a time: its answer is awaited before the next step.
+                let follow = index < plan.steps.count && postOwnStep(plan.steps[index], of: child)
+                if !(firstForkPosted && index == 1) { control.post(parent, .fork, Int32(child)) }
                 let (answer, sender) = try channel.awaitAnswer(from: child, expecting: .ready, askedOf: parent)
                 try accept(child: child, answer, sender: sender)
-            case .setsid(let n):
-                control.post(n, .setsid)
-                try channel.awaitAnswer(from: n, expecting: .done)
-            case .setpgid(let n, let leader):
-                let level = plan.nodes[n].depth - 1
-                control.post(n, .setpgid, plan.nodes[leader].nspid[level])
-                try channel.awaitAnswer(from: n, expecting: .done)
-            case .setChildSubreaper(let n):
-                control.post(n, .setChildSubreaper)
+                if follow {
+                    try channel.awaitAnswer(from: child, expecting: .done)
+                    index += 1
+                }
+            case .setsid(let n), .setpgid(let n, _), .setChildSubreaper(let n):
+                _ = postOwnStep(step, of: n)
                 try channel.awaitAnswer(from: n, expecting: .done)
             case .retireHelper(let h):
                 let forker = plan.nodes[h].forker ?? 0
