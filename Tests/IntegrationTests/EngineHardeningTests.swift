@@ -341,11 +341,12 @@ struct EngineHardeningTests {
         #expect(line.hasPrefix("forks=300 ") && line.hasSuffix(" other=0"), "\(run.stdout) \(run.stderr)")
         #expect(!run.stderr.contains("no longer get pinned PIDs"), "\(run.stderr)")
         // A fork waits interruptibly until it is received: the receiver's scheduling delay is
-        // a window the kernel leaves open (README, Pinned PIDs). Measured on 2 loaded cores:
-        // 0.04 to 0.07 interrupted forks per fork with the receiver; 0.6 without (the supervisor
-        // received between its other work), 0.13 to 0.31 with a receiver in the init's session.
+        // a window the kernel leaves open (README, Pinned PIDs). Measured on 2 shared cores:
+        // with the receiver 0 to 0.01 interrupted forks per fork at load 3, 0.02 to 0.07 at load
+        // 5 to 7; without it (the supervisor received between its other work) 0.05 to 0.23 at
+        // load 3, 0.55 to 0.67 at load 5 to 7; a receiver in the init's session, 0.13 to 0.31.
         let eintr = Int(line.split(separator: " ").first { $0.hasPrefix("eintr=") }?.dropFirst(6) ?? "") ?? -1
-        #expect(eintr >= 0 && eintr <= 60, "at most 1 in 5 forks interrupted before it was received: \(line)")
+        #expect(eintr >= 0 && eintr <= 30, "at most 1 in 10 forks interrupted before it was received: \(line)")
         print("fork storm under pinning: \(line) (EINTR: forks interrupted before the supervisor received them)")
         #expect(!ProcFS.scan().contains { $0.hostPid == receiver.host.hostPid }, "the receiver outlived the namespace: \(receiver)")
     }
