@@ -170,27 +170,18 @@ struct EngineHardeningTests {
         try run.waitUntilReady()
         let pinned = shape != "plain"
         var seen: [NamespaceProcess] = []
-        var forkFailed = false
-        // Known, intermittent (rarer since the supervisor's receiver: 1 of 4 runs once, 0 of
-        // the next 3; about 1 in 25 before): the payload's pinned fork fails ("sh: 0: Cannot
-        // fork") and 5000 never comes. The cause: dash catches SIGCHLD without SA_RESTART, and a
-        // SIGCHLD (the stopped 103's) that comes before the fork's notification is received fails
-        // the fork with EINTR: the receiver's scheduling delay is a window the kernel leaves
-        // interruptible (README, Pinned PIDs; forkStormKeepsPinning measures it). Only that
-        // failure is known; any other fails.
-        try withKnownIssue("a pinned fork interrupted by a SIGCHLD before the supervisor received it fails with Cannot fork (dash, no SA_RESTART)", isIntermittent: true) {
-            do {
-                seen = try run.waitForNamespace(timeout: 20, "every process (the pinned child 5000, the supervisor)") { now in
-                    !pinned || (now.contains { $0.pid == 5000 } && (shape != "pid1-pinned" || now.contains { $0.ppid == 0 && $0.pid > 5000 }))
-                }
-            } catch {
-                forkFailed = true
-                throw HarnessError("\(error)\npin log:\n\(readText(pins))")
+        // Once a known, intermittent "sh: 0: Cannot fork" (5000 never came): dash catches SIGCHLD
+        // without SA_RESTART, and the stopped 103's SIGCHLD failed the pinned fork with EINTR
+        // before the supervisor had received its notification. Now that SIGCHLD comes before
+        // the shell execs (Release: stopped processes first), and a notification is received
+        // the moment it is queued (the supervisor's receiver; forkStormKeepsPinning).
+        do {
+            seen = try run.waitForNamespace(timeout: 20, "every process (the pinned child 5000, the supervisor)") { now in
+                !pinned || (now.contains { $0.pid == 5000 } && (shape != "pid1-pinned" || now.contains { $0.ppid == 0 && $0.pid > 5000 }))
             }
-        } matching: { issue in
-            "\(issue)".contains("Cannot fork")
+        } catch {
+            throw HarnessError("\(error)\npin log:\n\(readText(pins))")
         }
-        if forkFailed { return }
         // The runtime's own processes in the namespace: its init (PID 1 unless the tree has
         // one) and the supervisor beside a tree's PID 1 (nobody's child there).
         // The receiver shares its supervisor's descriptor table (CLONE_FILES).
