@@ -195,8 +195,8 @@ public enum TreeRecorder {
     static func descendants(of root: Int32) -> [Int32] {
         var children: [Int32: [(UInt64, Int32)]] = [:]
         let me = getpid()
-        for pid in allPids() where pid != me && !isForkReceiver(pid) {
-            if let s = StatLine.read(pid) { children[s.ppid, default: []].append((s.startTime, pid)) }
+        for pid in allPids() where pid != me {
+            if let s = StatLine.read(pid), !isForkReceiver(pid, s) { children[s.ppid, default: []].append((s.startTime, pid)) }
         }
         var out = [root]
         var i = 0
@@ -207,13 +207,10 @@ public enum TreeRecorder {
         return out
     }
 
-    /// ForkSupervisor.startReceiver's process: named so, alone in its session, and running
-    /// rootless-restore (its exe is the runtime's binary).
-    static func isForkReceiver(_ pid: Int32) -> Bool {
-        guard SystemCalls.readText("/proc/\(pid)/comm") == "rr-fork-recv\n" else { return false }
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink("/proc/\(pid)/exe", &buf, 4096)
-        let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+    /// ForkSupervisor.startReceiver's process: named so (the stat line already read says its
+    /// name, so other processes cost nothing more) and running rootless-restore's binary.
+    static func isForkReceiver(_ pid: Int32, _ stat: StatLine) -> Bool {
+        guard stat.comm == "rr-fork-recv", let exe = readLink("/proc/\(pid)/exe") else { return false }
         return exe.hasSuffix("/rootless-restore") || exe.hasSuffix("/rootless-restore (deleted)")
     }
 

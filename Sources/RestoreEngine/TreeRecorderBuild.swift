@@ -397,6 +397,8 @@ extension SeccompState {
 
 /// The fields of /proc/PID/stat that `record` needs.
 struct StatLine {
+    /// The name between the parentheses (comm).
+    var comm: Substring
     var state: Character
     var ppid: Int32
     var startTime: UInt64
@@ -418,7 +420,8 @@ struct StatLine {
         if fields.count > 48 {
             layout = ([23, 24, 25] + Array(42...48)).map { UInt64(fields[$0]) ?? 0 }
         }
-        return StatLine(state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit,
+        let name = text.firstIndex(of: "(").map { text[text.index(after: $0)..<close] } ?? ""
+        return StatLine(comm: name, state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit,
                         ttyNr: UInt32(truncatingIfNeeded: Int64(fields[4]) ?? 0), tpgid: Int32(fields[5]) ?? -1, layout: layout)
     }
 }
