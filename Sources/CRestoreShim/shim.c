@@ -92,8 +92,9 @@ long rr_clone3(uint64_t flags, int exit_signal, const pid_t *set_tid, size_t set
 long rr_fork_flags(uint64_t flags, int exit_signal) {
     // The legacy clone(2) as a fork with namespace flags: no stack, no TLS, no tid pointers
     // (the same zeros in every architecture's argument order).
-    long r = syscall(SYS_clone, (unsigned long)flags | (unsigned long)exit_signal, 0L, 0L, 0L, 0L);
-    return r < 0 ? -errno : r;
+    // Raw (no errno): a puppet's forks (the noise testing aid) share the runtime's errno when
+    // the init shares its address space.
+    return RR_SYS(SYS_clone, (unsigned long)flags | (unsigned long)exit_signal, 0L, 0L, 0L, 0L);
 }
 
 int rr_probe_clone3(void) {
@@ -261,8 +262,7 @@ void rr_say_failed(const char *label, const char *what, int e) {
         n += len;
     }
     if (n == 0 || buf[n - 1] != '\n') buf[n++] = '\n';
-    ssize_t r = write(2, buf, n);
-    (void)r;
+    (void)RR_SYS(SYS_write, 2, buf, n);
 }
 
 void rr_thread_park(void *unused) {
@@ -284,10 +284,21 @@ void rr_child_side_enter(void) {
     for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) sigaction(faults[i], &sa, NULL);
 }
 
+pid_t rr_tcgetpgrp(int fd) {
+    pid_t pgrp = 0;
+    long r = RR_SYS(SYS_ioctl, fd, TIOCGPGRP, &pgrp);
+    return r < 0 ? (pid_t)r : pgrp;
+}
+
+int rr_same_address_space(pid_t a, pid_t b) {
+    return (int)RR_SYS(SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0);
+}
+
 int rr_peer_closed(int fd) {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int r;
-    do { r = poll(&p, 1, 0); } while (r < 0 && errno == EINTR);
+    struct timespec zero = { 0, 0 };
+    long r;
+    do { r = RR_SYS(SYS_ppoll, &p, 1, &zero, NULL, _NSIG / 8); } while (r == -EINTR);
     return r > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
@@ -297,11 +308,12 @@ static void close_range_or_loop(unsigned first, unsigned last, int cloexec) {
     if (RR_SYS(SYS_close_range, first, last, cloexec ? 4u /* CLOSE_RANGE_CLOEXEC */ : 0u) == 0) return;
 #endif
     // Before Linux 5.9 (5.11 for CLOEXEC), or refused: one call per possible descriptor.
+    // Raw calls: most of them fail (EBADF), and the child side has no errno of its own.
     struct rlimit lim;
-    unsigned end = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 1048576 ? (unsigned)lim.rlim_cur : 1048576;
+    unsigned end = RR_SYS(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &lim) == 0 && lim.rlim_cur < 1048576 ? (unsigned)lim.rlim_cur : 1048576;
     if (last < end) end = last + 1;
     for (unsigned fd = first; fd < end; fd++) {
-        if (cloexec) fcntl((int)fd, F_SETFD, FD_CLOEXEC); else close((int)fd);
+        if (cloexec) (void)RR_SYS(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC); else (void)RR_SYS(SYS_close, fd);
     }
 }
 
@@ -418,7 +430,7 @@ long rr_recv_record(int fd, int interrupt_fd, void *buf, size_t len, pid_t *send
 }
 
 int rr_block_signals(const sigset_t *set, sigset_t *old) {
-    return sigprocmask(SIG_BLOCK, set, old) < 0 ? -errno : 0;
+    return (int)RR_SYS(SYS_rt_sigprocmask, SIG_BLOCK, set, old, _NSIG / 8);
 }
 void rr_forwarded_signals(sigset_t *set) {
     sigfillset(set);
@@ -467,8 +479,7 @@ int rr_ignore_signal(int sig) {
 }
 int rr_sigwait_timeout(const sigset_t *set, siginfo_t *info, long timeout_ms) {
     struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L };
-    int r = sigtimedwait(set, info, timeout_ms < 0 ? NULL : &ts);
-    return r < 0 ? -errno : r;
+    return (int)RR_SYS(SYS_rt_sigtimedwait, set, info, timeout_ms < 0 ? NULL : &ts, _NSIG / 8);
 }
 
 int rr_wait_exited_nowait(pid_t pid) {

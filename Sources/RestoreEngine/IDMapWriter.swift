@@ -11,6 +11,9 @@ import RestoreModel
 /// `write(to:)` runs in the coordinator once the namespace's init exists.
 public struct IDMapWriter {
     public let plan: IDMapPlan
+    /// One line each of the caller's own uid and gid: every process of the namespace has the
+    /// caller's ids on the host.
+    public let ownIDsOnly: Bool
 
     /// The maps for a tree: `users`/`groups` (--map-users, --map-groups) when given, else the
     /// tree's uidMappings/gidMappings, else the caller's ids -> 0.
@@ -18,8 +21,8 @@ public struct IDMapWriter {
         let uid = UInt32(geteuid()), gid = UInt32(getegid())
         // The common case, one line of the caller's own ids each, needs none of the files and
         // helpers facts() looks up (about 1 ms: NSS, /etc/passwd twice, /etc/group, PATH).
-        let facts = IDMapPlan.mapsOnlyOwnIDs(tree: tree, users: users, groups: groups, uid: uid, gid: gid)
-            ? Self.ownFacts(uid: uid, gid: gid) : Self.facts()
+        ownIDsOnly = IDMapPlan.mapsOnlyOwnIDs(tree: tree, users: users, groups: groups, uid: uid, gid: gid)
+        let facts = ownIDsOnly ? Self.ownFacts(uid: uid, gid: gid) : Self.facts()
         plan = try IDMapPlan.make(tree: tree, users: users, groups: groups, facts: facts)
     }
 

@@ -4,6 +4,7 @@
 // free & co. there ends the puppet with a message. A control run makes a puppet allocate on
 // purpose (--testing-fault puppet-allocates) to show the guard sees puppets at all.
 
+import CRestoreShim
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -113,6 +114,60 @@ struct ChildSideTests {
         ]}
         """
         try guardedRun(tree, expectReady: true)
+    }
+
+    /// A tree with no fork supervisor, of the caller's own ids, with clone3: its runtime init
+    /// shares the runtime's address space (PuppetWorld.sharedInit) and must never allocate,
+    /// from its clone until it exits. Under the dance the init is a fork, and its own.
+    static let sharedInitTree = """
+    {"version": 1, "processes": [
+      {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["sleep", "1000"], "env": ["PATH=/usr/bin:/bin"]}},
+      {"pid": 101, "ppid": 0, "pgid": 101, "sid": 101}
+    ]}
+    """
+    static var sharesMemory: Bool { ProcessInfo.processInfo.environment["RR_PID_METHOD"] != "dance" }
+
+    @Test("the runtime's init shares the runtime's memory and allocates nothing from its clone to its exit (signals forwarded, children reaped)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func sharedInitDoesNotAllocate() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let guardLib = try buildAllocGuard(in: run.directory)
+        let treeFile = try run.write("tree.json", Data(Self.sharedInitTree.utf8))
+        try run.startRun(treeFile: treeFile, environment: ["LD_PRELOAD=\(guardLib)"])
+        try run.waitUntilReady(timeout: 60)
+        let runtime = try #require(run.runtimeHostPid)
+        let initProcess = try #require(ProcFS.namespaceProcesses(under: runtime).first { $0.pid == 1 }, "no namespace init")
+        let same = rr_same_address_space(runtime, initProcess.host.hostPid)
+        #expect(same >= 0, "kcmp: \(same)")
+        #expect((same == 0) == Self.sharesMemory, "kcmp(KCMP_VM) of the runtime and its init: \(same)")
+        // The init's loop: SIGWINCH to the top-level processes (its terminal check included),
+        // then SIGTERM to the namespace and the reaping of both, then its exit with the first
+        // top-level process's status. An allocation ends it with 86 instead.
+        run.signal(SIGWINCH)
+        run.signal(SIGTERM)
+        let t = try run.waitForExit(timeout: 60)
+        #expect(t == .exited(128 + SIGTERM), "\(t): \(run.stderr)")
+        #expect(!run.stderr.contains("alloc_guard"), "the init allocated:\n\(run.stderr)")
+    }
+
+    @Test("the guard catches a runtime init that allocates when it shares the runtime's memory (control)",
+          .enabled(if: Prerequisites.userNamespacesWork))
+    func guardCatchesSharedInitAllocation() throws {
+        guard Self.sharesMemory else {
+            print("skipped: under --pid-method dance the runtime's init is a fork, which may allocate")
+            return
+        }
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        let guardLib = try buildAllocGuard(in: run.directory)
+        let treeFile = try run.write("tree.json", Data(Self.sharedInitTree.utf8))
+        try run.startRun(treeFile: treeFile, extra: ["--testing-fault", "init-allocates"], environment: ["LD_PRELOAD=\(guardLib)"])
+        let t = try run.waitForExit(timeout: 60)
+        // The guard ends the init with 86 (the report may be written first: it allocates after
+        // its release); run then exits with it.
+        #expect(t != .exited(0), "the run succeeded: \(run.stderr)")
+        #expect(run.stderr.contains("alloc_guard: a puppet called"), "the guard did not fire:\n\(run.stderr)")
     }
 
     @Test("a crashing puppet dies of its signal: no swift-backtrace in the namespace",

@@ -131,6 +131,10 @@ void rr_close_all_but(int keep);
 void rr_close_all_but3(int a, int b, int c);
 /// Whether the other end of a connected socket is closed (poll, no wait).
 int rr_peer_closed(int fd);
+/// tcgetpgrp without errno: the foreground group of terminal `fd`, or -errno.
+pid_t rr_tcgetpgrp(int fd);
+/// kcmp(KCMP_VM): 0 when the two processes share one address space, > 0 when not, -errno.
+int rr_same_address_space(pid_t a, pid_t b);
 
 /// Credentials (glibc declares these only under _GNU_SOURCE). 0 or -errno.
 int rr_setresuid(uid_t uid);

@@ -90,6 +90,13 @@ struct PuppetWorld {
     /// Testing aid: the fault to inject, and the node that commits it.
     var fault: TestingFault = .none
     var faultNode: Int = -1
+    /// The namespace's init shares the coordinator's address space (CLONE_VM, on node 0's
+    /// stack) instead of being a fork of it: then it never leaves the child side, not even
+    /// once released (no allocation, no errno, no Swift runtime services until it exits),
+    /// because the coordinator runs on in the same memory with the same thread pointer.
+    /// Only for trees without a fork supervisor, with clone3, whose every process has the
+    /// caller's own ids (docs/performance.md, "The namespace init shares the runtime's memory").
+    var sharedInit = false
 }
 
 /// C strings the children use, made once.
@@ -108,6 +115,8 @@ struct FixedStrings {
     let devptsOptions: UnsafeMutablePointer<CChar>
     let ptmx: UnsafeMutablePointer<CChar>
     let ptsPtmx: UnsafeMutablePointer<CChar>
+    let initCannotForward: UnsafeMutablePointer<CChar>
+    let sigprocmaskFailed: UnsafeMutablePointer<CChar>
 
     init(_ arena: Arena) {
         root = arena.cString("/")
@@ -125,6 +134,8 @@ struct FixedStrings {
         devptsOptions = arena.cString("newinstance,ptmxmode=0666,mode=0620")
         ptmx = arena.cString("/dev/ptmx")
         ptsPtmx = arena.cString("/dev/pts/ptmx")
+        initCannotForward = arena.cString("rootless-restore: error: the runtime's init cannot set up signal forwarding")
+        sigprocmaskFailed = arena.cString("sigprocmask; the namespace is torn down")
     }
 }
 

@@ -70,7 +70,7 @@ enum Puppet {
                     if pid == 0 { rr_child_side_enter(); _exit(0) }
                     if pid > 0 {
                         var status: Int32 = 0
-                        _ = waitpid(pid_t(pid), &status, 0)
+                        _ = rr_wait4(pid_t(pid), &status, 0)
                     }
                 }
             case .release:
@@ -125,6 +125,26 @@ enum Puppet {
         run(world, as: me, seen: seen)
     }
 
+    /// Where the namespace's init begins when it shares the coordinator's address space
+    /// (PuppetWorld.sharedInit), on node 0's stack: as the forked init does (LiveNamespace.start),
+    /// with raw calls only. It stays on the child side until it exits.
+    static func startSharedInit(_ raw: UnsafeMutableRawPointer?) {
+        rr_child_side_enter()
+        let start = raw!.assumingMemoryBound(to: PuppetStart.self).pointee
+        let world = start.world.pointee
+        _ = rr_close(world.coordinatorFD)
+        if world.fault == .slowInitStart {
+            var word: UInt32 = 0
+            _ = rr_futex_wait(&word, 0, 1000)
+        }
+        // If the runtime dies, so does the namespace: armed, then the runtime's end checked.
+        _ = rr_prctl_set_pdeathsig(SIGKILL)
+        if rr_peer_closed(world.answerFD) != 0 { _exit(1) }
+        // Slot 0 is at sequence 0 here: the setup command the coordinator posts right after
+        // the clone is seen whenever it comes.
+        run(world, as: start.node, seen: 0)
+    }
+
     /// Testing aid (`--testing-fault`): break the child side's rules on purpose.
     static func commitTestingFault(_ world: PuppetWorld, _ me: Int) {
         switch world.fault {
@@ -132,6 +152,8 @@ enum Puppet {
             // Longer than a small string, so it lives on the heap.
             let text = "rootless-restore testing aid: puppet \(me) allocates between clone and exec\n"
             _ = text.withCString { write(2, $0, strlen($0)) }
+        case .initAllocates:
+            break
         case .puppetCrashes:
             UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = me
         case .none, .slowInitStart, .pauseMidRestore, .initFileLimit:
@@ -281,8 +303,11 @@ enum Puppet {
     static func release(_ world: PuppetWorld, _ me: Int) -> Never {
         let node = world.nodes[me]
         if node.kind == .runtimeInit {
-            close(world.answerFD)
-            rr_child_side_leave()
+            _ = rr_close(world.answerFD)
+            // A forked init has its own memory and may allocate from here on (its stack, the
+            // main one, is exempted from the guard); one sharing the coordinator's may not.
+            if !world.sharedInit { rr_child_side_leave() }
+            if world.fault == .initAllocates { InitLoop.allocateOnPurpose() }
             InitLoop.runtimeInit(world)
         }
         let terminalError = TerminalAttachment.attachStdio(world, me)
@@ -303,7 +328,7 @@ enum Puppet {
             }
             // The exec result can no longer be reported once we sleep: give up the socket, and
             // every other descriptor but the supervisor's, which the exec path still needs.
-            close(world.answerFD)
+            _ = rr_close(world.answerFD)
             rr_close_all_but(node.path != nil ? (world.supervisor?.sendFD ?? -1) : -1)
             _ = rr_set_signal_mask(&empty)
             _ = rr_kill(pid_t(truncatingIfNeeded: rr_getpid()), SIGSTOP)
@@ -316,7 +341,7 @@ enum Puppet {
                 rr_close_all_but(world.answerFD)
                 if !applyIdentity(world, me) { _exit(126) }
             }
-            if !node.stopped { close(world.answerFD) }
+            if !node.stopped { _ = rr_close(world.answerFD) }
             if node.isNamespaceInit { InitLoop.holdingInit(world) }
             _ = rr_set_signal_mask(&empty)
             while true { pause() }
@@ -339,7 +364,7 @@ enum Puppet {
         let waits = node.terminals.awaitForeground > 0 && !node.stopped
         if waits {
             // Released like the rest: the coordinator must not wait for this exec.
-            close(world.answerFD)
+            _ = rr_close(world.answerFD)
             TerminalAttachment.awaitForegroundJob(world, me)
         }
         let e = -rr_execve(path, node.argv!, node.envp!)

@@ -19,9 +19,17 @@ final class LiveNamespace {
     /// --shell-job: the host PID of the connected terminal's session leader.
     var shellJobLeader: pid_t = 0
 
-    private init(initHostPid: pid_t, signalFD: Int32) {
+    /// When the init shares the coordinator's memory (PuppetWorld.sharedInit): everything it
+    /// and its puppets use (their stacks, the world, the control block, the filters) lives in
+    /// this world's arena, so the world is freed only after the init is reaped (deinit:
+    /// tearDown first), whichever way the restore ends. After the init, nothing of the
+    /// namespace is left (the kernel ends every process of a PID namespace with its init).
+    private let sharedWorld: PreparedWorld?
+
+    private init(initHostPid: pid_t, signalFD: Int32, sharedWorld: PreparedWorld?) {
         self.initHostPid = initHostPid
         self.signalFD = signalFD
+        self.sharedWorld = sharedWorld
     }
 
     /// Blocks the signals the runtime handles, then clones the namespace init, which starts
@@ -33,9 +41,19 @@ final class LiveNamespace {
         let puppets = world.puppets
         let seen = puppets.control.sequence(0)
         let flags = RR_CLONE_NEWUSER | RR_CLONE_NEWPID | RR_CLONE_NEWNS
-        // Without clone3 (older kernels, or a profile that hides it): the legacy clone.
-        var pid = puppets.useDance ? -Int(ENOSYS) : rr_clone3(flags, SIGCHLD, nil, 0)
-        if pid == -Int(ENOSYS) { pid = rr_fork_flags(flags, SIGCHLD) }
+        var pid: Int
+        if puppets.sharedInit {
+            // The init runs on node 0's stack in this address space (Puppet.startSharedInit).
+            // The allocation guard's flag, which the init sets, is shared too: this (the main)
+            // stack is exempted first, so that only the coordinator may allocate.
+            rr_child_side_leave()
+            pid = rr_clone3_shared(flags, SIGCHLD, nil, 0, puppets.stacks, puppetStackSize,
+                                   { Puppet.startSharedInit($0) }, UnsafeMutableRawPointer(puppets.starts))
+        } else {
+            // Without clone3 (older kernels, or a profile that hides it): the legacy clone.
+            pid = puppets.useDance ? -Int(ENOSYS) : rr_clone3(flags, SIGCHLD, nil, 0)
+            if pid == -Int(ENOSYS) { pid = rr_fork_flags(flags, SIGCHLD) }
+        }
         if pid == 0 {
             // The namespace init. If the runtime dies, so does the namespace: the signal is
             // armed, then the runtime's end of the socket checked, so that a runtime killed
@@ -53,7 +71,7 @@ final class LiveNamespace {
         if pid < 0 { throw environmentError(errno: Int32(-pid), legacyClone: puppets.useDance || pid == -Int(ENOSYS)) }
         world.arena.close(fd: puppets.answerFD)
         let sfd = signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
-        return LiveNamespace(initHostPid: pid_t(pid), signalFD: sfd)
+        return LiveNamespace(initHostPid: pid_t(pid), signalFD: sfd, sharedWorld: puppets.sharedInit ? world : nil)
     }
 
     /// The id maps written from outside and the capabilities checked, both as soon as the

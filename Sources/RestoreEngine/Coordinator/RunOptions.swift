@@ -57,6 +57,9 @@ public enum TestingFault: String, Sendable, CaseIterable {
     /// The runtime's supervising init lowers its open-file limit to 3 before its signalfd, which
     /// then fails with EMFILE (no ordinary limit reaches it: the coordinator needs more).
     case initFileLimit = "init-file-limit"
+    /// The runtime's init, once released, allocates (the allocation guard must catch it when the
+    /// init shares the runtime's memory).
+    case initAllocates = "init-allocates"
 }
 
 /// Where a restore is, for a progress display.

@@ -1,3 +1,4 @@
+import CLibcap
 import CRestoreShim
 import Glibc
 import RestoreModel
@@ -213,10 +214,22 @@ final class PreparedWorld {
         }
         puppets.fault = options.testingFault
         puppets.faultNode = plan.nodeOfEntry.first ?? -1
+        puppets.sharedInit = supervisor == nil && !dance && maps.ownIDsOnly && ownsNoPrivilege()
         worldCell.initialize(to: puppets)
         arena.deinitializeOnFree(worldCell)
         return PreparedWorld(arena: arena, puppets: puppets, plan: plan, maps: maps, forkBatches: batches,
                              noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities, terminals: terminals)
+    }
+
+    /// The runtime is an ordinary user's process: not root, no effective capability. Then an
+    /// init sharing its memory gives a namespace process of the caller's ids nothing those ids
+    /// do not already reach (docs/performance.md).
+    static func ownsNoPrivilege() -> Bool {
+        guard geteuid() != 0, let caps = cap_get_proc() else { return false }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        guard let none = cap_init() else { return false }
+        defer { cap_free(UnsafeMutableRawPointer(none)) }
+        return cap_compare(caps, none) == 0
     }
 
     /// Runs of consecutive forks by one parent become one batch: the parent clones them one

@@ -2,9 +2,12 @@ import CRestoreShim
 import Glibc
 import RestoreModel
 
-/// PID 1 behaviour after the tree is built. Not child-side code: the init never execs, so it
-/// may allocate (it is a single-threaded copy of a single-threaded process). It keeps the
-/// default action for fault signals, so a crash does not start a backtracer in the namespace.
+/// PID 1 behaviour after the tree is built. The init never execs. A forked init (a single-
+/// threaded copy of a single-threaded process) may allocate; one that shares the coordinator's
+/// memory (PuppetWorld.sharedInit: never with a fork supervisor) may not, so the path without
+/// a supervisor is child-side code: raw calls, no allocation, no errno (ChildSideTests). It
+/// keeps the default action for fault signals, so a crash does not start a backtracer in the
+/// namespace.
 enum InitLoop {
     /// The signals the runtime and its init take over, tini's rule: every signal but the
     /// synchronous fault signals and SIGTTIN/SIGTTOU (SIGCHLD included, for reaping). Made
@@ -27,7 +30,12 @@ enum InitLoop {
         var set = world.initSignals
         var old = sigset_t()
         let blocked = rr_block_signals(&set, &old)
-        if blocked != 0 { cannotForward("sigprocmask", -blocked) }
+        if blocked != 0 {
+            // Said without allocating (this init may share the coordinator's memory).
+            rr_say_failed(world.strings.initCannotForward, world.strings.sigprocmaskFailed, -blocked)
+            _ = rr_kill(-1, SIGKILL)
+            _exit(RestoreError.ExitCode.restoreFailed)
+        }
         let first: pid_t = world.topLevelCount > 0 ? world.topLevelPids[0] : 0
         var firstStatus: Int32 = 0
         if let supervisor = world.supervisor { supervisingInit(world, supervisor, set: set, first: first) }
@@ -38,6 +46,13 @@ enum InitLoop {
             let sig = rr_sigwait_timeout(&set, &info, -1)
             if sig > 0 { forward(world, sig) }
         }
+    }
+
+    /// Testing aid (`--testing-fault init-allocates`): the released runtime init allocates, which
+    /// the allocation guard must catch when it shares the coordinator's memory.
+    static func allocateOnPurpose() {
+        let text = "rootless-restore testing aid: the runtime's init (pid \(rr_getpid())) allocates after its release\n"
+        _ = text.withCString { rr_write(2, $0, strlen($0)) }
     }
 
     /// The init cannot take over the signals it forwards: without them SIGINT or SIGTERM of `run`
@@ -77,8 +92,8 @@ enum InitLoop {
         case SIGINT, SIGTERM, SIGHUP, SIGQUIT:
             _ = rr_kill(-1, sig)
             _ = rr_kill(-1, SIGCONT)
-        case SIGWINCH where tcgetpgrp(0) > 0:
-            _ = rr_kill(-tcgetpgrp(0), sig)
+        case SIGWINCH where rr_tcgetpgrp(0) > 0:
+            _ = rr_kill(-rr_tcgetpgrp(0), sig)
         default:
             for i in 0..<world.topLevelCount { _ = rr_kill(world.topLevelPids[i], sig) }
         }
@@ -134,7 +149,7 @@ enum InitLoop {
             switch sig {
             case SIGCHLD:
                 var status: Int32 = 0
-                while waitpid(-1, &status, WNOHANG) > 0 {}
+                while rr_wait4(-1, &status, WNOHANG) > 0 {}
             case SIGCONT, SIGURG, SIGWINCH, SIGTSTP, SIGTTIN, SIGTTOU:
                 continue
             default:
