@@ -16,7 +16,9 @@ enum Puppet {
     static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
         let me = start
         var seen = initialSeen
-        answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid()))
+        // The init's host PID is the clone's result and its setup's answer says it is up: its
+        // "ready" would only wake the coordinator once more.
+        if me != 0 { answer(world, me, .ready, value: Int32(truncatingIfNeeded: rr_getpid())) }
         commands: while true {
             let (command, a, b) = world.control.wait(me, seen: &seen)
             if me == world.faultNode { commitTestingFault(world, me) }
@@ -33,7 +35,8 @@ enum Puppet {
                     }
                 }
             case .setupNamespace:
-                if setUpNamespace(world, me, neededPidMax: a) && b > 0 { fork(world, Int(b) - 1) }
+                // With the first fork: the child's answers say the setup went well.
+                if setUpNamespace(world, me, neededPidMax: a, answers: b == 0) && b > 0 { fork(world, Int(b) - 1) }
             case .fork:
                 fork(world, Int(a))
             case .setsid:
@@ -174,11 +177,11 @@ enum Puppet {
 
     /// Init only, after the coordinator wrote the id maps: private mounts, a /proc for the new
     /// PID namespace, and a pid_max large enough for the tree. False: failed (answered so).
-    static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32) -> Bool {
+    static func setUpNamespace(_ world: PuppetWorld, _ me: Int, neededPidMax: Int32, answers: Bool) -> Bool {
         if !mountFreshProc(world, me) { return false }
         if world.terminalCount > 0 && !mountOwnDevpts(world, me) { return false }
         if neededPidMax > 0 { let e = ensurePidMax(world, neededPidMax); if e != 0 { fail(world, me, .pidMax, e); return false } }
-        answer(world, me, .done)
+        if answers { answer(world, me, .done) }
         return true
     }
 

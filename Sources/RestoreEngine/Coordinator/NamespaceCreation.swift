@@ -76,8 +76,8 @@ final class LiveNamespace {
 
     /// The id maps written from outside and the capabilities checked, both as soon as the
     /// clone returned (the process exists, its namespaces too); then the init's private mounts,
-    /// /proc and pid_max, posted before its first answer is read: it finds the command when it
-    /// has said it is ready, without a round trip through the coordinator. When the plan starts
+    /// /proc and pid_max, posted at once: the init finds the command when it starts waiting,
+    /// without a round trip through the coordinator. When the plan starts
     /// with the init forking one child, and no terminal must be opened first (TerminalMasters,
     /// once the devpts exists), that fork goes with the setup; returns whether it did
     /// (TreeBuilder then only awaits the child).
@@ -91,8 +91,10 @@ final class LiveNamespace {
             firstFork = Int32(child) + 1
         }
         world.puppets.control.post(0, .setupNamespace, maxPid + 1, firstFork)
-        _ = try channel.awaitAnswer(from: 0, expecting: .ready)
-        _ = try channel.awaitAnswer(from: 0, expecting: .done)
+        // The init says nothing when it is up (its PID is the clone's), and nothing after its
+        // setup when it forks next: the coordinator sleeps until the first answer it needs,
+        // the setup's or the child's (a failure is answered in either case).
+        if firstFork == 0 { _ = try channel.awaitAnswer(from: 0, expecting: .done) }
         return firstFork > 0
     }
 
