@@ -891,21 +891,39 @@ private struct PlanBuilder {
     /// a process that can go back to its own group afterwards.
     mutating func emitMoves(_ moves: [(node: Int, leader: Int)]) throws {
         if moves.isEmpty { return }
-        let movers = Set(moves.map(\.node))
-        var moveOfNode: [Int: Int] = [:]
-        for (k, mv) in moves.enumerated() { moveOfNode[mv.node] = k }
+        // What is kept per node, group or session is in arrays, groups and sessions numbered
+        // up front (dictionaries and sets here were most of planning trees of many moves).
+        // Holders forked below come after `nodeCount` and are never asked about.
+        let nodeCount = nodes.count
+        var isMover = [Bool](repeating: false, count: nodeCount)
+        var moveOfNode = [Int](repeating: -1, count: nodeCount)
+        for (k, mv) in moves.enumerated() {
+            isMover[mv.node] = true
+            moveOfNode[mv.node] = k
+        }
+        var top: Int32 = 0
+        for x in 0..<nodeCount { top = max(top, nodes[x].pid, pgidNow[x], finalPgid[x], finalSid[x]) }
+        // Every group a node is in, was recorded in, or a move joins (by its leader's PID).
+        var groups = PIDNumbering(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount {
+            groups.number(pgidNow[x])
+            groups.number(finalPgid[x])
+        }
+        for mv in moves { groups.number(nodes[mv.leader].pid) }
+        func group(_ pgid: Int32) -> Int { groups[pgid]! }
+        var sessions = PIDNumbering(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount { sessions.number(finalSid[x]) }
         // Per group, the processes that keep it open: neither moving nor holding another group
         // open (counted once here and kept up to date: a scan of every process per move was
         // quadratic). Only movers and holders change groups from here on.
-        var keepers: [Int32: Int] = [:]
-        for x in 0..<nodes.count where !movers.contains(x) { keepers[pgidNow[x], default: 0] += 1 }
+        var keepers = [Int](repeating: 0, count: groups.count)
+        for x in 0..<nodeCount where !isMover[x] { keepers[group(pgidNow[x])] += 1 }
         // after[k]: the move that must wait for move k (the leader of k's target group).
         var after = Array(repeating: [Int](), count: moves.count)
         var waitingFor = Array(repeating: 0, count: moves.count)
         for (k, mv) in moves.enumerated() {
-            let g = nodes[mv.leader].pid
-            let held = keepers[g, default: 0] > 0
-            if !held, let lk = moveOfNode[mv.leader], lk != k {
+            let held = keepers[group(nodes[mv.leader].pid)] > 0
+            if !held, moveOfNode[mv.leader] >= 0, case let lk = moveOfNode[mv.leader], lk != k {
                 after[k].append(lk)
                 waitingFor[lk] += 1
             }
@@ -916,33 +934,35 @@ private struct PlanBuilder {
         for k in moves.indices where waitingFor[k] == 0 { ready.push(k) }
         var firstUndone = 0
         // The target groups of the moves not done, counted.
-        var pendingTargets: [Int32: Int] = [:]
-        for mv in moves { pendingTargets[nodes[mv.leader].pid, default: 0] += 1 }
+        var pendingTargets = [Int](repeating: 0, count: groups.count)
+        for mv in moves { pendingTargets[group(nodes[mv.leader].pid)] += 1 }
         var returns: [RestorePlan.Step] = []
-        var holders = Set<Int>()
-        // Who may hold a group open, per session in node order, each list past its leading
-        // holders: session-orphans helpers, and processes in their own final group.
-        var helperCandidates: [Int32: [Int]] = [:], hopperCandidates: [Int32: [Int]] = [:]
-        var helperStart: [Int32: Int] = [:], hopperStart: [Int32: Int] = [:]
+        var isHolder = [Bool](repeating: false, count: nodeCount)
+        // Who may hold a group open, per session number in node order, each list past its
+        // leading holders: session-orphans helpers, and processes in their own final group.
+        var helperCandidates = [[Int]](repeating: [], count: sessions.count)
+        var hopperCandidates = [[Int]](repeating: [], count: sessions.count)
+        var helperStart = [Int](repeating: 0, count: sessions.count)
+        var hopperStart = [Int](repeating: 0, count: sessions.count)
         // Per group, the nodes recorded in it that are not session-orphans helpers.
-        var finalMembers: [Int32: Int] = [:]
+        var finalMembers = [Int](repeating: 0, count: groups.count)
         // The first node with each PID (the runtime's init only when it stands for the tree's).
-        var firstOfPid: [Int32: Int] = [:]
-        for x in 0..<nodes.count {
-            if x != 0 || treeHasInit, firstOfPid[nodes[x].pid] == nil { firstOfPid[nodes[x].pid] = x }
+        var firstOfPid = PIDIndex(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount {
+            if x != 0 || treeHasInit { firstOfPid.insertIfAbsent(nodes[x].pid, x) }
             if case .helper(.sessionOrphans) = nodes[x].role {
-                if x != 0, !doesSetsid[x] { helperCandidates[finalSid[x], default: []].append(x) }
+                if x != 0, !doesSetsid[x] { helperCandidates[sessions[finalSid[x]]!].append(x) }
                 continue
             }
-            finalMembers[finalPgid[x], default: 0] += 1
-            if x != 0, !nodes[x].isHelper, !movers.contains(x), !doesSetsid[x], pgidNow[x] == finalPgid[x], finalPgid[x] != 0 {
-                hopperCandidates[finalSid[x], default: []].append(x)
+            finalMembers[group(finalPgid[x])] += 1
+            if x != 0, !nodes[x].isHelper, !isMover[x], !doesSetsid[x], pgidNow[x] == finalPgid[x], finalPgid[x] != 0 {
+                hopperCandidates[sessions[finalSid[x]]!].append(x)
             }
         }
         while true {
             if let k = ready.pop() {
                 done[k] = true
-                pendingTargets[nodes[moves[k].leader].pid]! -= 1
+                pendingTargets[group(nodes[moves[k].leader].pid)] -= 1
                 steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
                 pgidNow[moves[k].node] = nodes[moves[k].leader].pid
                 for next in after[k] {
@@ -958,34 +978,34 @@ private struct PlanBuilder {
             let mv = moves[k]
             let g = nodes[mv.leader].pid
             let s = finalSid[mv.node]
+            let sessionNumber = sessions[s]!
             func canJoin(_ x: Int) -> Bool {
-                guard x != 0, !movers.contains(x), !holders.contains(x), !doesSetsid[x], finalSid[x] == s,
+                guard x != 0, !isMover[x], !isHolder[x], !doesSetsid[x], finalSid[x] == s,
                       nodes[x].namespaces == nodes[mv.node].namespaces else { return false }
                 // It must not leave a group that a pending move needs and nobody else keeps.
-                let current = pgidNow[x]
-                return pendingTargets[current, default: 0] == 0 || keepers[current, default: 0] > 1
+                let current = group(pgidNow[x])
+                return pendingTargets[current] == 0 || keepers[current] > 1
             }
-            func first(_ lists: [Int32: [Int]], _ starts: inout [Int32: Int], _ ok: (Int) -> Bool) -> Int? {
-                guard let list = lists[s] else { return nil }
-                var i = starts[s, default: 0]
-                while i < list.count && holders.contains(list[i]) { i += 1 }
-                starts[s] = i
+            func first(_ list: [Int], _ start: inout Int, _ ok: (Int) -> Bool) -> Int? {
+                var i = start
+                while i < list.count && isHolder[list[i]] { i += 1 }
+                start = i
                 while i < list.count {
                     if ok(list[i]) { return list[i] }
                     i += 1
                 }
                 return nil
             }
-            let helper = first(helperCandidates, &helperStart, canJoin)
+            let helper = first(helperCandidates[sessionNumber], &helperStart[sessionNumber], canJoin)
             // A process that can go back: to its own group, or to one that others keep.
-            let hopper = helper != nil ? nil : first(hopperCandidates, &hopperStart) { x in
+            let hopper = helper != nil ? nil : first(hopperCandidates[sessionNumber], &hopperStart[sessionNumber]) { x in
                 guard canJoin(x) else { return false }
                 let own = finalPgid[x]
-                return own == nodes[x].pid || finalMembers[own, default: 0] > 1
+                return own == nodes[x].pid || finalMembers[group(own)] > 1
             }
             if let x = helper ?? hopper {
-                holders.insert(x)
-                keepers[pgidNow[x]]! -= 1
+                isHolder[x] = true
+                keepers[group(pgidNow[x])] -= 1
                 steps.append(.setpgid(node: x, leader: mv.leader))
                 if !nodes[x].isHelper {
                     // Any node with the group's PID names the group. (Holders made below never
@@ -1007,8 +1027,7 @@ private struct PlanBuilder {
                 let h = nodes.count - 1
                 steps.append(.fork(parent: l, child: h))
                 pgidNow[h] = g
-                holders.insert(h)
-                finalMembers[g, default: 0] += 1
+                finalMembers[group(g)] += 1
             }
             for next in after[k] {
                 waitingFor[next] -= 1
@@ -1160,7 +1179,7 @@ struct SubtreeIndex {
     /// session the tin of its processes (node 0 aside), ascending, in one flat array: those of
     /// session k are sessionTins[firstSessionTin[k]..<firstSessionTin[k + 1]] (an array per
     /// session in a dictionary was a tenth of planning trees of many sessions).
-    var sessionNumber: PIDIndex
+    var sessionNumber: PIDNumbering
     var firstSessionTin: [Int]
     var sessionTins: [Int32]
     var sessionCount: Int { firstSessionTin.count - 1 }
@@ -1203,18 +1222,10 @@ struct SubtreeIndex {
             }
         }
         let sids = finalSid.prefix(count)
-        sessionNumber = PIDIndex(maxKey: sids.max() ?? 0, count: count)
+        sessionNumber = PIDNumbering(maxKey: sids.max() ?? 0, count: count)
         var sessionAt = [Int32](repeating: 0, count: count)
-        var sessions = 0
-        for t in 1..<count {
-            if let k = sessionNumber.insertIfAbsent(finalSid[nodeAt[t]], sessions) {
-                sessionAt[t] = Int32(k)
-            } else {
-                sessionAt[t] = Int32(sessions)
-                sessions += 1
-            }
-        }
-        firstSessionTin = [Int](repeating: 0, count: sessions + 2)
+        for t in 1..<count { sessionAt[t] = Int32(sessionNumber.number(finalSid[nodeAt[t]])) }
+        firstSessionTin = [Int](repeating: 0, count: sessionNumber.count + 2)
         for t in 1..<count { firstSessionTin[Int(sessionAt[t]) + 2] += 1 }
         for k in 1..<firstSessionTin.count { firstSessionTin[k] += firstSessionTin[k - 1] }
         sessionTins = [Int32](repeating: 0, count: max(0, count - 1))
