@@ -544,6 +544,7 @@ private struct PlanBuilder {
                 }
             }
         }
+        reserveNodes(nodes.count + groups.count) // one helper per group: no doubling of 11 arrays
         // Deepest reapers first: their helpers can only be forked inside their own subtree,
         // while a helper for a reaper higher up may be forked from deeper down. Among equals,
         // in the order of their first kids.
