@@ -785,6 +785,34 @@ void rr_receiver_drain_wake(struct rr_receiver *r) {
     while (read(r->wakefd, &count, sizeof(count)) == sizeof(count)) {}
 }
 
+long rr_reap_clone_child(pid_t pid, int *status) {
+    pid_t r = waitpid(pid, status, __WCLONE | WNOHANG);
+    return r < 0 ? -errno : r;
+}
+
+long rr_pread_decimal(int fd) {
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n < 0) return -errno;
+    long v = 0;
+    ssize_t i = 0;
+    while (i < n && (buf[i] == ' ' || buf[i] == '\t')) i++;
+    if (i == n || buf[i] < '0' || buf[i] > '9') return -EINVAL;
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) v = v * 10 + (buf[i] - '0');
+    return v;
+}
+
+int rr_pwrite_decimal(int fd, long value) {
+    char buf[24];
+    int len = 0;
+    unsigned long v = value < 0 ? 0UL - (unsigned long)value : (unsigned long)value;
+    do { buf[sizeof(buf) - 1 - len++] = (char)('0' + v % 10); v /= 10; } while (v);
+    if (value < 0) buf[sizeof(buf) - 1 - len++] = '-';
+    ssize_t n = pwrite(fd, buf + sizeof(buf) - len, (size_t)len, 0);
+    if (n < 0) return -errno;
+    return n == len ? 0 : -EIO;
+}
+
 int rr_pidfd_send_signal(int pidfd, int sig) {
     long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
     return r < 0 ? -errno : 0;

@@ -20,11 +20,27 @@ public struct PinLedger: Sendable {
         public var why: String
         /// False when the forker may still fork it (idle, not gone).
         public var final: Bool
+        /// Forks that got this PID and ended before they showed what they became (given back
+        /// each time): 0 when it was never created at all.
+        public var endedForks: Int = 0
+
+        public init(pid: Int32, forker: Int32, thread: Bool, why: String, final: Bool, endedForks: Int = 0) {
+            self.pid = pid
+            self.forker = forker
+            self.thread = thread
+            self.why = why
+            self.final = final
+            self.endedForks = endedForks
+        }
     }
 
+    /// Forker's PID -> the PIDs (or TIDs) it still owes, the next one last: a fork takes from
+    /// the end and a PID given back goes on the end, so neither moves the rest of the list.
+    var owedChildren: [Int32: [Int32]]
+    var owedThreads: [Int32: [Int32]]
     /// Forker's PID -> the PIDs (or TIDs) it still owes, in order.
-    public private(set) var children: [Int32: [Int32]]
-    public private(set) var threads: [Int32: [Int32]]
+    public var children: [Int32: [Int32]] { owedChildren.mapValues { Array($0.reversed()) } }
+    public var threads: [Int32: [Int32]] { owedThreads.mapValues { Array($0.reversed()) } }
     let missingAfter: UInt64
     /// Forkers that exist (the tree's own ones from the start; pinned ones once created) ->
     /// when they last took or got back a PID, or started.
@@ -33,37 +49,57 @@ public struct PinLedger: Sendable {
     var unborn: Set<Int32>
     /// Owed PIDs reported missing while their forker was idle (said once).
     public private(set) var reported: Set<Int32> = []
+    /// Forker -> how many PIDs it owes that are not reported yet (so `nextDue` reads no list).
+    var unreported: [Int32: Int] = [:]
+    /// Pinned PID -> forks that got it and ended before they showed what they became.
+    public private(set) var endedForks: [Int32: Int] = [:]
+    /// When each forker is next due (lastActivity + missingAfter), a min-heap; an entry is
+    /// stale once its forker's activity moved or it owes nothing unreported. Stale entries
+    /// are dropped from the top after every change, so the top is always the answer.
+    var dueHeap: [(at: UInt64, forker: Int32)] = []
 
     public init(_ pinned: PinnedForks, now: UInt64, missingAfter: UInt64 = missingAfterNanoseconds) {
-        children = pinned.children.filter { !$0.value.isEmpty }
-        threads = pinned.threads.filter { !$0.value.isEmpty }
+        owedChildren = pinned.children.filter { !$0.value.isEmpty }.mapValues { Array($0.reversed()) }
+        owedThreads = pinned.threads.filter { !$0.value.isEmpty }.mapValues { Array($0.reversed()) }
         self.missingAfter = missingAfter
         let pinnedPids = Set(pinned.children.values.flatMap { $0 })
-        unborn = Set(children.keys).union(threads.keys).intersection(pinnedPids)
-        for forker in Set(children.keys).union(threads.keys) where !unborn.contains(forker) { lastActivity[forker] = now }
+        let forkers = Set(owedChildren.keys).union(owedThreads.keys)
+        unborn = forkers.intersection(pinnedPids)
+        for forker in forkers {
+            unreported[forker] = (owedChildren[forker]?.count ?? 0) + (owedThreads[forker]?.count ?? 0)
+            if !unborn.contains(forker) { lastActivity[forker] = now }
+        }
+        rebuildDue()
     }
 
-    public var owesAny: Bool { !children.isEmpty || !threads.isEmpty }
+    public var owesAny: Bool { !owedChildren.isEmpty || !owedThreads.isEmpty }
 
     /// The next PID `forker`'s fork (or thread) gets, taken out of what it owes.
     public mutating func take(forker: Int32, thread: Bool, now: UInt64) -> Int32? {
-        guard let pid = (thread ? threads : children)[forker]?.first else { return nil }
-        remove(pid, forker: forker, thread: thread)
-        lastActivity[forker] = now
+        let pid: Int32?
+        if thread { pid = owedThreads[forker]?.popLast(); if owedThreads[forker]?.isEmpty == true { owedThreads[forker] = nil } }
+        else { pid = owedChildren[forker]?.popLast(); if owedChildren[forker]?.isEmpty == true { owedChildren[forker] = nil } }
+        guard let pid else { return nil }
+        if !reported.contains(pid) { unreported[forker, default: 0] -= 1 }
+        touch(forker, now: now)
         return pid
     }
 
-    /// A PID handed out that must be handed out again first (its child ended unrecognised, or
-    /// the fork failed before allocating).
-    public mutating func giveBack(_ pid: Int32, forker: Int32, thread: Bool, now: UInt64) {
-        if thread { threads[forker, default: []].insert(pid, at: 0) } else { children[forker, default: []].insert(pid, at: 0) }
-        lastActivity[forker] = now
+    /// A PID handed out that must be handed out again first: its child ended before it showed
+    /// what it became (`ended`: counted, for the report if it never comes), or the fork failed
+    /// before allocating.
+    public mutating func giveBack(_ pid: Int32, forker: Int32, thread: Bool, now: UInt64, ended: Bool = false) {
+        if thread { owedThreads[forker, default: []].append(pid) } else { owedChildren[forker, default: []].append(pid) }
+        if !reported.contains(pid) { unreported[forker, default: 0] += 1 }
+        if ended { endedForks[pid, default: 0] += 1 }
+        touch(forker, now: now)
     }
 
     /// A pinned child was created: what it owes its own forks is waited for from now on.
     public mutating func created(_ pid: Int32, now: UInt64) {
+        // Not owed by anyone now (just taken), so no forker's count changes.
         reported.remove(pid)
-        if unborn.remove(pid) != nil { lastActivity[pid] = now }
+        if unborn.remove(pid) != nil { touch(pid, now: now) }
     }
 
     /// Whether `pid` was reported missing before it came after all.
@@ -71,15 +107,7 @@ public struct PinLedger: Sendable {
 
     /// When `overdue` next has something to say if nothing happens (nil: nothing owed by a
     /// forker that exists).
-    public func nextDue() -> UInt64? {
-        var due: UInt64?
-        for (forker, last) in lastActivity {
-            let owed = (children[forker] ?? []) + (threads[forker] ?? [])
-            guard owed.contains(where: { !reported.contains($0) }) else { continue }
-            due = min(due ?? .max, last &+ missingAfter)
-        }
-        return due
-    }
+    public func nextDue() -> UInt64? { dueHeap.first?.at }
 
     /// Every owed PID that will not come, or has not come in time: those of forkers that are
     /// gone (taken out) and of forkers idle for `missingAfter` (kept, reported once); a missing
@@ -90,34 +118,24 @@ public struct PinLedger: Sendable {
             guard let last = lastActivity[forker] else { continue }
             if forkerGone(forker) {
                 lastActivity[forker] = nil
-                out += drop(forker, why: "its forker ended before forking it")
+                out += drop(forker, why: "its forker ended before forking it", again: "its forker ended without forking it again")
                 continue
             }
             guard now >= last &+ missingAfter else { continue }
             let idle = (now - last) / 1_000_000_000
-            for (list, thread) in [(children[forker] ?? [], false), (threads[forker] ?? [], true)] {
-                for pid in list where !reported.contains(pid) {
-                    reported.insert(pid)
-                    out.append(Missing(pid: pid, forker: forker, thread: thread,
-                                       why: "its forker has made no \(thread ? "thread" : "fork") for \(idle) s", final: false))
-                }
-            }
+            out += report(forker, final: false) { "its forker has made no \($0 ? "thread" : "fork") for \(idle) s" }
         }
         // A pinned forker reported missing owes its forks too.
         var changed = true
         while changed {
             changed = false
             for forker in unborn.sorted() where reported.contains(forker) {
-                for (list, thread) in [(children[forker] ?? [], false), (threads[forker] ?? [], true)] {
-                    for pid in list where !reported.contains(pid) {
-                        reported.insert(pid)
-                        changed = true
-                        out.append(Missing(pid: pid, forker: forker, thread: thread,
-                                           why: "its forker (pid \(forker)) has not been created", final: false))
-                    }
-                }
+                let more = report(forker, final: false) { _ in "its forker (pid \(forker)) has not been created" }
+                if !more.isEmpty { changed = true }
+                out += more
             }
         }
+        settleDue()
         return out
     }
 
@@ -125,43 +143,104 @@ public struct PinLedger: Sendable {
     /// Those already reported missing are not repeated.
     public mutating func drain(why: String) -> [Missing] {
         var out: [Missing] = []
-        for forker in Set(children.keys).union(threads.keys).sorted() {
-            for (list, thread) in [(children[forker] ?? [], false), (threads[forker] ?? [], true)] {
-                for pid in list where !reported.contains(pid) {
-                    out.append(Missing(pid: pid, forker: forker, thread: thread, why: why, final: true))
+        for forker in Set(owedChildren.keys).union(owedThreads.keys).sorted() {
+            for (list, thread) in [(owedChildren[forker] ?? [], false), (owedThreads[forker] ?? [], true)] {
+                for pid in list.reversed() where !reported.contains(pid) {
+                    out.append(Missing(pid: pid, forker: forker, thread: thread, why: why, final: true, endedForks: endedForks[pid] ?? 0))
                 }
             }
         }
-        children = [:]
-        threads = [:]
+        owedChildren = [:]
+        owedThreads = [:]
         lastActivity = [:]
         unborn = []
+        unreported = [:]
+        dueHeap = []
+        return out
+    }
+
+    /// Reports (once) every PID `forker` still owes that is not reported yet.
+    mutating func report(_ forker: Int32, final: Bool, why: (Bool) -> String) -> [Missing] {
+        var out: [Missing] = []
+        for (list, thread) in [(owedChildren[forker] ?? [], false), (owedThreads[forker] ?? [], true)] {
+            for pid in list.reversed() where !reported.contains(pid) {
+                reported.insert(pid)
+                unreported[forker, default: 0] -= 1
+                out.append(Missing(pid: pid, forker: forker, thread: thread, why: why(thread), final: final, endedForks: endedForks[pid] ?? 0))
+            }
+        }
         return out
     }
 
     /// Takes out everything `forker` owes, and what each of those owes in turn.
-    mutating func drop(_ forker: Int32, why: String) -> [Missing] {
+    /// `again`: the reason for a PID that was forked (and ended) before.
+    mutating func drop(_ forker: Int32, why: String, again: String? = nil) -> [Missing] {
         var out: [Missing] = []
-        for (list, thread) in [(children[forker] ?? [], false), (threads[forker] ?? [], true)] {
-            for pid in list {
-                out.append(Missing(pid: pid, forker: forker, thread: thread, why: why, final: true))
+        for (list, thread) in [(owedChildren[forker] ?? [], false), (owedThreads[forker] ?? [], true)] {
+            for pid in list.reversed() {
+                let ended = endedForks[pid] ?? 0
+                out.append(Missing(pid: pid, forker: forker, thread: thread, why: ended > 0 ? again ?? why : why, final: true, endedForks: ended))
                 if !thread, unborn.remove(pid) != nil {
                     out += drop(pid, why: "its forker (pid \(pid)) was never created")
                 }
             }
         }
-        children[forker] = nil
-        threads[forker] = nil
+        owedChildren[forker] = nil
+        owedThreads[forker] = nil
+        unreported[forker] = nil
         return out
     }
 
-    mutating func remove(_ pid: Int32, forker: Int32, thread: Bool) {
-        if thread {
-            threads[forker]?.removeAll { $0 == pid }
-            if threads[forker]?.isEmpty == true { threads[forker] = nil }
-        } else {
-            children[forker]?.removeAll { $0 == pid }
-            if children[forker]?.isEmpty == true { children[forker] = nil }
+    // MARK: when the next forker is due
+
+    /// `forker` took, got back or started: its clock restarts.
+    mutating func touch(_ forker: Int32, now: UInt64) {
+        lastActivity[forker] = now
+        if unreported[forker, default: 0] > 0 { pushDue(now &+ missingAfter, forker) }
+        settleDue()
+    }
+
+    func isCurrent(_ e: (at: UInt64, forker: Int32)) -> Bool {
+        guard let last = lastActivity[e.forker] else { return false }
+        return last &+ missingAfter == e.at && unreported[e.forker, default: 0] > 0
+    }
+
+    /// Drops stale entries from the top; rebuilds the heap when stale ones pile up below a
+    /// forker that stays due first (another one forking all the while).
+    mutating func settleDue() {
+        while let top = dueHeap.first, !isCurrent(top) { popDue() }
+        if dueHeap.count > 2 * lastActivity.count + 64 { rebuildDue() }
+    }
+
+    mutating func rebuildDue() {
+        dueHeap = []
+        for (forker, last) in lastActivity where unreported[forker, default: 0] > 0 { pushDue(last &+ missingAfter, forker) }
+    }
+
+    mutating func pushDue(_ at: UInt64, _ forker: Int32) {
+        dueHeap.append((at, forker))
+        var i = dueHeap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard dueHeap[i].at < dueHeap[parent].at else { break }
+            dueHeap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func popDue() {
+        let last = dueHeap.removeLast()
+        guard !dueHeap.isEmpty else { return }
+        dueHeap[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < dueHeap.count && dueHeap[l].at < dueHeap[smallest].at { smallest = l }
+            if r < dueHeap.count && dueHeap[r].at < dueHeap[smallest].at { smallest = r }
+            if smallest == i { return }
+            dueHeap.swapAt(i, smallest)
+            i = smallest
         }
     }
 }

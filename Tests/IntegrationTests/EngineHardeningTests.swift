@@ -317,7 +317,8 @@ struct EngineHardeningTests {
           {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}
         ]}
         """
-        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)))
+        let pinLog = run.directory + "/pins.log"
+        try run.startRun(treeFile: try run.write("tree.json", Data(tree.utf8)), extra: ["--pin-log", pinLog])
         // The supervisor's receiver takes each notification the moment it is queued, from its
         // own session (ForkSupervisor.startReceiver): a process of the runtime's, not the tree's.
         let seen = try run.waitForNamespace(timeout: 30, "the fork supervisor's receiver") { now in now.contains(where: \.isForkReceiver) }
@@ -339,6 +340,17 @@ struct EngineHardeningTests {
         let eintr = Int(line.split(separator: " ").first { $0.hasPrefix("eintr=") }?.dropFirst(6) ?? "") ?? -1
         #expect(eintr >= 0 && eintr <= 30, "at most 1 in 10 forks interrupted before it was received: \(line)")
         print("fork storm under pinning: \(line) (EINTR: forks interrupted before the supervisor received them)")
+        // PID 5000 was created again and again (each child reaped before it showed what it
+        // became gives it back): at the end it is not "never created" but not kept, with the
+        // count of forks that had it (it was said to be never created).
+        let lines = readText(pinLog).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let repinned = lines.filter { $0["kind"] as? String == "check" && $0["repinned"] as? Bool == true }.count
+        let final = lines.last { $0["kind"] as? String == "check" && $0["pid"] as? Int == 5000 && $0["repinned"] == nil }
+        #expect(repinned > 0 && final?["created"] as? Bool == true && final?["endedForks"] as? Int == repinned, "\(repinned) given back; last check: \(String(describing: final))")
+        #expect(!run.stderr.contains("never created") && run.stderr.contains("process #1 (pid 5000): pin missing: not kept:")
+                && run.stderr.contains("\(repinned) fork\(repinned == 1 ? "" : "s") got its PID"), "\(run.stderr)")
         #expect(!ProcFS.scan().contains { $0.hostPid == receiver.host.hostPid }, "the receiver outlived the namespace: \(receiver)")
     }
 

@@ -310,6 +310,13 @@ int rr_receiver_add(struct rr_receiver *r, int fd);
 int rr_receiver_take(struct rr_receiver *r, struct rr_received *out);
 /// Empties the receiver's eventfd (non-blocking).
 void rr_receiver_drain_wake(struct rr_receiver *r);
+/// waitpid(pid, status, __WCLONE | WNOHANG): reaps a child whose exit signal is not SIGCHLD
+/// (the receiver). The pid, 0 (not ended yet) or -errno.
+long rr_reap_clone_child(pid_t pid, int *status);
+/// A decimal integer read from offset 0 of an open file (ns_last_pid, kept open): >= 0, or -errno.
+long rr_pread_decimal(int fd);
+/// Writes `value` in decimal at offset 0 of an open file with one pwrite: 0 or -errno.
+int rr_pwrite_decimal(int fd, long value);
 
 /// Runs one system call `nr` with `args` inside the ptrace-stopped task `tid` (this thread is
 /// its tracer), the way CRIU's compel does: all its signals blocked, `syscall; int3` written

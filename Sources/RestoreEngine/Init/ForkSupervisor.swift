@@ -228,7 +228,7 @@ public final class ForkSupervisor {
         receiver = nil
         if receiverExit >= 0 { close(receiverExit); receiverExit = -1 }
         var status: Int32 = 0
-        _ = rr_wait4(receiverPid, &status, WNOHANG | Int32(bitPattern: 0x4000_0000))
+        _ = rr_reap_clone_child(receiverPid, &status)
         polled = listeners
     }
 
@@ -273,8 +273,11 @@ public final class ForkSupervisor {
         if receiverExit >= 0 { fds.append(pollfd(fd: receiverExit, events: Int16(POLLIN), revents: 0)) }
         let fixed = fds.count
         fds += polled.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-        // While pinned forks wait to be checked (PinCheck), wake up to look at them.
-        let timeout = nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+        // While pinned forks wait to be checked (PinCheck), wake up to look at them; while a
+        // fork's PID is not seen yet, every millisecond.
+        settleInFlight(wait: false)
+        var timeout = nextCheckIn.map { Int32($0 / 1_000_000) } ?? -1
+        if inFlight != nil && (timeout < 0 || timeout > 1) { timeout = 1 }
         let ready = poll(&fds, nfds_t(fds.count), timeout)
         // Notifications first: until received, a fork waits interruptibly (a child's SIGCHLD
         // fails it with EINTR); everything else waits until none is left.
@@ -293,6 +296,7 @@ public final class ForkSupervisor {
             }
         }
         serveBacklog()
+        settleInFlight(wait: false)
         checkPending()
         if receiverExit >= 0, let p = fds.first(where: { $0.fd == receiverExit }), p.revents != 0 {
             receiverEnded("has ended")
@@ -355,10 +359,13 @@ public final class ForkSupervisor {
         for p in fds where p.revents & Int16(POLLIN) != 0 { _ = receive(p.fd) }
     }
 
-    /// Serves one received notification: pins the PID, lets the fork continue, waits for it.
+    /// Serves one received notification: pins the PID and lets the fork continue. Its PID is
+    /// looked for later (InFlight), at the latest before the next fork is served.
     func handle(_ fd: Int32, _ notification: seccomp_notif) {
         request.pointee = notification
         let tid = Int32(bitPattern: request.pointee.pid)
+        // The fork before this one has its PID first (ns_last_pid is about to be written).
+        settleInFlight(wait: true, next: tid)
         let nr = Int(request.pointee.data.nr)
         let arg0 = request.pointee.data.args.0
         var flags: UInt64 = 0
@@ -385,6 +392,14 @@ public final class ForkSupervisor {
             writeLastPid(ceiling)
         }
         let written = expected.map { $0 - 1 } ?? max(before, ceiling)
+        // What the forker runs, read while it waits in this fork (it cannot exec meanwhile): a
+        // pinned child that still has the same has not exec'd (PinCheck).
+        var forkerExe: String?
+        var forkerAuxv: [UInt8] = []
+        if expected != nil && !isThread {
+            forkerExe = Self.exe(of: forker)
+            forkerAuxv = SystemCalls.readFile("/proc/\(forker)/auxv") ?? []
+        }
         response.pointee.id = request.pointee.id
         response.pointee.val = 0
         response.pointee.error = 0
@@ -394,23 +409,64 @@ public final class ForkSupervisor {
             if let e = expected { requeue(forker: forker, thread: isThread, e) }
             return
         }
-        // Wait until the kernel has handed out the PID, so the next fork cannot take it.
-        let got = waitForAllocation(after: written, tid: tid)
-        if let e = expected {
+        inFlight = InFlight(tid: tid, forker: forker, isThread: isThread, expected: expected, written: written,
+                            deadline: MonotonicClock.nanoseconds() + 1_000_000_000, forkerExe: forkerExe, forkerAuxv: forkerAuxv)
+        // Often allocated by now (the forker runs on the other CPU): settled at once, else later.
+        settleInFlight(wait: false)
+    }
+
+    /// The fork let continue last, until its PID is seen allocated (ns_last_pid moved past
+    /// `written`; nothing else allocates in the namespace meanwhile: every fork there waits
+    /// for this supervisor). Settled before the next notification is served, on every turn,
+    /// and when the tree ends; not waited for right after the continue, where the supervisor
+    /// used to poll ns_last_pid every 10 µs (taking CPU time from the forks and the receiver)
+    /// although the next fork was usually not even made yet.
+    struct InFlight {
+        var tid: Int32
+        var forker: Int32
+        var isThread: Bool
+        var expected: Int32?
+        var written: Int32
+        /// Given up after 1 s: the clone failed before allocating, and its task forks no more.
+        var deadline: UInt64
+        var forkerExe: String?
+        var forkerAuxv: [UInt8]
+    }
+    var inFlight: InFlight?
+
+    /// Settles the fork in flight: its PID allocated, or none coming: its task notifies again
+    /// (`next`, or in the backlog: its fork was restarted after a signal, ERESTARTNOINTR, or
+    /// failed) or 1 s passed. With `wait`, polls until then (receiving meanwhile, so that no
+    /// notification waits unreceived); without, only looks once.
+    func settleInFlight(wait: Bool, next: Int32? = nil, final: Bool = false) {
+        guard let f = inFlight else { return }
+        var got: Int32?
+        var pause = timespec(tv_sec: 0, tv_nsec: 10_000)
+        while true {
+            let now = readLastPid()
+            if now != f.written { got = now; break }
+            if next == f.tid || backlog.contains(where: { Int32(bitPattern: $0.notification.pid) == f.tid }) { break }
+            if final || MonotonicClock.nanoseconds() >= f.deadline { break }
+            if !wait { return }
+            receiveReady()
+            nanosleep(&pause, nil)
+        }
+        inFlight = nil
+        if let e = f.expected {
             if got == nil {
-                requeue(forker: forker, thread: isThread, e)
+                requeue(forker: f.forker, thread: f.isThread, e)
             } else {
-                report(forker: forker, thread: isThread, expected: e, got: got, note: nil)
+                report(forker: f.forker, thread: f.isThread, expected: e, got: got, note: nil)
                 if got == e {
                     if ledger.wasReported(e) {
-                        SystemCalls.printError("rootless-restore: note: \(labels[e] ?? "process \(e)"): its \(isThread ? "thread" : "process") was created after all, after it was reported missing")
+                        SystemCalls.printError("rootless-restore: note: \(labels[e] ?? "process \(e)"): its \(f.isThread ? "thread" : "process") was created after all, after it was reported missing")
                     }
                     ledger.created(e, now: MonotonicClock.nanoseconds())
                 }
-                if got == e && !isThread { watch(e, forker: forker) }
+                if got == e && !f.isThread { watch(e, forker: f.forker, forkerExe: f.forkerExe, forkerAuxv: f.forkerAuxv) }
             }
         } else if let got {
-            log(forker: forker, thread: isThread, expected: nil, got: got, pinned: false)
+            log(forker: f.forker, thread: f.isThread, expected: nil, got: got, pinned: false)
         }
     }
 
@@ -441,10 +497,9 @@ public final class ForkSupervisor {
 
     /// Starts watching a pinned fork: looked at soon, then less often (PinCheckSchedule), and
     /// at once when its pidfd says it exited.
-    func watch(_ pid: Int32, forker: Int32) {
+    func watch(_ pid: Int32, forker: Int32, forkerExe: String?, forkerAuxv: [UInt8]) {
         let now = MonotonicClock.nanoseconds()
-        var p = Pending(pid: pid, forker: forker, forkerExe: Self.exe(of: forker),
-                        forkerAuxv: SystemCalls.readFile("/proc/\(forker)/auxv") ?? [],
+        var p = Pending(pid: pid, forker: forker, forkerExe: forkerExe, forkerAuxv: forkerAuxv,
                         deadline: now + PinCheck.settleNanoseconds)
         if exits == -2 { exits = rr_epoll_create() }
         let fd = exits >= 0 ? rr_pidfd_open(pid) : -1
@@ -518,7 +573,7 @@ public final class ForkSupervisor {
                 schedule.again(pid, now: now)
             case .ended:
                 unwatch(pid)
-                ledger.giveBack(p.pid, forker: p.forker, thread: false, now: now)
+                ledger.giveBack(p.pid, forker: p.forker, thread: false, now: now, ended: true)
                 let last = p.lastSeen.isEmpty ? "" : " (last seen as \(PinCheck.quoted(p.lastSeen)))"
                 logCheck(pid: p.pid, verdict: .unchecked("it ended before it showed what it became\(last): not the recorded process; its PID is pinned again for its forker's next fork"),
                          exe: nil, cmdline: p.lastSeen, execd: false, extra: [("repinned", .bool(true))])
@@ -543,6 +598,14 @@ public final class ForkSupervisor {
         reportMissing(ledger.overdue(now: now, forkerGone: { !Self.alive($0) }))
     }
 
+    /// The namespace is empty (the init is about to exit): the last fork settled, what is
+    /// still watched looked at, and what is still owed said.
+    func treeEnded() {
+        settleInFlight(wait: false, final: true)
+        checkPending()
+        reportMissingAtEnd()
+    }
+
     /// The namespace is empty (the init is about to exit): every PID still owed was never
     /// created. Said, so that no recorded process goes missing without a word.
     func reportMissingAtEnd() {
@@ -553,13 +616,15 @@ public final class ForkSupervisor {
         for m in missing {
             let who = labels[m.pid] ?? "process \(m.pid)"
             let what = m.thread ? "thread \(m.pid) of \(labels[m.forker] ?? "process \(m.forker)")" : who
+            // A PID given back each time its fork ended unrecognised was created, just never kept.
+            let ended = m.endedForks == 0 ? "" : "; \(m.endedForks) fork\(m.endedForks == 1 ? "" : "s") got its PID, and \(m.endedForks == 1 ? "it" : "each") ended before it showed what it became (not the recorded process)"
             let text = m.final
-                ? "\(what): pin missing: never created: \(m.why), so nothing holds its recorded PID"
-                : "\(what): pin missing: not created yet: \(m.why) (it still gets its PID if forked later; --pin-wait sets how long to wait)"
+                ? "\(what): pin missing: \(m.endedForks == 0 ? "never created" : "not kept"): \(m.why)\(ended), so nothing holds its recorded PID"
+                : "\(what): pin missing: not created yet: \(m.why)\(ended) (it still gets its PID if forked later; --pin-wait sets how long to wait)"
             SystemCalls.printError("rootless-restore: \(policy == .error ? "error" : "warning"): \(text)")
             if !m.thread {
-                logCheck(pid: m.pid, verdict: .mismatch("never created: \(m.why)"), exe: nil, cmdline: [], execd: false,
-                         extra: [("created", .bool(false))])
+                logCheck(pid: m.pid, verdict: .mismatch("\(m.endedForks == 0 ? "never created" : "not kept"): \(m.why)"), exe: nil, cmdline: [], execd: false,
+                         extra: [("created", .bool(m.endedForks > 0)), ("endedForks", .int(m.endedForks))])
             }
             if policy == .error {
                 endNamespace()
@@ -630,37 +695,45 @@ public final class ForkSupervisor {
         }
     }
 
+    /// The process of a forking task. Most forks come from a thread-group leader, which
+    /// pidfd_open accepts (it refuses other threads with EINVAL): two system calls, where
+    /// reading and parsing /proc/TID/status took half the supervisor's time per fork.
     func threadGroup(of tid: Int32) -> Int32 {
-        guard let text = SystemCalls.readText("/proc/\(tid)/status") else { return tid }
-        for line in text.split(separator: "\n") where line.hasPrefix("Tgid:") {
-            return Int32(line.dropFirst(5).trimmingCharacters) ?? tid
+        let fd = rr_pidfd_open(tid)
+        if fd >= 0 {
+            close(fd)
+            return tid
         }
-        return tid
+        guard let bytes = SystemCalls.readFile("/proc/\(tid)/status") else { return tid }
+        let tgid = ProcStatus.parse(bytes, pid: tid).tgid
+        return tgid > 0 ? tgid : tid
+    }
+
+    /// ns_last_pid, read and written on every fork: opened once by the process that serves
+    /// (after closeAllButOwn), not once per access (-1: not yet, -2: cannot be; then by path).
+    var lastPidFD: Int32 = -1
+
+    func lastPidFile() -> Int32 {
+        if lastPidFD == -1 {
+            let fd = open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC)
+            lastPidFD = fd >= 0 ? fd : -2
+        }
+        return lastPidFD
     }
 
     func readLastPid() -> Int32 {
-        Int32(SystemCalls.readText("/proc/sys/kernel/ns_last_pid")?.trimmingCharacters ?? "") ?? 0
+        let fd = lastPidFile()
+        if fd >= 0 {
+            let v = rr_pread_decimal(fd)
+            if v >= 0 { return Int32(truncatingIfNeeded: v) }
+        }
+        return Int32(SystemCalls.readText("/proc/sys/kernel/ns_last_pid")?.trimmingCharacters ?? "") ?? 0
     }
 
     func writeLastPid(_ value: Int32) {
+        let fd = lastPidFile()
+        if fd >= 0, rr_pwrite_decimal(fd, Int(value)) == 0 { return }
         _ = SystemCalls.writeFile("/proc/sys/kernel/ns_last_pid", "\(value)")
-    }
-
-    /// Polls ns_last_pid until it moves past `written`; nil if nothing was allocated in 1 s
-    /// (the clone failed before allocating), or if `tid` notifies again: its fork was restarted
-    /// (a signal came after the continue: ERESTARTNOINTR) and waits again, unallocated. Other
-    /// notifications are received meanwhile (the backlog), so that none waits interruptibly.
-    func waitForAllocation(after written: Int32, tid: Int32) -> Int32? {
-        let deadline = MonotonicClock.nanoseconds() + 1_000_000_000
-        var pause = timespec(tv_sec: 0, tv_nsec: 10_000)
-        while MonotonicClock.nanoseconds() < deadline {
-            let now = readLastPid()
-            if now != written { return now }
-            receiveReady()
-            if backlog.contains(where: { Int32(bitPattern: $0.notification.pid) == tid }) { return nil }
-            nanosleep(&pause, nil)
-        }
-        return nil
     }
 }
 

@@ -123,8 +123,7 @@ enum InitLoop {
         while true {
             reapExited(first: first, firstStatus: &firstStatus) {
                 // The namespace is empty: what the supervisor still watches or is owed is said now.
-                supervisor.checkPending()
-                supervisor.reportMissingAtEnd()
+                supervisor.treeEnded()
             }
             let signals = supervisor.turn(extra: [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)])
             if signals[0].revents != 0 {
