@@ -11,7 +11,8 @@ import Glibc
 /// its own stack: that is what makes the rule necessary, not just tidy. A
 /// failing puppet reports stage + errno and ends with `_exit`. The integration test
 /// ChildSideTests runs restores under an LD_PRELOAD guard that kills any puppet that
-/// allocates. Only the runtime's init, once released, leaves the child side (InitLoop).
+/// allocates. Only a forked runtime init, once released, leaves the child side (InitLoop); one
+/// that shares the coordinator's memory (PuppetWorld.sharedInit) stays on it until it exits.
 enum Puppet {
     static func run(_ world: PuppetWorld, as start: Int, seen initialSeen: UInt32) -> Never {
         let me = start
