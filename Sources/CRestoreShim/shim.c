@@ -445,8 +445,10 @@ int rr_reset_signal_dispositions(void) {
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        sigaction(sig, &sa, NULL); // fails harmlessly for signals glibc reserves
+        // glibc's own (32 up to SIGRTMIN) are skipped: refused, they would set errno, which a
+        // puppet shares with the runtime when the init shares its memory.
+        if (sig == SIGKILL || sig == SIGSTOP || (sig >= 32 && sig < SIGRTMIN)) continue;
+        sigaction(sig, &sa, NULL);
     }
     return 0;
 }
