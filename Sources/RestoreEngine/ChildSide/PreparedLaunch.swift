@@ -94,8 +94,9 @@ struct PuppetWorld {
     /// stack) instead of being a fork of it: then it never leaves the child side, not even
     /// once released (no allocation, no errno, no Swift runtime services until it exits),
     /// because the coordinator runs on in the same memory with the same thread pointer.
-    /// Only for trees without a fork supervisor, with clone3, whose every process has the
-    /// caller's own ids (docs/performance.md, "The namespace init shares the runtime's memory").
+    /// Only for small trees (PreparedWorld.sharedInitMaxNodes) without a fork supervisor, with
+    /// clone3, whose every process has the caller's own ids (docs/performance.md, "The namespace
+    /// init shares the runtime's memory").
     var sharedInit = false
 }
 

@@ -214,12 +214,17 @@ final class PreparedWorld {
         }
         puppets.fault = options.testingFault
         puppets.faultNode = plan.nodeOfEntry.first ?? -1
-        puppets.sharedInit = supervisor == nil && !dance && maps.ownIDsOnly && ownsNoPrivilege()
+        // Small trees only: what it saves is a constant (the fork of the coordinator), and a
+        // flat tree of 10 000 holders built about twice as slowly with it (docs/performance.md).
+        puppets.sharedInit = supervisor == nil && !dance && count <= sharedInitMaxNodes && maps.ownIDsOnly && ownsNoPrivilege()
         worldCell.initialize(to: puppets)
         arena.deinitializeOnFree(worldCell)
         return PreparedWorld(arena: arena, puppets: puppets, plan: plan, maps: maps, forkBatches: batches,
                              noiseNodes: noiseNodes, ownLevels: ownLevels, identities: identities, terminals: terminals)
     }
+
+    /// The largest tree (nodes, the init included) whose init shares the coordinator's memory.
+    static let sharedInitMaxNodes = 64
 
     /// The runtime is an ordinary user's process: not root, no effective capability. Then an
     /// init sharing its memory gives a namespace process of the caller's ids nothing those ids
