@@ -56,3 +56,26 @@ struct PIDIndex {
         }
     }
 }
+
+/// Dense numbers 0, 1, ... for PIDs that name process groups or sessions, in order of first
+/// sight, so that what the planner keeps per group or session lives in arrays.
+struct PIDNumbering {
+    private var numberOf: PIDIndex
+    /// How many PIDs have a number.
+    private(set) var count = 0
+
+    init(maxKey: Int32, count keys: Int) {
+        numberOf = PIDIndex(maxKey: maxKey, count: keys)
+    }
+
+    /// The number of `pid`, given on first sight.
+    @discardableResult
+    mutating func number(_ pid: Int32) -> Int {
+        if let known = numberOf.insertIfAbsent(pid, count) { return known }
+        count += 1
+        return count - 1
+    }
+
+    /// The number of `pid`, if it has one.
+    subscript(pid: Int32) -> Int? { numberOf[pid] }
+}

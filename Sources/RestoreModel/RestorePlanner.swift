@@ -85,14 +85,17 @@ private struct PlanBuilder {
     var isReaper: [Bool] = []
     /// Session a setsid() caller must be born into (before its setsid), if any.
     var born: [Int32?] = []
-    /// Entry nodes that a helper must fork, with the session they must be born into.
-    var helperSession: [Int: Int32] = [:]
+    /// Per node, the session a helper must fork it into (nil: no helper forks it; always nil
+    /// for helpers). Arrays indexed by node here, not dictionaries: hashing was a quarter of
+    /// planning trees with a helper per two processes.
+    var helperSession: [Int32?] = []
     /// Undo log of `born` and `helperSession` for walks that fail (saving copies of both
     /// per walk was quadratic): node, which of the two, the value before.
     var trail: [(node: Int, isBorn: Bool, old: Int32?)] = []
     var subtrees: SubtreeIndex?
-    /// For each session-orphans helper: the reaper its children must end up under.
-    var helperTarget: [Int: Int] = [:]
+    /// For each session-orphans helper, the reaper its children must end up under; -1 for
+    /// every other node.
+    var helperTarget: [Int] = []
 
     /// A reaper that called setsid() has a child in a foreign session: either the reaper was
     /// born into that session and forked the child before its setsid() (true), or the child
@@ -108,12 +111,14 @@ private struct PlanBuilder {
     var forker: [Int] = []
     var steps: [RestorePlan.Step] = []
     var treeHasInit = false
-    /// Per namespace (keyed by its init node), the local PIDs already spoken for.
-    var usedPids: [Int: Set<Int32>] = [:]
+    /// The local PIDs already spoken for in each namespace (named by its init node), sorted
+    /// in one flat array of `usedPidKey`s (a Set per namespace was a tenth of planning trees
+    /// of many helpers); per namespace, where the next allocation resumes in it.
+    var usedPids: [UInt64] = []
     var usedPidsGathered = false
+    var nextFree: [Int: (position: Int, pid: Int32)] = [:]
     /// The nodes made in init (the tree's processes and the runtime's init), before any helper.
     var entryNodeCount = 0
-    var nextFree: [Int: Int32] = [:]
     /// Current process group (top-level id) of every node as the steps so far leave it.
     var pgidNow: [Int32] = []
 
@@ -124,6 +129,7 @@ private struct PlanBuilder {
         for i in tree.processes.indices { top = max(top, tree.processes[i].pid) }
         entryOfPid = PIDIndex(maxKey: top, count: tree.processes.count)
         for i in tree.processes.indices { entryOfPid.set(tree.processes[i].pid, i) }
+        reserveNodes(tree.processes.count + 1)
 
         // Node 0: the namespace init.
         if let initEntry = entryOfPid[1] {
@@ -217,20 +223,35 @@ private struct PlanBuilder {
     mutating func gatherUsedPids() {
         usedPidsGathered = true
         for n in nodes.prefix(entryNodeCount) {
-            for (level, ns) in n.namespaces.enumerated() { usedPids[ns, default: []].insert(n.nspid[level]) }
+            for (level, ns) in n.namespaces.enumerated() { usedPids.append(Self.usedPidKey(ns, n.nspid[level])) }
         }
         for (i, e) in tree.processes.enumerated() {
-            usedPids[0, default: []].formUnion(e.threads)
+            for tid in e.threads { usedPids.append(Self.usedPidKey(0, tid)) }
             // Threads' TIDs in nested namespaces are spoken for there too.
             let namespaces = nodes[nodeOfEntry[i]].namespaces
             for levels in e.threadLevels {
                 for (level, tid) in levels.enumerated() where level < namespaces.count {
-                    usedPids[namespaces[level], default: []].insert(tid)
+                    usedPids.append(Self.usedPidKey(namespaces[level], tid))
                 }
             }
-            usedPids[0, default: []].insert(e.pgid)
-            usedPids[0, default: []].insert(e.sid)
+            usedPids.append(Self.usedPidKey(0, e.pgid))
+            usedPids.append(Self.usedPidKey(0, e.sid))
         }
+        usedPids.sort()
+    }
+
+    /// Orders by namespace, then by PID (negative PIDs, which no allocation reaches, last).
+    static func usedPidKey(_ namespace: Int, _ pid: Int32) -> UInt64 {
+        UInt64(namespace) << 32 | UInt64(UInt32(bitPattern: pid))
+    }
+
+    /// Room for `count` nodes in every per-node array (growing 11 arrays by doubling was a
+    /// few percent of planning 10^6 processes).
+    mutating func reserveNodes(_ count: Int) {
+        nodes.reserveCapacity(count); parent.reserveCapacity(count); finalSid.reserveCapacity(count)
+        finalPgid.reserveCapacity(count); doesSetsid.reserveCapacity(count); isReaper.reserveCapacity(count)
+        born.reserveCapacity(count); helperSession.reserveCapacity(count); helperTarget.reserveCapacity(count)
+        forker.reserveCapacity(count); pgidNow.reserveCapacity(count)
     }
 
     mutating func appendNode(_ n: Node, parent p: Int, sid: Int32, pgid: Int32) {
@@ -241,6 +262,8 @@ private struct PlanBuilder {
         doesSetsid.append(false)
         isReaper.append(n.childSubreaper)
         born.append(nil)
+        helperSession.append(nil)
+        helperTarget.append(-1)
         forker.append(p)
         pgidNow.append(0)
     }
@@ -270,7 +293,7 @@ private struct PlanBuilder {
         }
         // A reaper that turned out to be born into a session forks its children of that
         // session itself, before its setsid(): they need no helper after all.
-        for (c, s) in helperSession where born[parent[c]] == s && doesSetsid[parent[c]] {
+        for c in helperSession.indices where helperSession[c] != nil && born[parent[c]] == helperSession[c] && doesSetsid[parent[c]] {
             helperSession[c] = nil
         }
     }
@@ -311,8 +334,10 @@ private struct PlanBuilder {
                 if canBeBorn {
                     let choice = Choice(reaper: p, session: s)
                     let birth: Bool
-                    if let b = forced[choice] ?? made[choice] { birth = b } else { birth = !helperLooksPossible(under: p, s, for: c) }
-                    if forced[choice] == nil { made[choice] = birth }
+                    // (The first attempt forces nothing: no hashing of `forced` then.)
+                    let imposed = forced.isEmpty ? nil : forced[choice]
+                    if let b = imposed ?? made[choice] { birth = b } else { birth = !helperLooksPossible(under: p, s, for: c) }
+                    if imposed == nil { made[choice] = birth }
                     if birth, (try? tryBirth(of: p, s, strict: false)) != nil { return }
                 }
                 try needHelper(c, s)
@@ -365,10 +390,10 @@ private struct PlanBuilder {
     /// reaper was quadratic in trees of many daemons).
     mutating func helperLooksPossible(under r: Int, _ s: Int32, for c: Int) -> Bool {
         let ix = subtreeIndex()
-        guard let list = ix.tinsOfSession[s] else { return false }
+        guard let list = ix.tins(ofSession: s) else { return false }
         let end = ix.tout[r]
         var k = ix.lowerBound(list, ix.tin[r] + 1)
-        while k < list.count, list[k] < end {
+        while k < list.endIndex, list[k] < end {
             let a = ix.nodeAt[Int(list[k])]
             // The reaper's child above a: its whole subtree is out if it is c or a non-leader of s.
             let x = ix.childContaining(a, of: r)
@@ -446,13 +471,13 @@ private struct PlanBuilder {
         return false
     }
 
-    /// Whether the chain of forkers from `a` up to the init passes through one of `kids`
-    /// (making `a` fork a helper that forks `kids` would be a cycle).
-    func forkedThrough(_ a: Int, _ kids: Set<Int>) -> Bool {
+    /// Whether the chain of forkers from `a` up to the init passes through a kid (making `a`
+    /// fork a helper that forks the kids would be a cycle).
+    func forkedThrough(_ a: Int, _ isKid: (Int) -> Bool) -> Bool {
         var x = a
         var steps = 0
         while x > 0 {
-            if kids.contains(x) { return true }
+            if isKid(x) { return true }
             x = forker[x]
             steps += 1
             if steps > nodes.count { return true }
@@ -467,12 +492,29 @@ private struct PlanBuilder {
         return d
     }
 
+    /// The lowest local PID from 2 up in namespace `ns` that nothing speaks for and no earlier
+    /// allocation took. The candidates only grow, so each namespace's part of `usedPids` is
+    /// walked once over all its allocations.
     mutating func allocatePid(in ns: Int) -> Int32 {
         if !usedPidsGathered { gatherUsedPids() }
-        var candidate = nextFree[ns] ?? 2
-        while usedPids[ns, default: []].contains(candidate) { candidate += 1 }
-        usedPids[ns, default: []].insert(candidate)
-        nextFree[ns] = candidate + 1
+        var position = 0, candidate: Int32 = 2
+        if let resume = nextFree[ns] {
+            (position, candidate) = resume
+        } else {
+            // The namespace's first key at or above the candidate, by binary search.
+            var hi = usedPids.count
+            while position < hi {
+                let mid = (position + hi) / 2
+                if usedPids[mid] < Self.usedPidKey(ns, candidate) { position = mid + 1 } else { hi = mid }
+            }
+        }
+        // Past the keys up to the candidate, moving the candidate on when it is spoken for
+        // (a PID can be listed more than once).
+        while position < usedPids.count && usedPids[position] <= Self.usedPidKey(ns, candidate) {
+            if usedPids[position] == Self.usedPidKey(ns, candidate) { candidate += 1 }
+            position += 1
+        }
+        nextFree[ns] = (position, candidate + 1)
         return candidate
     }
 
@@ -484,27 +526,38 @@ private struct PlanBuilder {
     /// else a process of the session deeper in the reaper's subtree, below subreapers that are
     /// then flagged only after this helper is gone.
     mutating func createSessionHelpers() throws {
+        guard helperSession.contains(where: { $0 != nil }) else { return }
+        let ix = subtreeIndex()
+        // The kids of each (reaper, session), in node order: per reaper, its children grouped
+        // by session through the group last made for each session number.
         var groups: [(reaper: Int, session: Int32, kids: [Int])] = []
-        var groupOf: [Choice: Int] = [:]
-        for node in 1..<nodes.count {
-            guard let s = helperSession[node] else { continue }
-            let r = parent[node]
-            if let gi = groupOf[Choice(reaper: r, session: s)] {
-                groups[gi].kids.append(node)
-            } else {
-                groupOf[Choice(reaper: r, session: s)] = groups.count
-                groups.append((r, s, [node]))
+        var groupOfSession = [Int](repeating: -1, count: ix.sessionCount)
+        for r in 0..<entryNodeCount {
+            for c in ix.kids[ix.firstKid[r]..<ix.firstKid[r + 1]] {
+                guard let s = helperSession[c] else { continue }
+                let k = ix.sessionNumber[s]! // s is the session of a process of the tree
+                if groupOfSession[k] >= 0 && groups[groupOfSession[k]].reaper == r {
+                    groups[groupOfSession[k]].kids.append(c)
+                } else {
+                    groupOfSession[k] = groups.count
+                    groups.append((r, s, [c]))
+                }
             }
         }
-        if groups.isEmpty { return }
-        let ix = subtreeIndex()
+        reserveNodes(nodes.count + groups.count) // one helper per group: no doubling of 11 arrays
         // Deepest reapers first: their helpers can only be forked inside their own subtree,
-        // while a helper for a reaper higher up may be forked from deeper down.
-        let order = groups.indices.sorted { (ix.depth[groups[$0].reaper], $1) > (ix.depth[groups[$1].reaper], $0) }
-        var createdSessions = Set<Int32>()
+        // while a helper for a reaper higher up may be forked from deeper down. Among equals,
+        // in the order of their first kids.
+        let order = groups.indices.sorted {
+            (ix.depth[groups[$0].reaper], groups[$1].kids[0]) > (ix.depth[groups[$1].reaper], groups[$0].kids[0])
+        }
+        // Per session number, whether a helper already took its dead leader's PID.
+        var createdSessions = [Bool](repeating: false, count: ix.sessionCount)
         for gi in order {
             let g = groups[gi]
-            let kidSet = Set(g.kids)
+            let sessionNumber = ix.sessionNumber[g.session]!
+            // The kids are exactly the reaper's children that a helper must fork into the session.
+            func isKid(_ x: Int) -> Bool { parent[x] == g.reaper && helperSession[x] == g.session }
             let kidNamespaces = nodes[g.reaper].namespaces
             // The processes of the session in the reaper's PID namespace, in its subtree (it
             // included) outside its kids' subtrees, whose helper's orphans reach the reaper
@@ -512,11 +565,11 @@ private struct PlanBuilder {
             // in node order; by the DFS order, skipping the kids' subtrees whole.
             let r = g.reaper
             var direct: [Int] = [], later: [Int] = []
-            if let list = ix.tinsOfSession[g.session] {
+            if let list = ix.tins(ofSession: g.session) {
                 var k = ix.lowerBound(list, ix.tin[r])
-                while k < list.count, list[k] < ix.tout[r] {
+                while k < list.endIndex, list[k] < ix.tout[r] {
                     let a = ix.nodeAt[Int(list[k])]
-                    if a != r, case let x = ix.childContaining(a, of: r), kidSet.contains(x) {
+                    if a != r, case let x = ix.childContaining(a, of: r), isKid(x) {
                         k = ix.lowerBound(list, ix.tout[x], from: k + 1)
                         continue
                     }
@@ -531,24 +584,24 @@ private struct PlanBuilder {
             // Members fork no kid through their forkers (that would be a cycle): asked of the
             // few that are picked, not of every process.
             let leader = entryOfPid[g.session].map { nodeOfEntry[$0] }
-            let directLeader = leader.flatMap { l in direct.contains(l) && !forkedThrough(l, kidSet) ? l : nil }
+            let directLeader = leader.flatMap { l in direct.contains(l) && !forkedThrough(l, isKid) ? l : nil }
             let leaderDead = g.session != 0 && entryOfPid[g.session] == nil
             var helper: Node
             var helperForker: Int
-            if let a = directLeader ?? direct.first(where: { !forkedThrough($0, kidSet) }) {
+            if let a = directLeader ?? direct.first(where: { !forkedThrough($0, isKid) }) {
                 helperForker = a
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
                               nspid: [], forker: a, namespaces: nodes[a].namespaces,
                               newPidNamespace: false, childSubreaper: false)
                 helper.nspid = helper.namespaces.map { allocatePid(in: $0) }
-            } else if leaderDead, !createdSessions.contains(g.session), kidNamespaces.count == 1,
-                      !forkedThrough(g.reaper, kidSet) {
-                createdSessions.insert(g.session)
+            } else if leaderDead, !createdSessions[sessionNumber], kidNamespaces.count == 1,
+                      !forkedThrough(g.reaper, isKid) {
+                createdSessions[sessionNumber] = true
                 helperForker = g.reaper
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: true)),
                               nspid: [g.session], forker: g.reaper, namespaces: kidNamespaces,
                               newPidNamespace: false, childSubreaper: false)
-            } else if let a = later.first(where: { !forkedThrough($0, kidSet) }) {
+            } else if let a = later.first(where: { !forkedThrough($0, isKid) }) {
                 helperForker = a
                 helper = Node(role: .helper(.sessionOrphans(session: g.session, createsSession: false)),
                               nspid: [], forker: a, namespaces: nodes[a].namespaces,
@@ -563,7 +616,7 @@ private struct PlanBuilder {
                     why = "its leader \(tree.processes[l].label) is alive but no process of that session in the subtree of \(label(g.reaper)) can fork a helper whose children would be reparented to \(label(g.reaper))"
                 } else if kidNamespaces.count > 1 {
                     why = "its leader is dead and a nested PID namespace cannot take the leader's PID to recreate it"
-                } else if createdSessions.contains(g.session) {
+                } else if createdSessions[sessionNumber] {
                     why = "its leader is dead, its PID already recreates session \(g.session) elsewhere, and no process of the session in the subtree of \(label(g.reaper)) can fork a helper there"
                 } else {
                     why = "its leader is dead and no process of the session can fork the helper without a cycle"
@@ -851,21 +904,39 @@ private struct PlanBuilder {
     /// a process that can go back to its own group afterwards.
     mutating func emitMoves(_ moves: [(node: Int, leader: Int)]) throws {
         if moves.isEmpty { return }
-        let movers = Set(moves.map(\.node))
-        var moveOfNode: [Int: Int] = [:]
-        for (k, mv) in moves.enumerated() { moveOfNode[mv.node] = k }
+        // What is kept per node, group or session is in arrays, groups and sessions numbered
+        // up front (dictionaries and sets here were most of planning trees of many moves).
+        // Holders forked below come after `nodeCount` and are never asked about.
+        let nodeCount = nodes.count
+        var isMover = [Bool](repeating: false, count: nodeCount)
+        var moveOfNode = [Int](repeating: -1, count: nodeCount)
+        for (k, mv) in moves.enumerated() {
+            isMover[mv.node] = true
+            moveOfNode[mv.node] = k
+        }
+        var top: Int32 = 0
+        for x in 0..<nodeCount { top = max(top, nodes[x].pid, pgidNow[x], finalPgid[x], finalSid[x]) }
+        // Every group a node is in, was recorded in, or a move joins (by its leader's PID).
+        var groups = PIDNumbering(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount {
+            groups.number(pgidNow[x])
+            groups.number(finalPgid[x])
+        }
+        for mv in moves { groups.number(nodes[mv.leader].pid) }
+        func group(_ pgid: Int32) -> Int { groups[pgid]! }
+        var sessions = PIDNumbering(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount { sessions.number(finalSid[x]) }
         // Per group, the processes that keep it open: neither moving nor holding another group
         // open (counted once here and kept up to date: a scan of every process per move was
         // quadratic). Only movers and holders change groups from here on.
-        var keepers: [Int32: Int] = [:]
-        for x in 0..<nodes.count where !movers.contains(x) { keepers[pgidNow[x], default: 0] += 1 }
+        var keepers = [Int](repeating: 0, count: groups.count)
+        for x in 0..<nodeCount where !isMover[x] { keepers[group(pgidNow[x])] += 1 }
         // after[k]: the move that must wait for move k (the leader of k's target group).
         var after = Array(repeating: [Int](), count: moves.count)
         var waitingFor = Array(repeating: 0, count: moves.count)
         for (k, mv) in moves.enumerated() {
-            let g = nodes[mv.leader].pid
-            let held = keepers[g, default: 0] > 0
-            if !held, let lk = moveOfNode[mv.leader], lk != k {
+            let held = keepers[group(nodes[mv.leader].pid)] > 0
+            if !held, moveOfNode[mv.leader] >= 0, case let lk = moveOfNode[mv.leader], lk != k {
                 after[k].append(lk)
                 waitingFor[lk] += 1
             }
@@ -876,33 +947,35 @@ private struct PlanBuilder {
         for k in moves.indices where waitingFor[k] == 0 { ready.push(k) }
         var firstUndone = 0
         // The target groups of the moves not done, counted.
-        var pendingTargets: [Int32: Int] = [:]
-        for mv in moves { pendingTargets[nodes[mv.leader].pid, default: 0] += 1 }
+        var pendingTargets = [Int](repeating: 0, count: groups.count)
+        for mv in moves { pendingTargets[group(nodes[mv.leader].pid)] += 1 }
         var returns: [RestorePlan.Step] = []
-        var holders = Set<Int>()
-        // Who may hold a group open, per session in node order, each list past its leading
-        // holders: session-orphans helpers, and processes in their own final group.
-        var helperCandidates: [Int32: [Int]] = [:], hopperCandidates: [Int32: [Int]] = [:]
-        var helperStart: [Int32: Int] = [:], hopperStart: [Int32: Int] = [:]
+        var isHolder = [Bool](repeating: false, count: nodeCount)
+        // Who may hold a group open, per session number in node order, each list past its
+        // leading holders: session-orphans helpers, and processes in their own final group.
+        var helperCandidates = [[Int]](repeating: [], count: sessions.count)
+        var hopperCandidates = [[Int]](repeating: [], count: sessions.count)
+        var helperStart = [Int](repeating: 0, count: sessions.count)
+        var hopperStart = [Int](repeating: 0, count: sessions.count)
         // Per group, the nodes recorded in it that are not session-orphans helpers.
-        var finalMembers: [Int32: Int] = [:]
+        var finalMembers = [Int](repeating: 0, count: groups.count)
         // The first node with each PID (the runtime's init only when it stands for the tree's).
-        var firstOfPid: [Int32: Int] = [:]
-        for x in 0..<nodes.count {
-            if x != 0 || treeHasInit, firstOfPid[nodes[x].pid] == nil { firstOfPid[nodes[x].pid] = x }
+        var firstOfPid = PIDIndex(maxKey: top, count: nodeCount)
+        for x in 0..<nodeCount {
+            if x != 0 || treeHasInit { firstOfPid.insertIfAbsent(nodes[x].pid, x) }
             if case .helper(.sessionOrphans) = nodes[x].role {
-                if x != 0, !doesSetsid[x] { helperCandidates[finalSid[x], default: []].append(x) }
+                if x != 0, !doesSetsid[x] { helperCandidates[sessions[finalSid[x]]!].append(x) }
                 continue
             }
-            finalMembers[finalPgid[x], default: 0] += 1
-            if x != 0, !nodes[x].isHelper, !movers.contains(x), !doesSetsid[x], pgidNow[x] == finalPgid[x], finalPgid[x] != 0 {
-                hopperCandidates[finalSid[x], default: []].append(x)
+            finalMembers[group(finalPgid[x])] += 1
+            if x != 0, !nodes[x].isHelper, !isMover[x], !doesSetsid[x], pgidNow[x] == finalPgid[x], finalPgid[x] != 0 {
+                hopperCandidates[sessions[finalSid[x]]!].append(x)
             }
         }
         while true {
             if let k = ready.pop() {
                 done[k] = true
-                pendingTargets[nodes[moves[k].leader].pid]! -= 1
+                pendingTargets[group(nodes[moves[k].leader].pid)] -= 1
                 steps.append(.setpgid(node: moves[k].node, leader: moves[k].leader))
                 pgidNow[moves[k].node] = nodes[moves[k].leader].pid
                 for next in after[k] {
@@ -918,34 +991,34 @@ private struct PlanBuilder {
             let mv = moves[k]
             let g = nodes[mv.leader].pid
             let s = finalSid[mv.node]
+            let sessionNumber = sessions[s]!
             func canJoin(_ x: Int) -> Bool {
-                guard x != 0, !movers.contains(x), !holders.contains(x), !doesSetsid[x], finalSid[x] == s,
+                guard x != 0, !isMover[x], !isHolder[x], !doesSetsid[x], finalSid[x] == s,
                       nodes[x].namespaces == nodes[mv.node].namespaces else { return false }
                 // It must not leave a group that a pending move needs and nobody else keeps.
-                let current = pgidNow[x]
-                return pendingTargets[current, default: 0] == 0 || keepers[current, default: 0] > 1
+                let current = group(pgidNow[x])
+                return pendingTargets[current] == 0 || keepers[current] > 1
             }
-            func first(_ lists: [Int32: [Int]], _ starts: inout [Int32: Int], _ ok: (Int) -> Bool) -> Int? {
-                guard let list = lists[s] else { return nil }
-                var i = starts[s, default: 0]
-                while i < list.count && holders.contains(list[i]) { i += 1 }
-                starts[s] = i
+            func first(_ list: [Int], _ start: inout Int, _ ok: (Int) -> Bool) -> Int? {
+                var i = start
+                while i < list.count && isHolder[list[i]] { i += 1 }
+                start = i
                 while i < list.count {
                     if ok(list[i]) { return list[i] }
                     i += 1
                 }
                 return nil
             }
-            let helper = first(helperCandidates, &helperStart, canJoin)
+            let helper = first(helperCandidates[sessionNumber], &helperStart[sessionNumber], canJoin)
             // A process that can go back: to its own group, or to one that others keep.
-            let hopper = helper != nil ? nil : first(hopperCandidates, &hopperStart) { x in
+            let hopper = helper != nil ? nil : first(hopperCandidates[sessionNumber], &hopperStart[sessionNumber]) { x in
                 guard canJoin(x) else { return false }
                 let own = finalPgid[x]
-                return own == nodes[x].pid || finalMembers[own, default: 0] > 1
+                return own == nodes[x].pid || finalMembers[group(own)] > 1
             }
             if let x = helper ?? hopper {
-                holders.insert(x)
-                keepers[pgidNow[x]]! -= 1
+                isHolder[x] = true
+                keepers[group(pgidNow[x])] -= 1
                 steps.append(.setpgid(node: x, leader: mv.leader))
                 if !nodes[x].isHelper {
                     // Any node with the group's PID names the group. (Holders made below never
@@ -967,8 +1040,7 @@ private struct PlanBuilder {
                 let h = nodes.count - 1
                 steps.append(.fork(parent: l, child: h))
                 pgidNow[h] = g
-                holders.insert(h)
-                finalMembers[g, default: 0] += 1
+                finalMembers[group(g)] += 1
             }
             for next in after[k] {
                 waitingFor[next] -= 1
@@ -989,7 +1061,7 @@ private struct PlanBuilder {
     mutating func emitRetirementsAndZombies() throws {
         var sessionHelpers: [Int] = []
         for h in (0..<nodes.count).reversed() where nodes[h].isHelper {
-            if helperTarget[h] != nil { sessionHelpers.append(h) } else { steps.append(.retireHelper(h)) }
+            if helperTarget[h] >= 0 { sessionHelpers.append(h) } else { steps.append(.retireHelper(h)) }
         }
         sessionHelpers.reverse()
         var realParent = forker
@@ -999,7 +1071,7 @@ private struct PlanBuilder {
         func between(_ h: Int) -> [Int] {
             var out: [Int] = []
             var x = realParent[h]
-            while x != helperTarget[h]!, x > 0 {
+            while x != helperTarget[h], x > 0 {
                 out.append(x)
                 x = realParent[x]
             }
@@ -1014,24 +1086,24 @@ private struct PlanBuilder {
         // How many waiting helpers' paths pass each node; per session helper, the positions of
         // the waiting helpers whose paths pass it (they change when it exits).
         var passing = [Int32](repeating: 0, count: nodes.count)
-        var through: [Int: [Int]] = [:]
+        var through = [[Int]](repeating: [], count: nodes.count)
         func record(_ i: Int) {
             paths[i] = between(sessionHelpers[i])
             for x in paths[i] {
                 passing[x] += 1
-                if helperTarget[x] != nil { through[x, default: []].append(i) }
+                if helperTarget[x] >= 0 { through[x].append(i) }
             }
         }
         for i in 0..<count { record(i) }
         var waiting = [Bool](repeating: true, count: count)
         // Each helper's children by real parent (only session helpers' children move).
-        var kidsOf: [Int: [Int]] = [:]
-        for k in 1..<nodes.count where forker[k] >= 0 && helperTarget[forker[k]] != nil { kidsOf[forker[k], default: []].append(k) }
+        var kidsOf = [[Int]](repeating: [], count: nodes.count)
+        for k in 1..<nodes.count where forker[k] >= 0 && helperTarget[forker[k]] >= 0 { kidsOf[forker[k]].append(k) }
         while head >= 0 {
             var pick = -1
             var i = head
             while i >= 0 {
-                let t = helperTarget[sessionHelpers[i]]!
+                let t = helperTarget[sessionHelpers[i]]
                 if !paths[i].contains(where: { flagged[$0] || alwaysReaper($0) }) {
                     if alwaysReaper(t) || flagged[t] { pick = i; break }
                     var own: Int32 = 0
@@ -1048,7 +1120,7 @@ private struct PlanBuilder {
                     if case .helper(.sessionOrphans(let s, _)) = nodes[sessionHelpers[j]].role { sessions.append(String(s)) }
                     j = next[j]
                 }
-                throw RestoreError.invalid(label(helperTarget[h]!), "is a child subreaper whose flag would have to be set both before and after the helpers of sessions \(sessions.joined(separator: ", ")) exit: their orphans could not all reach the reapers they are recorded under")
+                throw RestoreError.invalid(label(helperTarget[h]), "is a child subreaper whose flag would have to be set both before and after the helpers of sessions \(sessions.joined(separator: ", ")) exit: their orphans could not all reach the reapers they are recorded under")
             }
             // Out of the list, its path out of the counts.
             if prev[pick] >= 0 { next[prev[pick]] = next[pick] } else { head = next[pick] }
@@ -1056,19 +1128,21 @@ private struct PlanBuilder {
             waiting[pick] = false
             for x in paths[pick] { passing[x] -= 1 }
             let h = sessionHelpers[pick]
-            let t = helperTarget[h]!
+            let t = helperTarget[h]
             if !alwaysReaper(t) && !flagged[t] {
                 steps.append(.setChildSubreaper(t))
                 flagged[t] = true
             }
             steps.append(.retireHelper(h))
-            for k in kidsOf[h] ?? [] {
+            for k in kidsOf[h] {
                 realParent[k] = t
-                if helperTarget[t] != nil { kidsOf[t, default: []].append(k) }
+                if helperTarget[t] >= 0 { kidsOf[t].append(k) }
             }
-            kidsOf[h] = nil
+            kidsOf[h] = []
             // The waiting helpers whose paths passed h walk theirs again.
-            for j in Set(through.removeValue(forKey: h) ?? []).sorted() where waiting[j] {
+            let passedH = through[h]
+            through[h] = []
+            for j in Set(passedH).sorted() where waiting[j] {
                 for x in paths[j] { passing[x] -= 1 }
                 record(j)
             }
@@ -1114,8 +1188,14 @@ struct SubtreeIndex {
     /// Children of node k: kids[firstKid[k]..<firstKid[k + 1]], in DFS order.
     var firstKid: [Int]
     var kids: [Int]
-    /// Per session, the tin of its processes (node 0 aside), ascending.
-    var tinsOfSession: [Int32: [Int32]]
+    /// Sessions numbered by first appearance in DFS order (session id -> number), and per
+    /// session the tin of its processes (node 0 aside), ascending, in one flat array: those of
+    /// session k are sessionTins[firstSessionTin[k]..<firstSessionTin[k + 1]] (an array per
+    /// session in a dictionary was a tenth of planning trees of many sessions).
+    var sessionNumber: PIDNumbering
+    var firstSessionTin: [Int]
+    var sessionTins: [Int32]
+    var sessionCount: Int { firstSessionTin.count - 1 }
 
     /// `parent[n] < n` for every n > 0 (the planner numbers parents first).
     init(parent: [Int], finalSid: [Int32], newPidNamespace: [Bool], isReaper: [Bool]) {
@@ -1154,13 +1234,31 @@ struct SubtreeIndex {
                 stack.removeLast()
             }
         }
-        tinsOfSession = [:]
-        for t in 1..<count { tinsOfSession[finalSid[nodeAt[t]], default: []].append(Int32(t)) }
+        let sids = finalSid.prefix(count)
+        sessionNumber = PIDNumbering(maxKey: sids.max() ?? 0, count: count)
+        var sessionAt = [Int32](repeating: 0, count: count)
+        for t in 1..<count { sessionAt[t] = Int32(sessionNumber.number(finalSid[nodeAt[t]])) }
+        firstSessionTin = [Int](repeating: 0, count: sessionNumber.count + 2)
+        for t in 1..<count { firstSessionTin[Int(sessionAt[t]) + 2] += 1 }
+        for k in 1..<firstSessionTin.count { firstSessionTin[k] += firstSessionTin[k - 1] }
+        sessionTins = [Int32](repeating: 0, count: max(0, count - 1))
+        for t in 1..<count {
+            sessionTins[firstSessionTin[Int(sessionAt[t]) + 1]] = Int32(t)
+            firstSessionTin[Int(sessionAt[t]) + 1] += 1
+        }
+        firstSessionTin.removeLast()
     }
 
-    /// The first position in `list` (ascending) at or after `from` whose value is >= `value`.
-    func lowerBound(_ list: [Int32], _ value: Int32, from: Int = 0) -> Int {
-        var lo = from, hi = list.count
+    /// The tins of session `s`'s processes, ascending (indices are positions in sessionTins).
+    func tins(ofSession s: Int32) -> ArraySlice<Int32>? {
+        guard let k = sessionNumber[s] else { return nil }
+        return sessionTins[firstSessionTin[k]..<firstSessionTin[k + 1]]
+    }
+
+    /// The first position in `list` (ascending) at or after `from` (default: its start) whose
+    /// value is >= `value`.
+    func lowerBound(_ list: ArraySlice<Int32>, _ value: Int32, from: Int? = nil) -> Int {
+        var lo = from ?? list.startIndex, hi = list.endIndex
         while lo < hi {
             let mid = (lo + hi) / 2
             if list[mid] < value { lo = mid + 1 } else { hi = mid }
