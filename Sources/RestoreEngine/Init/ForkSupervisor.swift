@@ -160,6 +160,8 @@ public final class ForkSupervisor {
     /// pinned children it checks.
     func closeAllButOwn() {
         rr_close_all_but3(receiveFD, sendFD, logFD)
+        // Opened by whoever serves, after this: a number from before would be stale now.
+        lastPidFD = -1
     }
 
     /// Takes every listener the puppets have sent so far.
