@@ -10,8 +10,7 @@ public struct PinCheckSchedule: Sendable {
     public static let firstLookNanoseconds: UInt64 = 1_000_000
     public static let longestIntervalNanoseconds: UInt64 = 1_000_000_000
 
-    struct Entry: Sendable {
-        var at: UInt64
+    struct Scheduled: Sendable {
         var pid: Int32
         var generation: UInt32
     }
@@ -22,8 +21,8 @@ public struct PinCheckSchedule: Sendable {
         var deadline: UInt64
     }
 
-    /// A binary min-heap by `at`; entries of an older generation than `watched` are stale.
-    var heap: [Entry] = []
+    /// Entries of an older generation than `watched` are stale.
+    var heap = DeadlineHeap<Scheduled>()
     var watched: [Int32: Watched] = [:]
     var generations: UInt32 = 0
 
@@ -63,11 +62,12 @@ public struct PinCheckSchedule: Sendable {
     public mutating func due(now: UInt64) -> [Int32] {
         var out: [Int32] = []
         while let top = heap.first, top.at <= now {
-            popTop()
-            guard let w = watched[top.pid], w.generation == top.generation else { continue }
+            heap.popFirst()
+            let s = top.value
+            guard let w = watched[s.pid], w.generation == s.generation else { continue }
             // Taken out of the heap: stale until it is scheduled again.
-            watched[top.pid]?.generation = 0
-            out.append(top.pid)
+            watched[s.pid]?.generation = 0
+            out.append(s.pid)
         }
         return out
     }
@@ -75,8 +75,8 @@ public struct PinCheckSchedule: Sendable {
     /// When the next look is due (nil: nothing watched).
     public mutating func nextLook() -> UInt64? {
         while let top = heap.first {
-            if let w = watched[top.pid], w.generation == top.generation { return top.at }
-            popTop()
+            if let w = watched[top.value.pid], w.generation == top.value.generation { return top.at }
+            heap.popFirst()
         }
         return nil
     }
@@ -85,29 +85,6 @@ public struct PinCheckSchedule: Sendable {
     mutating func push(_ pid: Int32, at: UInt64) {
         generations &+= 1
         watched[pid]?.generation = generations
-        heap.append(Entry(at: at, pid: pid, generation: generations))
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard heap[i].at < heap[parent].at else { break }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func popTop() {
-        let last = heap.removeLast()
-        guard !heap.isEmpty else { return }
-        heap[0] = last
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < heap.count && heap[l].at < heap[smallest].at { smallest = l }
-            if r < heap.count && heap[r].at < heap[smallest].at { smallest = r }
-            if smallest == i { return }
-            heap.swapAt(i, smallest)
-            i = smallest
-        }
+        heap.push(Scheduled(pid: pid, generation: generations), at: at)
     }
 }

@@ -56,7 +56,7 @@ public struct PinLedger: Sendable {
     /// When each forker is next due (lastActivity + missingAfter), a min-heap; an entry is
     /// stale once its forker's activity moved or it owes nothing unreported. Stale entries
     /// are dropped from the top after every change, so the top is always the answer.
-    var dueHeap: [(at: UInt64, forker: Int32)] = []
+    var dueHeap = DeadlineHeap<Int32>()
 
     public init(_ pinned: PinnedForks, now: UInt64, missingAfter: UInt64 = missingAfterNanoseconds) {
         owedChildren = pinned.children.filter { !$0.value.isEmpty }.mapValues { Array($0.reversed()) }
@@ -155,7 +155,7 @@ public struct PinLedger: Sendable {
         lastActivity = [:]
         unborn = []
         unreported = [:]
-        dueHeap = []
+        dueHeap.removeAll()
         return out
     }
 
@@ -196,51 +196,24 @@ public struct PinLedger: Sendable {
     /// `forker` took, got back or started: its clock restarts.
     mutating func touch(_ forker: Int32, now: UInt64) {
         lastActivity[forker] = now
-        if unreported[forker, default: 0] > 0 { pushDue(now &+ missingAfter, forker) }
+        if unreported[forker, default: 0] > 0 { dueHeap.push(forker, at: now &+ missingAfter) }
         settleDue()
     }
 
-    func isCurrent(_ e: (at: UInt64, forker: Int32)) -> Bool {
-        guard let last = lastActivity[e.forker] else { return false }
-        return last &+ missingAfter == e.at && unreported[e.forker, default: 0] > 0
+    func isCurrent(_ e: DeadlineHeap<Int32>.Entry) -> Bool {
+        guard let last = lastActivity[e.value] else { return false }
+        return last &+ missingAfter == e.at && unreported[e.value, default: 0] > 0
     }
 
     /// Drops stale entries from the top; rebuilds the heap when stale ones pile up below a
     /// forker that stays due first (another one forking all the while).
     mutating func settleDue() {
-        while let top = dueHeap.first, !isCurrent(top) { popDue() }
+        while let top = dueHeap.first, !isCurrent(top) { dueHeap.popFirst() }
         if dueHeap.count > 2 * lastActivity.count + 64 { rebuildDue() }
     }
 
     mutating func rebuildDue() {
-        dueHeap = []
-        for (forker, last) in lastActivity where unreported[forker, default: 0] > 0 { pushDue(last &+ missingAfter, forker) }
-    }
-
-    mutating func pushDue(_ at: UInt64, _ forker: Int32) {
-        dueHeap.append((at, forker))
-        var i = dueHeap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard dueHeap[i].at < dueHeap[parent].at else { break }
-            dueHeap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func popDue() {
-        let last = dueHeap.removeLast()
-        guard !dueHeap.isEmpty else { return }
-        dueHeap[0] = last
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < dueHeap.count && dueHeap[l].at < dueHeap[smallest].at { smallest = l }
-            if r < dueHeap.count && dueHeap[r].at < dueHeap[smallest].at { smallest = r }
-            if smallest == i { return }
-            dueHeap.swapAt(i, smallest)
-            i = smallest
-        }
+        dueHeap.removeAll()
+        for (forker, last) in lastActivity where unreported[forker, default: 0] > 0 { dueHeap.push(forker, at: last &+ missingAfter) }
     }
 }
