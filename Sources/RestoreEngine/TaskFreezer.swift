@@ -60,6 +60,9 @@ final class TaskFreezer {
             for tid in fresh {
                 let r = rr_ptrace(RR_PTRACE_SEIZE, tid, 0, 0, nil)
                 if r == -Int(ESRCH) { continue }
+                // A thread that has just ended (a zombie, or being reaped) is refused with EPERM,
+                // not ESRCH: it changes nothing any more, as a gone one.
+                if r == -Int(EPERM) && Self.hasEnded(tid) { continue }
                 if r < 0 {
                     frozen[pid] = entry
                     thaw(pid)
@@ -104,6 +107,13 @@ final class TaskFreezer {
             return .gone
         }
         return .frozen
+    }
+
+    /// Whether task `tid` has ended: reaped, or exited (ptrace_attach refuses a task whose
+    /// exit_state is set with EPERM).
+    static func hasEnded(_ tid: Int32) -> Bool {
+        guard let s = StatLine.read(tid) else { return true }
+        return s.state == "Z" || s.state == "X"
     }
 
     /// Detaches every thread of `pid`: each resumes exactly as it was (a stopped one stays stopped).
