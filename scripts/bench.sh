@@ -13,8 +13,8 @@
 #                                    (with --quick: chains up to 1 000, fewer repetitions)
 #
 # Options:
-#   --binary PATH        the rootless-restore to measure (default: a release build made with
-#                        `swift build -c release --static-swift-stdlib --scratch-path .build-bench`)
+#   --binary PATH        the rootless-restore to measure (default: the release build of
+#                        `scripts/setup.sh --build-only --scratch-path .build-bench`)
 #   --user NAME          as root, run everything as this unprivileged user (default: $RR_BENCH_USER,
 #                        else rrbench). Its processes are killed at the end (pkill -KILL -u), so it
 #                        must not be a user other work (e.g. the test suite's rrtest) is running as.
@@ -99,9 +99,9 @@ fi
 
 # --- the binary ---------------------------------------------------------------------------
 if [[ -z "$binary" ]]; then
-    # As setup.sh builds it for users: the Swift runtime linked in (fewer mappings, faster start).
-    say "building the release binary (swift build -c release --static-swift-stdlib --scratch-path .build-bench)"
-    swift build -c release --static-swift-stdlib --product rootless-restore --scratch-path .build-bench >&2
+    # As setup.sh builds it for users (static-pie), in a scratch directory of its own.
+    say "building the release binary (scripts/setup.sh --build-only --scratch-path .build-bench)"
+    bash scripts/setup.sh --build-only --scratch-path .build-bench >&2
     binary="$repo/.build-bench/release/rootless-restore"
 fi
 [[ -x "$binary" ]] || { echo "bench.sh: $binary is not an executable" >&2; exit 1; }

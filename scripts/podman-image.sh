@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a local rootless-Podman image holding the static rootless-restore binary, without a
-# registry: a root filesystem of busybox-static, the binary and the few shared libraries ldd
-# lists for it (glibc, libstdc++, libcap, libseccomp), imported with `podman import`.
+# registry: a root filesystem of busybox-static and the binary, imported with `podman import`.
+# setup.sh's binary is static-pie and needs no library; the shared libraries ldd lists for any
+# other build are copied in.
 #
 #   scripts/podman-image.sh BINARY [IMAGE]     as the user who will run the containers
 #   . scripts/podman-image.sh --env            only export the per-user Podman settings
@@ -62,8 +63,8 @@ for tool in sh ash cat echo ls ps grep sed sleep kill mkdir rm cp chmod id env t
 done
 cp "$binary" "$root/usr/local/bin/rootless-restore"
 chmod 755 "$root/usr/local/bin/rootless-restore"
-# The shared libraries of the static binary: no libswift*, only the system's own.
-ldd "$binary" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | while read -r lib; do
+# The shared libraries of the binary, if it has any: no libswift*, only the system's own.
+{ ldd "$binary" 2>/dev/null || true; } | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | while read -r lib; do
     case "$lib" in
         */libswift*|*/libFoundation*|*/libdispatch*) echo "podman-image.sh: $binary links $lib: build it with scripts/setup.sh (--static-swift-stdlib)" >&2; exit 1 ;;
         /lib64/*) cp -L "$lib" "$root/lib64/" ;;

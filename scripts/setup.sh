@@ -2,19 +2,27 @@
 # Installs what building and testing rootless-restore need (Debian packages), then builds the
 # release binary. Idempotent: installed packages are skipped, apt-get update runs at most once.
 #
-#   scripts/setup.sh              install missing packages, then the static release build
-#                                 (`swift build -c release --static-swift-stdlib`)
+#   scripts/setup.sh              install missing packages, then the release build: one
+#                                 fully static, position-independent executable (static-pie)
 #   scripts/setup.sh --deps-only  install missing packages only
+#   scripts/setup.sh --build-only --scratch-path DIR
+#                                 only the release build, in DIR (scripts/bench.sh uses this)
 set -euo pipefail
 
 deps_only=0
-for arg in "$@"; do
-    case "$arg" in
-        --deps-only) deps_only=1 ;;
+build_only=0
+scratch=.build
+while (($#)); do
+    case "$1" in
+        --deps-only) deps_only=1; shift ;;
+        --build-only) build_only=1; shift ;;
+        --scratch-path)
+            [[ $# -ge 2 ]] || { echo "setup.sh: --scratch-path needs a directory" >&2; exit 64; }
+            scratch=$2; shift 2 ;;
         -h|--help)
-            sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
-        *) echo "setup.sh: unknown argument: $arg (try --help)" >&2; exit 64 ;;
+        *) echo "setup.sh: unknown argument: $1 (try --help)" >&2; exit 64 ;;
     esac
 done
 
@@ -40,13 +48,16 @@ packages=(pkg-config libcap-dev libseccomp-dev uidmap procps util-linux python3 
           nginx-light postgresql bsdutils tmux)
 
 missing=()
+((build_only)) && packages=()
 for pkg in "${packages[@]}"; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
 done
 
-if ((${#missing[@]} == 0)); then
+if ((build_only)); then
+    say "--build-only: system packages not checked"
+elif ((${#missing[@]} == 0)); then
     say "system packages: all present (${packages[*]})"
 else
     say "system packages missing: ${missing[*]}"
@@ -92,21 +103,42 @@ if ((deps_only)); then
     exit 0
 fi
 
-# --static-swift-stdlib links the Swift runtime and standard library (Foundation too) into the
-# binary: one file that runs in any container or on any node without the Swift runtime
-# installed (only glibc, libcap and libseccomp, which every Debian-like image has or can get).
-say "swift build -c release --static-swift-stdlib --product rootless-restore (this takes a few minutes on 2 cores)"
-swift build -c release --static-swift-stdlib --product rootless-restore
-bin_dir=$(swift build -c release --static-swift-stdlib --show-bin-path)
+# The release binary is one fully static executable: the Swift runtime and standard library,
+# Foundation, libstdc++, libcap, libseccomp and glibc are all linked in, so it runs in any
+# container or on any node as it is, and no dynamic loader runs at start. That loader (six
+# libraries, about 1 900 symbol look-ups) was a third of a one-process `run`: the static link
+# makes it 1.2x `unshare -Urpf --mount-proc true` instead of 1.5x (docs/performance.md).
+# - static-pie, not -static alone: the binary keeps address-space randomisation;
+# - lld: gold cannot link a static-pie;
+# - --disable-local-rpath: glibc refuses to start a static-pie that carries a RUNPATH;
+# - --wrap=dladdr: static glibc's dladdr does not know the executable, and the Swift runtime's
+#   start-up then needs /proc/self/exe, aborting where /proc is missing before `main` can say so
+#   (Sources/CRestoreShim/static_dladdr.c answers for the executable).
+# glibc warns at the link that getpwuid in a static binary may load NSS modules (libnss_*.so) of
+# the same glibc at run time; users listed in /etc/passwd need none.
+release_build=(swift build -c release --static-swift-stdlib --disable-local-rpath --scratch-path "$scratch"
+               -Xswiftc -static-executable
+               -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+               -Xswiftc -Xclang-linker -Xswiftc -static-pie
+               -Xlinker --wrap=dladdr)
+lld_dir=$(dirname "$(command -v swift)")
+if [[ ! -x "$lld_dir/ld.lld" ]] && ! command -v ld.lld >/dev/null 2>&1; then
+    echo "setup.sh: ld.lld is missing (the Swift toolchain ships it in $lld_dir); the static-pie link needs it" >&2
+    exit 1
+fi
+say "${release_build[*]} --product rootless-restore (this takes a few minutes on 2 cores)"
+"${release_build[@]}" --product rootless-restore
+bin_dir=$("${release_build[@]}" --show-bin-path)
 binary="$bin_dir/rootless-restore"
 if [[ ! -x "$binary" ]]; then
     echo "setup.sh: the build finished but $binary is missing" >&2
     exit 1
 fi
-if ldd "$binary" 2>/dev/null | grep -q 'libswift\|libFoundation\|libdispatch'; then
-    echo "setup.sh: $binary still links Swift runtime libraries:" >&2
-    ldd "$binary" >&2
+# No program interpreter (no dynamic loader, no shared library) and type DYN (position-independent).
+if readelf -lW "$binary" | grep -q 'INTERP' || ! readelf -hW "$binary" | grep -q 'Type:.*DYN'; then
+    echo "setup.sh: $binary is not a static-pie executable:" >&2
+    readelf -hlW "$binary" | grep -E 'Type:|INTERP|interpreter' >&2 || true
     exit 1
 fi
-say "built: $binary (Swift standard library linked in statically: ldd lists no libswift*.so)"
+say "built: $binary (static-pie: no shared library, no dynamic loader)"
 say "try:   $binary --help"

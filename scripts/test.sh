@@ -2,6 +2,8 @@
 # Runs the whole test suite: installs missing Debian packages, creates the throwaway test user
 # (when run as root), builds the debug binary and runs `swift test` against it. The end-to-end
 # tests drop to that user, so they exercise the rootless path even though CI runs as root.
+# Then the core restore suites again inside an outer namespace, with the ns_last_pid dance, and
+# with the release binary (static-pie), and the fuzzer for 30 s.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh --filter X      only the tests matching X (passed to `swift test --filter`)
@@ -116,6 +118,13 @@ if ((${#swift_test_args[@]} == 0)); then
     say "swift test, restore suites with --pid-method dance"
     RR_PID_METHOD=dance RR_BINARY="$binary" RR_TEST_USER="$test_user" \
         swift test --skip-build --no-parallel --filter "RootlessRestoreTests|SessionTopologyTests|CRIUFixtureRestoreTests" || status=$?
+    # The release binary, as setup.sh links it for users (static-pie, no dynamic loader, static
+    # glibc's NSS for the id-map look-ups), on the core restore and identity suites; the passes
+    # above run the debug build, and PodmanTests runs the release binary in a container.
+    release_binary="$(swift build -c release --show-bin-path)/rootless-restore"
+    say "swift test, restore and identity suites with the release binary ($release_binary)"
+    RR_BINARY="$release_binary" RR_TEST_USER="$test_user" \
+        swift test --skip-build --no-parallel --filter "RootlessRestoreTests|IdentityTests" || status=$?
     # The tree parser, validator and planner under libFuzzer, bounded: a crash fails the suite.
     say "scripts/fuzz.sh 30 (libFuzzer on the tree parser and validator, from Fuzz/corpus)"
     bash scripts/fuzz.sh 30 || status=$?

@@ -10,7 +10,8 @@
 //   --network none                  slirp4netns needs /dev/net/tun, which this host denies (the
 //                                   tests only use loopback);
 //   -v /usr/bin:/usr/bin:ro -v /usr/lib:/usr/lib:ro -v /usr/share:/usr/share:ro -v /etc/openmpi:/etc/openmpi:ro
-//                                   only for MPI: the host's Open MPI, not baked into the image.
+//                                   only for MPI: the host's Open MPI, not baked into the image,
+//                                   and the host's loader at /lib64 for its dynamic programs.
 
 import Foundation
 #if canImport(Glibc)
@@ -92,7 +93,14 @@ enum Podman {
         guard built == .exited(0) else { throw HarnessError("mpicc failed (\(built)): \(readText(dir + "/cc.out"))") }
         chmod(ring, 0o755)
         for sub in ["ref", "ck"] { mkdir(dir + "/" + sub, 0o755); chown(dir + "/" + sub, run.user.uid, run.user.gid) }
-        let options = Podman.options + ["-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
+        // The host's programs are dynamic: they need its loader at /lib64 (the image's own binary is
+        // static-pie and brings none); their libraries are found in the mounted /usr/lib.
+        guard let loader = realpath("/lib64/ld-linux-x86-64.so.2", nil) else {
+            throw HarnessError("the host has no /lib64/ld-linux-x86-64.so.2 for the host's programs in the container")
+        }
+        defer { free(loader) }
+        let options = Podman.options + ["-v", "\(String(cString: loader)):/lib64/ld-linux-x86-64.so.2:ro",
+                                        "-v", "/usr/bin:/usr/bin:ro", "-v", "/usr/lib:/usr/lib:ro", "-v", "/usr/share:/usr/share:ro",
                                         "-v", "/etc/openmpi:/etc/openmpi:ro", "-v", "\(dir):\(dir)", "-w", dir,
                                         "-e", "OMPI_ALLOW_RUN_AS_ROOT=1", "-e", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
                                         "-e", "PATH=/usr/local/bin:/usr/bin:/bin"]
