@@ -119,12 +119,13 @@ if ((${#swift_test_args[@]} == 0)); then
     RR_PID_METHOD=dance RR_BINARY="$binary" RR_TEST_USER="$test_user" \
         swift test --skip-build --no-parallel --filter "RootlessRestoreTests|SessionTopologyTests|CRIUFixtureRestoreTests" || status=$?
     # The release binary, as setup.sh links it for users (static-pie, no dynamic loader, static
-    # glibc's NSS for the id-map look-ups), on the core restore and identity suites; the passes
-    # above run the debug build, and PodmanTests runs the release binary in a container.
+    # glibc's NSS for the id-map look-ups, its dladdr wrapper for a missing /proc), on the core
+    # restore, identity and container-check suites; the passes above run the debug build, and
+    # PodmanTests runs the release binary in a container.
     release_binary="$(swift build -c release --show-bin-path)/rootless-restore"
-    say "swift test, restore and identity suites with the release binary ($release_binary)"
+    say "swift test, restore, identity and container-check suites with the release binary ($release_binary)"
     RR_BINARY="$release_binary" RR_TEST_USER="$test_user" \
-        swift test --skip-build --no-parallel --filter "RootlessRestoreTests|IdentityTests" || status=$?
+        swift test --skip-build --no-parallel --filter "RootlessRestoreTests|IdentityTests|ContainerCheckTests" || status=$?
     # The tree parser, validator and planner under libFuzzer, bounded: a crash fails the suite.
     say "scripts/fuzz.sh 30 (libFuzzer on the tree parser and validator, from Fuzz/corpus)"
     bash scripts/fuzz.sh 30 || status=$?
