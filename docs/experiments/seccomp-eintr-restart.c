@@ -20,7 +20,8 @@
 // forker that is not the tracer's child (PTRACE_SEIZE needs CAP_SYS_PTRACE in the namespace,
 // which the runtime's init has), attaching before the forker's first fork, and ptrace's costs
 // (every signal of a traced forker passes through the tracer; a traced forker cannot be traced
-// by gdb, strace or `record --freeze` until it is detached).
+// by gdb, strace or `record --freeze` until it is detached; it shows a TracerPid, and a stop
+// of it reads "t (tracing stop)" instead of "T (stopped)" in /proc, even under PTRACE_LISTEN).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/filter.h>
