@@ -207,10 +207,12 @@ public enum TreeRecorder {
         return out
     }
 
-    /// ForkSupervisor.startReceiver's process: named so (the stat line already read says its
-    /// name, so other processes cost nothing more) and running rootless-restore's binary.
+    /// ForkSupervisor.startReceiver's process: named so, cloned without an exit signal (both in
+    /// the stat line already read, so other processes cost nothing more) and running
+    /// rootless-restore's binary. A payload that merely has that name and binary (exec'd through
+    /// a link called rr-fork-recv) was forked with SIGCHLD, and is recorded.
     static func isForkReceiver(_ pid: Int32, _ stat: StatLine) -> Bool {
-        guard stat.comm == "rr-fork-recv", let exe = readLink("/proc/\(pid)/exe") else { return false }
+        guard stat.comm == "rr-fork-recv", stat.exitSignal == 0, let exe = readLink("/proc/\(pid)/exe") else { return false }
         return exe.hasSuffix("/rootless-restore") || exe.hasSuffix("/rootless-restore (deleted)")
     }
 

@@ -410,6 +410,9 @@ struct StatLine {
     /// startcode, endcode, startstack, start_data, end_data, start_brk, arg_start, arg_end,
     /// env_start, env_end (fields 26-28, 45-51): equal in a parent and a fork that never exec'd.
     var layout: [UInt64]
+    /// exit_signal (field 38): what the parent gets when it ends; SIGCHLD for fork and
+    /// clone(SIGCHLD), 0 for a task cloned without one (the fork supervisor's receiver).
+    var exitSignal: Int32 = Int32(SIGCHLD)
 
     static func read(_ pid: Int32) -> StatLine? {
         guard let text = SystemCalls.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
@@ -422,6 +425,7 @@ struct StatLine {
         }
         let name = text.firstIndex(of: "(").map { text[text.index(after: $0)..<close] } ?? ""
         return StatLine(comm: name, state: state, ppid: ppid, startTime: UInt64(fields[19]) ?? 0, exitCode: exit,
-                        ttyNr: UInt32(truncatingIfNeeded: Int64(fields[4]) ?? 0), tpgid: Int32(fields[5]) ?? -1, layout: layout)
+                        ttyNr: UInt32(truncatingIfNeeded: Int64(fields[4]) ?? 0), tpgid: Int32(fields[5]) ?? -1, layout: layout,
+                        exitSignal: fields.count > 35 ? Int32(fields[35]) ?? Int32(SIGCHLD) : Int32(SIGCHLD))
     }
 }

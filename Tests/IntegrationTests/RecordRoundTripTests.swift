@@ -473,4 +473,34 @@ struct RecordRefusalTests {
         live.kill()
         run.tearDown()
     }
+
+    @Test("a payload named rr-fork-recv running rootless-restore's binary is recorded: only the fork supervisor's own receiver is left out")
+    func receiverLookAlikeIsRecorded() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        // Exec'd through a link called rr-fork-recv, so its comm is that and its exe is
+        // rootless-restore's binary, as the receiver's are; but it was forked (exit signal
+        // SIGCHLD), the receiver is cloned without one. validate blocks reading the FIFO.
+        let live = try startJob(run, script: """
+            #!/bin/bash
+            dir=$1
+            ln -s "$dir/rootless-restore" "$dir/rr-fork-recv"
+            mkfifo "$dir/hold"
+            "$dir/rr-fork-recv" validate "$dir/hold" &
+            until read -r comm < /proc/$!/comm && [ "$comm" = rr-fork-recv ]; do :; done
+            echo "$!" > "$dir/ready"
+            read -r _ <> "$dir/hold"
+            """)
+        defer { live.kill() }
+        try waitForFile(run.directory + "/ready", timeout: 30, what: "the job")
+        let lookAlike = Int32(readText(run.directory + "/ready").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(lookAlike)/exe")) ?? "").hasSuffix("/rootless-restore"), "the look-alike runs the binary")
+        let (t, _, err) = try rr(run, ["record", "-q", String(live.root), "-o", run.directory + "/job.json"], name: "record")
+        try #require(t == .exited(0), "record: \(err)")
+        let listed = try Listed.load(run.directory + "/job.json")
+        let entry = listed.first { $0.pid == lookAlike }
+        #expect(entry?.args?.suffix(2) == ["validate", run.directory + "/hold"], "the look-alike is missing from the recording: \(listed.map(\.pid))")
+        live.kill()
+        run.tearDown()
+    }
 }
