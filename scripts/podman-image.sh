@@ -66,7 +66,7 @@ chmod 755 "$root/usr/local/bin/rootless-restore"
 # The shared libraries of the binary, if it has any: no libswift*, only the system's own.
 { ldd "$binary" 2>/dev/null || true; } | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | while read -r lib; do
     case "$lib" in
-        */libswift*|*/libFoundation*|*/libdispatch*) echo "podman-image.sh: $binary links $lib: build it with scripts/setup.sh (--static-swift-stdlib)" >&2; exit 1 ;;
+        */libswift*|*/libFoundation*|*/libdispatch*) echo "podman-image.sh: $binary links $lib: build it with scripts/setup.sh (static-pie)" >&2; exit 1 ;;
         /lib64/*) cp -L "$lib" "$root/lib64/" ;;
         *) cp -L "$lib" "$root/lib/x86_64-linux-gnu/" ;;
     esac

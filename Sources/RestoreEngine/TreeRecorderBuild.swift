@@ -412,7 +412,7 @@ struct StatLine {
     var layout: [UInt64]
     /// exit_signal (field 38): what the parent gets when it ends; SIGCHLD for fork and
     /// clone(SIGCHLD), 0 for a task cloned without one (the fork supervisor's receiver).
-    var exitSignal: Int32 = Int32(SIGCHLD)
+    var exitSignal: Int32
 
     static func read(_ pid: Int32) -> StatLine? {
         guard let text = SystemCalls.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
