@@ -645,6 +645,8 @@ int rr_setrlimit(int resource, uint64_t soft, uint64_t hard) {
 #include <sys/user.h>
 #include <sys/uio.h>
 #include <elf.h>
+#include <stddef.h>
+#include <sys/wait.h>
 
 const long rr_sys_prctl = SYS_prctl;
 
@@ -665,6 +667,49 @@ long rr_wait_traced(pid_t tid, int *status, int nohang) {
 }
 
 int rr_ptrace_event(int status) { return (status >> 16) & 0xff; }
+
+int rr_restart_interrupted_fork(pid_t tid) {
+#if defined(__x86_64__)
+    errno = 0;
+    long nr = ptrace(PTRACE_PEEKUSER, tid, (void *)offsetof(struct user_regs_struct, orig_rax), 0);
+    if (nr == -1 && errno) return -errno;
+    long ax = ptrace(PTRACE_PEEKUSER, tid, (void *)offsetof(struct user_regs_struct, rax), 0);
+    if (ax == -1 && errno) return -errno;
+    if (ax != -512 /* ERESTARTSYS */) return 0;
+    long cs = ptrace(PTRACE_PEEKUSER, tid, (void *)offsetof(struct user_regs_struct, cs), 0);
+    if (cs == -1 && errno) return -errno;
+    int forks;
+    if (cs == 0x23) {
+        /* i386: fork 2, clone 120, vfork 190, clone3 435 */
+        forks = nr == 2 || nr == 120 || nr == 190 || nr == 435;
+    } else {
+        long n = nr & ~0x40000000L; /* x32 numbers carry __X32_SYSCALL_BIT */
+        forks = n == SYS_clone || n == SYS_fork || n == SYS_vfork || n == 435 /* clone3 */;
+    }
+    if (!forks) return 0;
+    if (ptrace(PTRACE_POKEUSER, tid, (void *)offsetof(struct user_regs_struct, rax), (void *)-513L /* ERESTARTNOINTR */) != 0) return -errno;
+    return 1;
+#else
+    (void)tid;
+    return 0;
+#endif
+}
+
+long rr_wait_any_stopped(int *signo) {
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    long r;
+    do { r = waitid(P_ALL, 0, &info, WSTOPPED | WNOHANG); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -errno;
+    if (signo) *signo = info.si_status;
+    return info.si_pid;
+}
+
+int rr_ptrace_stop_signal(pid_t tid) {
+    siginfo_t info;
+    if (ptrace(PTRACE_GETSIGINFO, tid, 0, &info) != 0) return -errno;
+    return info.si_signo;
+}
 
 int rr_pidfd_open(pid_t pid) {
     long r = syscall(SYS_pidfd_open, pid, 0);
@@ -733,6 +778,10 @@ static void receiver_main(void *p) {
                 RR_SYS(SYS_nanosleep, &ms, 0);
             }
             if (ev[i].events & EPOLLIN) {
+                if (r->receive_delay_us > 0) {
+                    struct timespec d = { 0, (long)r->receive_delay_us * 1000 };
+                    RR_SYS(SYS_nanosleep, &d, 0);
+                }
                 struct rr_received *slot = &r->slots[head % RR_RECEIVER_SLOTS];
                 for (int k = 0; k < 10; k++) slot->notification[k] = 0;
                 long e = RR_SYS(SYS_ioctl, fd, SECCOMP_IOCTL_NOTIF_RECV, slot->notification);
@@ -750,8 +799,9 @@ static void receiver_main(void *p) {
     }
 }
 
-long rr_receiver_start(struct rr_receiver *r, void *stack, size_t stack_size) {
+long rr_receiver_start(struct rr_receiver *r, void *stack, size_t stack_size, int receive_delay_us) {
     memset(r, 0, sizeof(*r));
+    r->receive_delay_us = receive_delay_us;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (r->epfd < 0) return -errno;
     r->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -63,6 +63,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("When a payload's fork gets another PID than the recording says, becomes another process than recorded, or a recorded one is never forked (\"spawn\": \"payload\" processes): warn and go on, or error: kill the namespace and exit 125.", valueName: "POLICY"))
     var pinMismatch: PinMismatchPolicy = .warn
 
+    @Option(name: .long, help: ArgumentHelp("A payload's fork that a signal interrupts before the fork supervisor has received it: restart it, as a real fork does (a payload process that forks is then traced by the supervisor from its first fork on: its TracerPid is set and a debugger cannot attach while it runs; it is detached while stopped), or fail: trace nothing, and such a fork fails with EINTR under a signal handler without SA_RESTART (dash: \"Cannot fork\").", valueName: "restart|fail"))
+    var interruptedForks: InterruptedForkPolicy = .restart
+
     @Option(name: .long, help: ArgumentHelp("Log every PID the fork supervisor hands out, as JSON lines, to FILE.", valueName: "FILE"))
     var pinLog: String?
 
@@ -99,7 +102,7 @@ struct Run: ParsableCommand {
     var invocation: RunInvocation {
         RunInvocation(tree: tree, rootArgs: rootArgs, newRootArguments: newRootArguments, envFromCaller: envFromCaller,
                       quiet: quiet, verbose: verbose, report: report, pidMethod: pidMethod, pinMismatch: pinMismatch,
-                      pinLog: pinLog, pinWait: pinWait, criuCores: criuCores, mapUsers: mapUsers, mapGroups: mapGroups,
+                      interruptedForks: interruptedForks, pinLog: pinLog, pinWait: pinWait, criuCores: criuCores, mapUsers: mapUsers, mapGroups: mapGroups,
                       shellJob: shellJob, occupyPid: occupyPid, noiseForkers: noiseForkers, testingFault: testingFault,
                       stepTimeout: stepTimeout)
     }
@@ -120,6 +123,7 @@ struct RunInvocation: Equatable {
     var report: String?
     var pidMethod: PidMethod = .auto
     var pinMismatch: PinMismatchPolicy = .warn
+    var interruptedForks: InterruptedForkPolicy = .restart
     var pinLog: String?
     var pinWait: Double = Double(PinLedger.missingAfterNanoseconds) / 1e9
     var criuCores: String?
@@ -190,6 +194,7 @@ struct RunInvocation: Equatable {
         options.pinned = loaded.pinned
         options.tmuxConfigs = loaded.tmuxConfigs
         options.pinMismatch = pinMismatch
+        options.interruptedForks = interruptedForks
         options.pinLogPath = pinLog
         options.pinWaitNanoseconds = UInt64(pinWait * 1e9)
         options.mapUsers = mapUsers
@@ -248,6 +253,7 @@ func parseMapRequest(_ text: String) throws -> IDMapRequest {
     do { return try IDMapRequest.parse(text) } catch let e as RestoreError { throw ValidationError(e.message) }
 }
 extension PinMismatchPolicy: ExpressibleByArgument {}
+extension InterruptedForkPolicy: ExpressibleByArgument {}
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -255,6 +255,8 @@ int rr_setrlimit(int resource, uint64_t soft, uint64_t hard);
 static const int RR_PTRACE_SEIZE = 0x4206;
 static const int RR_PTRACE_INTERRUPT = 0x4207;
 static const int RR_PTRACE_DETACH = 17;
+static const int RR_PTRACE_CONT = 7;
+static const int RR_PTRACE_EVENT_STOP = 128;
 static const int RR_PR_GET_CHILD_SUBREAPER = 37;
 /// SYS_prctl of this architecture.
 extern const long rr_sys_prctl;
@@ -264,6 +266,18 @@ extern const long rr_sys_prctl;
 long rr_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data, uint64_t *peeked);
 /// waitpid(tid, &status, __WALL | (nohang ? WNOHANG : 0)): the tid, 0 (nothing yet) or -errno.
 long rr_wait_traced(pid_t tid, int *status, int nohang);
+/// At a signal-delivery-stop of the seized task `tid`: if it was inside clone, clone3, fork or
+/// vfork (x86-64, x32 or i386 numbers) and that call carries -ERESTARTSYS (a seccomp user
+/// notification interrupted before it was received), makes it -ERESTARTNOINTR, what a real
+/// fork returns when a signal comes, so the call restarts after the handler instead of failing
+/// with EINTR. 1: rewritten, 0: nothing to do (or not x86-64), -errno: a ptrace call failed.
+int rr_restart_interrupted_fork(pid_t tid);
+/// waitid(P_ALL, 0, WSTOPPED | WNOHANG): a stopped child or tracee (its stop is consumed; exits
+/// are left for the reaper), 0 when none, or -errno. *signo: the stop's signal.
+long rr_wait_any_stopped(int *signo);
+/// PTRACE_GETSIGINFO's signal number: above 0 at a signal-delivery-stop; -EINVAL at a group stop
+/// of a seized task; -errno otherwise.
+int rr_ptrace_stop_signal(pid_t tid);
 /// The ptrace event of a stop status (status >> 16): PTRACE_EVENT_STOP (128) after
 /// PTRACE_INTERRUPT or a group stop.
 int rr_ptrace_event(int status);
@@ -298,12 +312,14 @@ struct rr_received {
 struct rr_receiver {
     /* head: written by the receiver only; tail: by the supervisor only. */
     uint32_t head, tail;
-    int32_t epfd, wakefd, parent, pad;
+    int32_t epfd, wakefd, parent;
+    /* Testing aid: microseconds the receiver waits before each receive (0: none). */
+    int32_t receive_delay_us;
     struct rr_received slots[RR_RECEIVER_SLOTS];
 };
 /// Creates the receiver's epoll set and eventfd and starts it on `stack`. Its PID is the next
 /// one the namespace hands out (the caller sets ns_last_pid). Returns its PID or -errno.
-long rr_receiver_start(struct rr_receiver *r, void *stack, size_t stack_size);
+long rr_receiver_start(struct rr_receiver *r, void *stack, size_t stack_size, int receive_delay_us);
 /// Adds a listener to the receiver's set: 0 or -errno.
 int rr_receiver_add(struct rr_receiver *r, int fd);
 /// Takes the oldest received entry into *out: 1, or 0 when there is none. Never blocks.

@@ -160,7 +160,7 @@ enum Puppet {
             break
         case .puppetCrashes:
             UnsafeMutablePointer<Int>(bitPattern: 8)!.pointee = me
-        case .none, .slowInitStart, .pauseMidRestore, .initFileLimit:
+        case .none, .slowInitStart, .pauseMidRestore, .initFileLimit, .slowReceive:
             break
         }
     }

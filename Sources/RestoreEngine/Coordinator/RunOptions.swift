@@ -30,6 +30,8 @@ public struct RunOptions: Sendable {
     public var pinLogPath: String?
     /// How long a forker may take no pinned PID while it owes some before they are reported missing.
     public var pinWaitNanoseconds = PinLedger.missingAfterNanoseconds
+    /// What a supervised fork that a signal interrupts before it is received does.
+    public var interruptedForks: InterruptedForkPolicy = .restart
     /// --map-users / --map-groups: replace the tree's uidMappings / gidMappings when not empty.
     public var mapUsers: [IDMapRequest] = []
     public var mapGroups: [IDMapRequest] = []
@@ -60,6 +62,19 @@ public enum TestingFault: String, Sendable, CaseIterable {
     /// The runtime's init, once released, allocates (the allocation guard must catch it when the
     /// init shares the runtime's memory).
     case initAllocates = "init-allocates"
+    /// The fork supervisor's receiver waits 300 µs before each receive, so that signals often
+    /// interrupt supervised forks before they are received (InterruptedForkRestart's test).
+    case slowReceive = "slow-receive"
+}
+
+/// What a payload's supervised fork does when a signal interrupts it before the fork
+/// supervisor has received it (the kernel's seccomp wait is interruptible until then).
+public enum InterruptedForkPolicy: String, Sendable, CaseIterable {
+    /// It restarts, as a real fork does: a process that forks is traced by the supervisor from
+    /// its first fork on (TracerPid set; detached while stopped).
+    case restart
+    /// Nothing is traced; such a fork fails with EINTR under a handler without SA_RESTART.
+    case fail
 }
 
 /// Where a restore is, for a progress display.

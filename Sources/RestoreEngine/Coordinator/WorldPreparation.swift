@@ -181,6 +181,8 @@ final class PreparedWorld {
                 supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD,
                                             missingAfter: options.pinWaitNanoseconds)
                 for (i, n) in plan.nodes.enumerated() where n.entryIndex != nil { supervisor?.nodeLabels[Int32(i)] = n.label(in: tree) }
+                supervisor?.restartsInterruptedForks = options.interruptedForks == .restart
+                if options.testingFault == .slowReceive { supervisor?.receiveDelayMicroseconds = 300 }
             } catch {
                 if logFD >= 0 { close(logFD) }
                 throw error

@@ -72,6 +72,18 @@ public final class ForkSupervisor {
     /// Listener fd -> the node whose forks it carries; node -> its label (set by the world).
     var listenerNodes: [Int32: Int32] = [:]
     var nodeLabels: [Int32: String] = [:]
+    /// Whether forkers are traced so that a fork a signal interrupts before it is received
+    /// restarts (RestartedForks); `--interrupted-forks fail` turns it off.
+    var restartsInterruptedForks = true
+    /// Testing aid (`--testing-fault slow-receive`): the receiver waits this long before each
+    /// receive, which widens the window in which a signal interrupts a fork.
+    var receiveDelayMicroseconds: Int32 = 0
+    /// The forkers this supervisor has seized (thread-group leaders, seized at their first fork).
+    var traced: Set<Int32> = []
+    /// Those it could not seize (traced by a debugger already): not tried again.
+    var untraceable: Set<Int32> = []
+    /// Forks that a signal interrupted before they were received and that were made to restart.
+    var restartedForks = 0
 
     init(pinned: PinnedForks, tree: ProcessTree, policy: PinMismatchPolicy, logFD: Int32,
          missingAfter: UInt64 = PinLedger.missingAfterNanoseconds) throws {
@@ -207,7 +219,7 @@ public final class ForkSupervisor {
         let stack = UnsafeMutableRawPointer.allocate(byteCount: Self.receiverStackSize, alignment: 4096)
         let before = readLastPid()
         if before < ceiling { writeLastPid(ceiling) }
-        let pid = rr_receiver_start(ring, stack, Self.receiverStackSize)
+        let pid = rr_receiver_start(ring, stack, Self.receiverStackSize, receiveDelayMicroseconds)
         guard pid > 0 else {
             SystemCalls.printError("rootless-restore: warning: the fork supervisor's receiver cannot start (\(ErrnoName.describe(Int32(-pid)))): a payload's fork may fail with EINTR when a signal comes before it is received")
             ring.deallocate()
@@ -297,6 +309,7 @@ public final class ForkSupervisor {
                 }
             }
         }
+        serviceTraceStops()
         serveBacklog()
         settleInFlight(wait: false)
         checkPending()
@@ -378,6 +391,9 @@ public final class ForkSupervisor {
         }
         let isThread = flags & UInt64(RR_CLONE_THREAD) != 0
         let forker = threadGroup(of: tid)
+        // Received, so this fork now waits killably: seizing its forker here protects its next
+        // forks from the window before their receive (RestartedForks).
+        if tid == forker { trace(forker) }
         // A pinned child of this forker reaped since the last look gives its PID back first.
         if !isThread { checkPending() }
         var expected = ledger.take(forker: forker, thread: isThread, now: MonotonicClock.nanoseconds())
@@ -451,6 +467,9 @@ public final class ForkSupervisor {
             if final || MonotonicClock.nanoseconds() >= f.deadline { break }
             if !wait { return }
             receiveReady()
+            // A fork interrupted after its continue sits in a signal-delivery-stop until its
+            // tracer (this process) lets it restart.
+            serviceTraceStops()
             nanosleep(&pause, nil)
         }
         inFlight = nil

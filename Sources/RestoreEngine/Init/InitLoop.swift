@@ -65,12 +65,15 @@ enum InitLoop {
 
     /// Reaps every exited child; when none is left, the namespace is empty: exit with the
     /// first top-level process's status.
-    static func reapExited(first: pid_t, firstStatus: inout Int32, atEnd: () -> Void = {}) {
+    /// A supervising init is the tracer of forkers (InterruptedForkRestart), whose stops wait4
+    /// reports too: `supervisor` serves those.
+    static func reapExited(first: pid_t, firstStatus: inout Int32, supervisor: ForkSupervisor? = nil, atEnd: () -> Void = {}) {
         while true {
             var status: Int32 = 0
             // Raw (no errno): holders share this address space, and so its errno.
             let r = rr_wait4(-1, &status, WNOHANG)
             if r > 0 {
+                if let supervisor, supervisor.waited(pid_t(r), status: status) { continue }
                 if r == first { firstStatus = exitCode(status) }
                 continue
             }
@@ -121,7 +124,7 @@ enum InitLoop {
         supervisor.startReceiver()
         var firstStatus: Int32 = 0
         while true {
-            reapExited(first: first, firstStatus: &firstStatus) {
+            reapExited(first: first, firstStatus: &firstStatus, supervisor: supervisor) {
                 // The namespace is empty: what the supervisor still watches or is owed is said now.
                 supervisor.treeEnded()
             }

@@ -78,7 +78,23 @@ enum OutsideSupervisor {
 
     /// The server's loop: new listeners, notifications, and the checks of pinned forks.
     static func serve(_ supervisor: ForkSupervisor) -> Never {
+        // The stops and exits of the forkers it traces come as SIGCHLD: read from a signalfd.
+        // Without one they would go unserved, so nothing is traced then.
+        var chld = sigset_t()
+        sigemptyset(&chld)
+        sigaddset(&chld, SIGCHLD)
+        var old = sigset_t()
+        let sfd = sigprocmask(SIG_BLOCK, &chld, &old) == 0 ? signalfd(-1, &chld, Int32(SFD_CLOEXEC | SFD_NONBLOCK)) : -1
+        if sfd < 0 { supervisor.restartsInterruptedForks = false }
         supervisor.startReceiver()
-        while true { _ = supervisor.turn(extra: []) }
+        let extra = sfd >= 0 ? [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)] : []
+        while true {
+            let ready = supervisor.turn(extra: extra)
+            if let p = ready.first, p.revents != 0 {
+                var info = signalfd_siginfo()
+                while read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {}
+            }
+            supervisor.reapTracees()
+        }
     }
 }
