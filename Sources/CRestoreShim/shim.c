@@ -708,6 +708,9 @@ long rr_wait_any_stopped(int *signo) {
 int rr_ptrace_stop_signal(pid_t tid) {
     siginfo_t info;
     if (ptrace(PTRACE_GETSIGINFO, tid, 0, &info) != 0) return -errno;
+    /* A seized task's event stops (a group stop: PTRACE_EVENT_STOP) have a siginfo too, with
+     * the event in si_code's second byte; a signal-delivery-stop has the signal's own si_code. */
+    if (info.si_code > 0 && (info.si_code >> 8) != 0) return -EINVAL;
     return info.si_signo;
 }
 

@@ -25,6 +25,9 @@ final class TaskFreezer {
         /// Threads that ran an injected system call: they end in an interrupt stop, where a
         /// detach cannot deliver a signal, so theirs is sent again through the pidfd.
         var injected: Set<Int32> = []
+        /// Stopped with SIGSTOP to be taken from a restore's fork supervisor (stopTracedByRestore):
+        /// continued after the detach.
+        var stoppedForTracer = false
     }
 
     enum Outcome: Equatable {
@@ -58,7 +61,11 @@ final class TaskFreezer {
             let fresh = Self.threads(of: pid).filter { !entry.tids.contains($0) }
             if fresh.isEmpty { break }
             for tid in fresh {
-                let r = rr_ptrace(RR_PTRACE_SEIZE, tid, 0, 0, nil)
+                var r = rr_ptrace(RR_PTRACE_SEIZE, tid, 0, 0, nil)
+                if r == -Int(EPERM) && tid == pid && !entry.stoppedForTracer && Self.stopTracedByRestore(pid, pidfd: fd) {
+                    entry.stoppedForTracer = true
+                    r = rr_ptrace(RR_PTRACE_SEIZE, tid, 0, 0, nil)
+                }
                 if r == -Int(ESRCH) { continue }
                 // A thread that has just ended (a zombie, or being reaped) is refused with EPERM,
                 // not ESRCH: it changes nothing any more, as a gone one.
@@ -127,7 +134,31 @@ final class TaskFreezer {
         }
         // To the same process only: a pidfd never names a reused PID.
         for sig in resend { _ = rr_pidfd_send_signal(entry.pidfd, sig) }
+        if entry.stoppedForTracer { _ = rr_pidfd_send_signal(entry.pidfd, SIGCONT) }
         close(entry.pidfd)
+    }
+
+    /// A forker of a restored tree is traced by that restore's fork supervisor (the runtime's
+    /// own binary), which detaches it when it stops (InterruptedForkRestart): SIGSTOP, then
+    /// wait (at most the stop timeout) until it is stopped and untraced. Anything else that
+    /// traces it (a debugger) is left alone: false.
+    static func stopTracedByRestore(_ pid: Int32, pidfd: Int32) -> Bool {
+        func tracer() -> Int32 {
+            guard let bytes = SystemCalls.readFile("/proc/\(pid)/status"),
+                  let word = ProcStatus.field("TracerPid", in: String(decoding: bytes, as: UTF8.self))?.first else { return 0 }
+            return Int32(word) ?? 0
+        }
+        let by = tracer()
+        guard by > 0, let ours = ForkSupervisor.exe(of: getpid()), ForkSupervisor.exe(of: by) == ours else { return false }
+        guard rr_pidfd_send_signal(pidfd, SIGSTOP) == 0 else { return false }
+        let deadline = MonotonicClock.nanoseconds() + 2_000_000_000
+        while MonotonicClock.nanoseconds() < deadline {
+            if tracer() == 0, StatLine.read(pid)?.state == "T" { return true }
+            var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&ts, nil)
+        }
+        _ = rr_pidfd_send_signal(pidfd, SIGCONT)
+        return false
     }
 
     func thawAll() {

@@ -298,6 +298,80 @@ struct EngineHardeningTests {
         }
     }
 
+    /// A real dash running `cmd &` jobs: dash catches SIGCHLD without SA_RESTART, so a job's
+    /// SIGCHLD during a supervised fork that is not received yet fails the fork with EINTR
+    /// ("Cannot fork") unless the supervisor makes it restart (InterruptedForkRestart). The
+    /// receiver waits 300 µs before each receive (`--testing-fault slow-receive`), so that the
+    /// window is wide: measured without the fault, 10 of 10 runs of this loop failed before the
+    /// restart existed, and 9 of 10 with `--interrupted-forks fail`.
+    static func dashJobLoopTree(_ script: String) -> String {
+        let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return """
+        {"version": 1, "processes": [
+          {"pid": 100, "ppid": 0, "pgid": 100, "sid": 100, "process": {"args": ["/bin/dash", "-c", "\(escaped)"], "env": ["PATH=/usr/bin:/bin"]}},
+          {"pid": 5000, "ppid": 100, "pgid": 100, "sid": 100, "spawn": "payload"}
+        ]}
+        """
+    }
+
+    @Test("dash's `cmd &` loop under pinning: a fork that a job's SIGCHLD interrupts before the supervisor receives it restarts (all 300 jobs run); with --interrupted-forks fail, dash says Cannot fork",
+          .enabled(if: Prerequisites.userNamespacesWork && FileManager.default.isExecutableFile(atPath: "/bin/dash")))
+    func interruptedForksRestart() throws {
+        let loop = "i=0; while [ $i -lt 300 ]; do /bin/sleep 0.00$((i % 3)) & i=$((i+1)); /bin/sleep 0.002; done; wait; echo done $i"
+        for mode in ["restart", "fail"] {
+            let run = try RestoreRun()
+            defer { run.tearDown() }
+            try run.startRun(treeFile: try run.write("tree.json", Data(Self.dashJobLoopTree(loop).utf8)),
+                             extra: ["--interrupted-forks", mode, "--testing-fault", "slow-receive"])
+            let t = try run.waitForExit(timeout: 120)
+            if mode == "restart" {
+                #expect(t == .exited(0) && run.stdout.contains("done 300") && !run.stderr.contains("Cannot fork"), "\(mode): \(t) \(run.stdout) \(run.stderr)")
+            } else {
+                // The same loop without the restart: the test fails if the feature is absent.
+                #expect(t != .exited(0) && !run.stdout.contains("done") && run.stderr.contains("Cannot fork"), "\(mode): \(t) \(run.stdout) \(run.stderr)")
+            }
+        }
+    }
+
+    @Test("a forker traced for the restart reads T (stopped) and is untraced while stopped, is traced again after its next fork, and record --freeze still freezes it",
+          .enabled(if: Prerequisites.userNamespacesWork && FileManager.default.isExecutableFile(atPath: "/bin/dash")))
+    func tracedForkerStopsAndIsRecorded() throws {
+        let run = try RestoreRun()
+        defer { run.tearDown() }
+        try run.startRun(treeFile: try run.write("tree.json", Data(Self.dashJobLoopTree("while :; do /bin/sleep 0.05; done").utf8)))
+        func status(_ pid: Int32) -> (state: String, tracer: Int32) {
+            let text = readText("/proc/\(pid)/status")
+            let field = { (key: String) in text.split(separator: "\n").first { $0.hasPrefix(key + ":") }?.split(separator: "\t").dropFirst().first.map(String.init) ?? "" }
+            return (String(field("State").prefix(1)), Int32(field("TracerPid")) ?? -1)
+        }
+        let seen = try run.waitForNamespace(timeout: 30, "dash traced by the supervisor") { now in
+            now.contains { $0.pid == 100 && status($0.host.hostPid).tracer > 0 }
+        }
+        let dash = seen.first { $0.pid == 100 }!.host.hostPid
+        let initPid = seen.first { $0.pid == 1 }!.host.hostPid
+        #expect(status(dash).tracer == initPid, "traced by the runtime's init (host pid \(initPid)): \(status(dash))")
+        for round in 1...3 {
+            kill(dash, SIGSTOP)
+            _ = try run.waitForNamespace(timeout: 10, "dash stopped, round \(round)") { _ in status(dash).state == "T" }
+            // Detached at its group stop: a plain stop, as a recording shows it.
+            #expect(status(dash).tracer == 0, "round \(round): stopped and untraced: \(status(dash))")
+            kill(dash, SIGCONT)
+            _ = try run.waitForNamespace(timeout: 10, "dash traced again, round \(round)") { _ in status(dash).tracer == initPid }
+        }
+        // record --freeze (ptrace) cannot seize a traced process: it stops it, so that the
+        // supervisor lets go, freezes it, and continues it after.
+        let out = run.directory + "/frozen.json"
+        let rec = try spawn(try Identity.prefix(for: run.user) + [run.binary, "record", "--freeze", String(dash), "-o", out],
+                            env: Identity.cleanEnvironment, cwd: run.directory, stdout: run.directory + "/rec.out", stderr: run.directory + "/rec.err")
+        let rt = try waitForExit(rec, timeout: 30)
+        #expect(rt == .exited(0), "record --freeze: \(rt) \(readText(run.directory + "/rec.err"))")
+        let recorded = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any])?["processes"] as? [[String: Any]] ?? []
+        #expect(!recorded.isEmpty && !recorded.contains { $0["state"] as? String == "stopped" }, "recorded: \(recorded.prefix(2))")
+        _ = try run.waitForNamespace(timeout: 10, "dash running and traced again after the recording") { _ in
+            status(dash).state != "T" && status(dash).tracer == initPid
+        }
+    }
+
     @Test("a payload forking while its children exit keeps its pinning: its forks are received at once by the supervisor's receiver (few interrupted), an interrupted one never ends pinning, never stalls it",
           .enabled(if: Prerequisites.userNamespacesWork))
     func forkStormKeepsPinning() throws {
@@ -344,7 +418,9 @@ struct EngineHardeningTests {
         // Paced (one fork every 2 ms), after the supervisor's hot path was cut: 0.007 to 0.012
         // at load averages of 49 to 86 (docs/performance.md).
         let eintr = Int(line.split(separator: " ").first { $0.hasPrefix("eintr=") }?.dropFirst(6) ?? "") ?? -1
-        #expect(eintr >= 0 && eintr <= 30, "at most 1 in 10 forks interrupted before it was received: \(line)")
+        // Since forkers are traced from their listener on (InterruptedForkRestart), an
+        // interrupted fork restarts: none fails (before, 0 to 5 of 300 in full runs).
+        #expect(eintr == 0, "no fork fails with EINTR: \(line)")
         print("fork storm under pinning: \(line) (EINTR: forks interrupted before the supervisor received them)")
         // PID 5000 was created again and again (each child reaped before it showed what it
         // became gives it back): at the end it is not "never created" but not kept, with the

@@ -275,8 +275,8 @@ int rr_restart_interrupted_fork(pid_t tid);
 /// waitid(P_ALL, 0, WSTOPPED | WNOHANG): a stopped child or tracee (its stop is consumed; exits
 /// are left for the reaper), 0 when none, or -errno. *signo: the stop's signal.
 long rr_wait_any_stopped(int *signo);
-/// PTRACE_GETSIGINFO's signal number: above 0 at a signal-delivery-stop; -EINVAL at a group stop
-/// of a seized task; -errno otherwise.
+/// PTRACE_GETSIGINFO's signal number: above 0 at a signal-delivery-stop; -EINVAL at an event
+/// stop (a seized task's group stop: the event is in si_code); -errno otherwise.
 int rr_ptrace_stop_signal(pid_t tid);
 /// The ptrace event of a stop status (status >> 16): PTRACE_EVENT_STOP (128) after
 /// PTRACE_INTERRUPT or a group stop.

@@ -180,7 +180,12 @@ final class PreparedWorld {
             do {
                 supervisor = try ForkSupervisor(pinned: options.pinned, tree: tree, policy: options.pinMismatch, logFD: logFD,
                                             missingAfter: options.pinWaitNanoseconds)
-                for (i, n) in plan.nodes.enumerated() where n.entryIndex != nil { supervisor?.nodeLabels[Int32(i)] = n.label(in: tree) }
+                for (i, n) in plan.nodes.enumerated() where n.entryIndex != nil {
+                    supervisor?.nodeLabels[Int32(i)] = n.label(in: tree)
+                    // Seized as their listener arrives, so their first fork is covered too; a
+                    // process restored stopped is left until its first fork (it reads T, not t).
+                    if let e = n.entryIndex, tree.processes[e].state == .running { supervisor?.nodePids[Int32(i)] = n.nspid[0] }
+                }
                 supervisor?.restartsInterruptedForks = options.interruptedForks == .restart
                 if options.testingFault == .slowReceive { supervisor?.receiveDelayMicroseconds = 300 }
             } catch {

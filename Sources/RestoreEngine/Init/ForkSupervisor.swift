@@ -72,6 +72,8 @@ public final class ForkSupervisor {
     /// Listener fd -> the node whose forks it carries; node -> its label (set by the world).
     var listenerNodes: [Int32: Int32] = [:]
     var nodeLabels: [Int32: String] = [:]
+    /// Node -> its PID in the supervisor's namespace, for the exec'ing processes restored running.
+    var nodePids: [Int32: Int32] = [:]
     /// Whether forkers are traced so that a fork a signal interrupts before it is received
     /// restarts (RestartedForks); `--interrupted-forks fail` turns it off.
     var restartsInterruptedForks = true
@@ -192,6 +194,7 @@ public final class ForkSupervisor {
             _ = rr_seccomp_notify_sync_wake_up(fd)
             listeners.append(fd)
             listenerNodes[fd] = tag
+            if let pid = nodePids[tag] { trace(pid) }
             if receiver == nil || rr_receiver_add(receiver, fd) != 0 { polled.append(fd) }
         }
     }

@@ -42,7 +42,7 @@ extension ForkSupervisor {
             traced.remove(pid)
             return false
         }
-        if rr_ptrace_event(status) == RR_PTRACE_EVENT_STOP {
+        if rr_ptrace_event(status) != 0 {
             groupStopped(pid)
         } else {
             signalStopped(pid, signal: (status >> 8) & 0xff)
