@@ -82,8 +82,6 @@ public final class ForkSupervisor {
     var receiveDelayMicroseconds: Int32 = 0
     /// The forkers this supervisor has seized (thread-group leaders, seized at their first fork).
     var traced: Set<Int32> = []
-    /// Those it could not seize (traced by a debugger already): not tried again.
-    var untraceable: Set<Int32> = []
     /// Forks that a signal interrupted before they were received and that were made to restart.
     var restartedForks = 0
 

@@ -21,23 +21,17 @@ import Glibc
 extension ForkSupervisor {
     /// Seizes `forker` (no stop, no options: its children are not traced).
     func trace(_ forker: Int32) {
-        guard restartsInterruptedForks, !traced.contains(forker), !untraceable.contains(forker) else { return }
-        if rr_ptrace(RR_PTRACE_SEIZE, forker, 0, 0, nil) == 0 {
-            traced.insert(forker)
-        } else {
-            // Traced by someone else (gdb, strace) or gone: left alone.
-            untraceable.insert(forker)
-        }
+        guard restartsInterruptedForks, !traced.contains(forker) else { return }
+        // Refused when traced by someone else (gdb, strace) or gone: left alone, asked again at
+        // its next fork (one system call; a set of refusals would go stale as PIDs are reused).
+        if rr_ptrace(RR_PTRACE_SEIZE, forker, 0, 0, nil) == 0 { traced.insert(forker) }
     }
 
     /// A wait status of `pid` that a reaper got (wait4 reports a tracee's stops too): a stop of
     /// a traced process is served here (true); an exit ends its tracing (false: the caller
     /// goes on with it).
     func waited(_ pid: Int32, status: Int32) -> Bool {
-        guard traced.contains(pid) else {
-            untraceable.remove(pid)
-            return false
-        }
+        guard traced.contains(pid) else { return false }
         guard rr_wifstopped(status) != 0 else {
             traced.remove(pid)
             return false
