@@ -695,13 +695,12 @@ int rr_restart_interrupted_fork(pid_t tid) {
 #endif
 }
 
-long rr_wait_any_stopped(int *signo) {
+long rr_wait_any_stopped(void) {
     siginfo_t info;
     memset(&info, 0, sizeof(info));
     long r;
     do { r = waitid(P_ALL, 0, &info, WSTOPPED | WNOHANG); } while (r < 0 && errno == EINTR);
     if (r < 0) return -errno;
-    if (signo) *signo = info.si_status;
     return info.si_pid;
 }
 

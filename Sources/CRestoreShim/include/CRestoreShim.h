@@ -256,7 +256,6 @@ static const int RR_PTRACE_SEIZE = 0x4206;
 static const int RR_PTRACE_INTERRUPT = 0x4207;
 static const int RR_PTRACE_DETACH = 17;
 static const int RR_PTRACE_CONT = 7;
-static const int RR_PTRACE_EVENT_STOP = 128;
 static const int RR_PR_GET_CHILD_SUBREAPER = 37;
 /// SYS_prctl of this architecture.
 extern const long rr_sys_prctl;
@@ -273,8 +272,8 @@ long rr_wait_traced(pid_t tid, int *status, int nohang);
 /// with EINTR. 1: rewritten, 0: nothing to do (or not x86-64), -errno: a ptrace call failed.
 int rr_restart_interrupted_fork(pid_t tid);
 /// waitid(P_ALL, 0, WSTOPPED | WNOHANG): a stopped child or tracee (its stop is consumed; exits
-/// are left for the reaper), 0 when none, or -errno. *signo: the stop's signal.
-long rr_wait_any_stopped(int *signo);
+/// are left for the reaper), 0 when none, or -errno.
+long rr_wait_any_stopped(void);
 /// PTRACE_GETSIGINFO's signal number: above 0 at a signal-delivery-stop; -EINVAL at an event
 /// stop (a seized task's group stop: the event is in si_code); -errno otherwise.
 int rr_ptrace_stop_signal(pid_t tid);

@@ -75,15 +75,13 @@ public final class ForkSupervisor {
     /// Node -> its PID in the supervisor's namespace, for the exec'ing processes restored running.
     var nodePids: [Int32: Int32] = [:]
     /// Whether forkers are traced so that a fork a signal interrupts before it is received
-    /// restarts (RestartedForks); `--interrupted-forks fail` turns it off.
+    /// restarts (InterruptedForkRestart); `--interrupted-forks fail` turns it off.
     var restartsInterruptedForks = true
     /// Testing aid (`--testing-fault slow-receive`): the receiver waits this long before each
     /// receive, which widens the window in which a signal interrupts a fork.
     var receiveDelayMicroseconds: Int32 = 0
-    /// The forkers this supervisor has seized (thread-group leaders, seized at their first fork).
+    /// The forkers this supervisor has seized (thread-group leaders; InterruptedForkRestart).
     var traced: Set<Int32> = []
-    /// Forks that a signal interrupted before they were received and that were made to restart.
-    var restartedForks = 0
 
     init(pinned: PinnedForks, tree: ProcessTree, policy: PinMismatchPolicy, logFD: Int32,
          missingAfter: UInt64 = PinLedger.missingAfterNanoseconds) throws {
@@ -310,7 +308,6 @@ public final class ForkSupervisor {
                 }
             }
         }
-        serviceTraceStops()
         serveBacklog()
         settleInFlight(wait: false)
         checkPending()
@@ -393,7 +390,7 @@ public final class ForkSupervisor {
         let isThread = flags & UInt64(RR_CLONE_THREAD) != 0
         let forker = threadGroup(of: tid)
         // Received, so this fork now waits killably: seizing its forker here protects its next
-        // forks from the window before their receive (RestartedForks).
+        // forks from the window before their receive (InterruptedForkRestart).
         if tid == forker { trace(forker) }
         // A pinned child of this forker reaped since the last look gives its PID back first.
         if !isThread { checkPending() }

@@ -12,8 +12,9 @@ import Glibc
 /// between the two: the supervisor (the tracer) rewrites the pending -ERESTARTSYS of a
 /// clone-family call into -ERESTARTNOINTR and passes the signal on.
 ///
-/// What is traced, and for how long: a thread-group leader from its first received fork (then
-/// it waits killably, so the seize itself is safe) until it stops or exits. At a group stop it
+/// What is traced, and for how long: a thread-group leader, from when its listener arrives (an
+/// exec'ing process restored running) or from its first received fork (then it waits killably,
+/// so the seize itself is safe), until it stops or exits. At a group stop it
 /// is detached, so a stopped process reads `T (stopped)` as recorded, not `t`; it is seized
 /// again at its next fork. A process that never forks is never traced. While traced, its
 /// TracerPid is the supervisor's and a debugger cannot attach; `--interrupted-forks fail`
@@ -44,12 +45,13 @@ extension ForkSupervisor {
         return true
     }
 
-    /// Serves every stop of a traced process that is waiting, without reaping anything.
+    /// Serves every stop of a traced process that is waiting, without reaping anything: for
+    /// where the supervisor waits inside a turn (settleInFlight); between turns the reaper's
+    /// wait4 reports the stops (`waited`).
     func serviceTraceStops() {
         guard !traced.isEmpty else { return }
         while true {
-            var signal: Int32 = 0
-            let pid = Int32(truncatingIfNeeded: rr_wait_any_stopped(&signal))
+            let pid = Int32(truncatingIfNeeded: rr_wait_any_stopped())
             if pid <= 0 { return }
             guard traced.contains(pid) else { continue }
             let delivered = rr_ptrace_stop_signal(pid)
@@ -78,7 +80,7 @@ extension ForkSupervisor {
     /// A signal is about to be delivered: an interrupted fork is made to restart, the signal
     /// passed on.
     private func signalStopped(_ pid: Int32, signal: Int32) {
-        if rr_restart_interrupted_fork(pid) == 1 { restartedForks += 1 }
+        _ = rr_restart_interrupted_fork(pid)
         if rr_ptrace(RR_PTRACE_CONT, pid, 0, UInt64(signal), nil) != 0 { traced.remove(pid) }
     }
 
